@@ -1,0 +1,67 @@
+"""One JSON shape for every API error, the same shape OpenAI clients already parse:
+
+    {"error": {"message": "...", "type": "invalid_request_error", "code": "invalid", "param": "inputs.text",
+               "fields": {"inputs.text": ["This field is required."]}}}
+
+`param` names the first field at fault, `fields` all of them.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler as drf_exception_handler
+
+_TYPES = {
+    status.HTTP_400_BAD_REQUEST: "invalid_request_error",
+    status.HTTP_401_UNAUTHORIZED: "authentication_error",
+    status.HTTP_403_FORBIDDEN: "permission_error",
+    status.HTTP_404_NOT_FOUND: "not_found_error",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "invalid_request_error",
+    status.HTTP_429_TOO_MANY_REQUESTS: "rate_limit_error",
+}
+
+
+def flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail -> {"dotted.field": [messages]}."""
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = prefix if key == "non_field_errors" and prefix else (f"{prefix}.{key}" if prefix else str(key))
+            for field, messages in flatten(value, name).items():
+                out.setdefault(field, []).extend(messages)
+        return out
+    if isinstance(detail, list):
+        if detail and all(not isinstance(d, (dict, list)) for d in detail):
+            return {prefix or "non_field_errors": [str(d) for d in detail]}
+        out = {}
+        for i, item in enumerate(detail):
+            for field, messages in flatten(item, f"{prefix}.{i}" if prefix else str(i)).items():
+                out.setdefault(field, []).extend(messages)
+        return out
+    return {prefix or "non_field_errors": [str(detail)]}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = flatten(exc.detail)
+        message = "; ".join(f"{f}: {' '.join(m)}" for f, m in fields.items())
+        code = "invalid"
+    else:
+        detail = getattr(exc, "detail", response.data)
+        fields = {}
+        message = str(detail.get("detail", detail)) if isinstance(detail, dict) else str(detail)
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+    response.data = {
+        "error": {
+            "message": message,
+            "type": _TYPES.get(response.status_code, "api_error"),
+            "code": code,
+            "param": next(iter(fields), None),
+            "fields": fields,
+        }
+    }
+    return response

