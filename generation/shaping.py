@@ -13,7 +13,8 @@ _LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}\s*[.):\-]|[-*•·#>]+|\(\d{1,2}\))\s
 _LABEL = re.compile(r"^\s*(?:headline|title|seo title|story|article|news|option\s*\d*|标题)\s*[:：\-]\s*", re.IGNORECASE)
 _QUOTES = "\"'“”‘’「」『』«»`"
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_SENTENCE_END = re.compile(r"[.!?。！？…][\"'”’)\]]?(?=\s|$)")
+# ASCII sentence ends need a space (or the end) after them, to skip "3.5" and "e.g."; CJK ones need none.
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]?(?=\s|$)|[。！？…][”’」』）]?")
 _SUMMARY_LABEL = re.compile(r"^\s*(?:summary|tl;dr|摘要|总结)\s*[:：]\s*", re.IGNORECASE)
 
 

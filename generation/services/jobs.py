@@ -73,7 +73,8 @@ def _enqueue(job_id) -> None:
     from ..tasks import run_job
 
     try:
-        run_job.delay(str(job_id))
+        # The queue is read at send time, so that deployments (and tests) can route jobs per queue.
+        run_job.apply_async(args=[str(job_id)], queue=settings.CELERY_TASK_DEFAULT_QUEUE)
     except Exception:  # the broker is down: the job stays queued in the database and is sent again later
         log.exception("could not send job %s to the broker", job_id)
 

@@ -1,0 +1,100 @@
+"""The jobs API contract that editorial tools rely on (DESIGN.md)."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from generation import services
+from generation.models import Job, JobOutput, JobStatus
+
+pytestmark = pytest.mark.django_db
+
+STORY = "The city council voted on Tuesday to build a new bridge over the Elm River."
+
+
+def post(client, body, **headers):
+    return client.post("/api/v1/jobs/", body, format="json", **headers)
+
+
+def test_no_key_is_401_with_a_bearer_challenge():
+    response = post(APIClient(), {"kind": "headline", "inputs": {"text": STORY}})
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["error"]["type"] == "authentication_error"
+    assert Job.objects.count() == 0
+
+
+def test_bad_key_is_401(api_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}x")
+    assert client.get("/api/v1/jobs/").status_code == 401
+
+
+def test_create_is_202_with_the_job(api, user):
+    response = post(api, {"kind": "headline", "inputs": {"text": STORY}, "params": {"seed": 4}})
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["status"] == "queued" and body["kind"] == "headline" and body["template"] == "headline"
+    assert body["params"] == {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 5, "seed": 4}
+    assert body["outputs"] == [] and body["usage"] == {"prompt_tokens": None, "completion_tokens": None}
+    assert body["html_url"] == f"http://testserver/jobs/{body['id']}/"
+    assert Job.objects.get().owner == user
+
+
+def test_create_by_template_slug(api):
+    response = post(api, {"template": "summary", "inputs": {"text": STORY, "words": "20"}})
+    assert response.status_code == 202
+    assert response.json()["kind"] == "summary"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"kind": "headline", "inputs": {}}, "inputs.text"),
+        ({"kind": "headline", "inputs": {"text": STORY}, "params": {"temperature": 9}}, "params.temperature"),
+        ({"kind": "headline", "inputs": {"text": STORY}, "params": {"n": "five"}}, "params.n"),
+        ({"kind": "sonnet", "inputs": {"text": STORY}}, "kind"),
+        ({"inputs": {"text": STORY}}, "kind"),
+        ({"template": "missing", "inputs": {"text": STORY}}, "template"),
+        ({"kind": "headline", "inputs": {"text": STORY}, "colour": "red"}, "colour"),
+        ({"kind": "headline", "inputs": "just text"}, "inputs"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field_and_writes_nothing(api, body, field):
+    response = post(api, body)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["param"] == field and field in error["fields"]
+    assert field in error["message"]
+    assert Job.objects.count() == 0
+
+
+def test_malformed_json_is_400(api):
+    response = api.post("/api/v1/jobs/", b'{"kind": ', content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_get_returns_the_full_contract(api, user):
+    job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, prompt_tokens=90, completion_tokens=40, model_name="m")
+    JobOutput.objects.bulk_create([JobOutput(job=job, index=i, text=f"Headline {i}") for i in range(5)])
+    body = api.get(f"/api/v1/jobs/{job.pk}/").json()
+    for key in ("id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage",
+                "error", "created_at", "started_at", "finished_at", "html_url"):  # fmt: skip
+        assert key in body
+    assert body["status"] == "succeeded"
+    assert body["outputs"] == [{"index": i, "text": f"Headline {i}"} for i in range(5)]
+    assert body["usage"] == {"prompt_tokens": 90, "completion_tokens": 40}
+
+
+def test_another_users_job_is_404_and_not_listed(api, other_user):
+    theirs = services.job_create(user=other_user, kind="headline", inputs={"text": STORY})
+    assert api.get(f"/api/v1/jobs/{theirs.pk}/").status_code == 404
+    assert api.get("/api/v1/jobs/").json()["results"] == []
+    assert api.get("/api/v1/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+def test_list_shows_my_jobs_newest_first(api, user):
+    ids = [str(services.job_create(user=user, kind="code", inputs={"instruction": f"task {i}"}).pk) for i in range(3)]
+    body = api.get("/api/v1/jobs/").json()
+    assert body["count"] == 3 and [j["id"] for j in body["results"]] == ids[::-1]

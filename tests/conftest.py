@@ -1,0 +1,55 @@
+"""Shared fixtures: users, API clients, and a tiny real Llama engine for fast tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.tiny_llama import build_llama3_style
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return build_llama3_style(tmp_path_factory.mktemp("tiny-llama3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir, tmp_path_factory):
+    from generation.engine import EngineConfig, load_engine
+
+    return load_engine(EngineConfig(model_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache"))))
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="editor", password="pw-editor-123")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="intruder", password="pw-intruder-123")
+
+
+@pytest.fixture
+def api_key(user):
+    from generation import services
+
+    return services.api_key_create(user, name="tests")[1]
+
+
+@pytest.fixture
+def api(api_key):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings):
+    """Production serves hashed static names from collectstatic's manifest; tests render pages without
+    running collectstatic first."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }

@@ -1,0 +1,29 @@
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from generation import services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_api_key_prints_the_key_alone_on_the_last_line(user):
+    out = io.StringIO()
+    call_command("create_api_key", "editor", "--name", "cms", stdout=out, stderr=io.StringIO())
+    key = out.getvalue().strip().splitlines()[-1]
+    assert key.startswith("aigc_") and " " not in key
+    assert services.api_key_authenticate(key).user == user
+
+
+def test_create_api_key_for_an_unknown_user():
+    with pytest.raises(CommandError, match="No user named 'ghost'"):
+        call_command("create_api_key", "ghost")
+
+
+def test_ensure_user_creates_once_and_keeps_the_password(tmp_path, django_user_model):
+    pw_file = tmp_path / "pw.txt"
+    call_command("ensure_user", "admin", password_file=str(pw_file), stdout=io.StringIO())
+    call_command("ensure_user", "admin", password_file=str(pw_file), stdout=io.StringIO())
+    admin = django_user_model.objects.get(username="admin")
+    assert admin.is_superuser and admin.check_password(pw_file.read_text().strip())

@@ -1,0 +1,54 @@
+import ast
+
+import pytest
+
+from generation.shaping import clean_headline, clean_prose, distinct, extract_code, shape
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("1. City Approves New Bridge", "City Approves New Bridge"),
+        ('"City Approves New Bridge"', "City Approves New Bridge"),
+        ("**Headline:** City Approves New Bridge\n\nThis headline captures...", "City Approves New Bridge"),
+        ("\n\n- “Council Says Yes to $40M Bridge”", "Council Says Yes to $40M Bridge"),
+        ("Story: Council votes for bridge", "Council votes for bridge"),
+        ("3) Bridge   plan  approved", "Bridge plan approved"),
+        ("标题：市议会批准新桥", "市议会批准新桥"),
+        ("", ""),
+    ],
+)
+def test_clean_headline(raw, expected):
+    assert clean_headline(raw) == expected
+
+
+def test_distinct_ignores_case_spacing_and_punctuation():
+    assert distinct(["Bridge approved", "bridge approved!", "", "Bridge  Approved.", "New bridge"]) == [
+        "Bridge approved",
+        "New bridge",
+    ]
+
+
+def test_code_comes_without_fences_or_chatter():
+    raw = "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nThis adds two numbers.\n```python\nprint(1)\n```"
+    code = extract_code(raw)
+    assert code == "def add(a, b):\n    return a + b"
+    ast.parse(code)
+
+
+def test_code_without_fence_or_with_unclosed_fence():
+    assert extract_code("def f():\n    return 1\n") == "def f():\n    return 1"
+    assert extract_code("```js\nconst a = 1;\n") == "const a = 1;"
+
+
+def test_prose_cut_by_the_token_limit_ends_at_a_sentence():
+    text = "The bridge opens in May. It cost forty million dollars. Officials said the"
+    assert clean_prose(text, truncated=True) == "The bridge opens in May. It cost forty million dollars."
+    assert clean_prose(text, truncated=False) == text
+    assert clean_prose("Summary: 桥梁将于五月开放。费用为四千万", truncated=True) == "桥梁将于五月开放。"
+
+
+def test_shape_dispatches_per_kind():
+    assert shape("headline", "1. A\nB") == "A"
+    assert shape("code", "```\nx = 1\n```") == "x = 1"
+    assert shape("summary", "  Summary: short.  ") == "short."

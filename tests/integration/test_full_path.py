@@ -1,0 +1,61 @@
+"""One job travels the real path: API -> PostgreSQL/SQLite -> Redis -> Celery worker -> SmolLM2 -> database."""
+
+import time
+
+import pytest
+
+from generation import services
+from generation.models import Job, JobStatus, PromptTemplate
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+NEWS = (
+    "The city council voted on Tuesday to build a new bridge over the Elm River, at a cost of 40 million dollars. "
+    "Construction starts next spring and should finish in 2028. Local businesses welcomed the decision, saying the "
+    "old bridge caused daily traffic jams."
+)
+
+
+def wait_final(job_id, timeout=180) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = Job.objects.get(pk=job_id)
+        if job.is_final:
+            return job
+        time.sleep(0.2)
+    pytest.fail(f"job {job_id} still {job.status} after {timeout} s")
+
+
+def test_headline_job_through_the_api_is_run_by_a_real_worker(worker_queue, api):
+    started = time.monotonic()
+    response = api.post("/api/v1/jobs/", {"kind": "headline", "inputs": {"text": NEWS}}, format="json")
+    assert response.status_code == 202, response.content
+    job = wait_final(response.json()["id"])
+    elapsed = time.monotonic() - started
+    assert job.status == JobStatus.SUCCEEDED, job.error + worker_queue.log_path.read_text()[-3000:]
+    body = api.get(f"/api/v1/jobs/{job.pk}/").json()
+    headlines = [o["text"] for o in body["outputs"]]
+    assert len(headlines) == 5
+    assert all(h.strip() and "\n" not in h for h in headlines)
+    assert len({h.casefold() for h in headlines}) == 5
+    assert body["usage"]["prompt_tokens"] > 50 and body["usage"]["completion_tokens"] >= 5
+    assert job.model_name == "SmolLM2-135M-Instruct" and len(job.weights_sha256) == 64
+    print(f"\nheadline job end to end: {elapsed:.2f} s; {body['usage']}; {headlines}")
+
+
+def test_a_failing_job_ends_failed_and_the_worker_lives_on(worker_queue, user):
+    # A job whose stored prompt no longer fits the model (as after switching to a smaller-context model).
+    bad = Job.objects.create(
+        owner=user,
+        kind="summary",
+        template=PromptTemplate.objects.get(slug="summary"),
+        inputs={"text": "x"},
+        params={"max_new_tokens": 16, "temperature": 0, "top_p": 1.0, "n": 1, "seed": 1},
+        messages=[{"role": "user", "content": "word " * 9000}],
+    )
+    services.jobs._enqueue(bad.pk)
+    good = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 24})
+    bad, good = wait_final(bad.pk), wait_final(good.pk)
+    assert bad.status == JobStatus.FAILED and "exceed the model's context of 8192 tokens" in bad.error
+    assert good.status == JobStatus.SUCCEEDED and good.outputs.get().text
+    assert worker_queue.poll() is None  # the worker process is still alive
