@@ -1,3 +1,4 @@
+import json
 import logging
 import time
 
@@ -9,13 +10,26 @@ from generation.worker import engine_config
 class Command(BaseCommand):
     help = "Load the configured model once (converting the bundled GGUF into the cache on first use) and report times."
 
-    def handle(self, **options):
+    def add_arguments(self, parser):
+        parser.add_argument("--cache-dir", help="Use this cache directory instead of AIGC_MODEL_CACHE_DIR.")
+        parser.add_argument("--json", action="store_true", dest="as_json", help="Print the figures as JSON.")
+
+    def handle(self, cache_dir, as_json: bool, **options):
+        import dataclasses
+
         from generation.engine import load_engine
 
         logging.getLogger("generation").setLevel(logging.INFO)
+        config = engine_config()
+        if cache_dir:
+            config = dataclasses.replace(config, cache_dir=cache_dir)
         started = time.monotonic()
-        engine = load_engine(engine_config())
-        self.stdout.write(
-            f"{engine.model_name} ready on {engine.device} in {time.monotonic() - started:.1f} s "
-            f"(context {engine.context_length} tokens, weights sha256 {engine.weights_sha256[:12]})"
-        )
+        engine = load_engine(config)
+        seconds = time.monotonic() - started
+        if as_json:
+            self.stdout.write(json.dumps({"model": engine.model_name, "device": str(engine.device), "load_s": round(seconds, 2)}))
+        else:
+            self.stdout.write(
+                f"{engine.model_name} ready on {engine.device} in {seconds:.1f} s "
+                f"(context {engine.context_length} tokens, weights sha256 {engine.weights_sha256[:12]})"
+            )

@@ -6,6 +6,7 @@ Procfile's processes (web, worker) under honcho.
 """
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,6 +33,14 @@ class Command(BaseCommand):
     def handle(self, port, **options):
         var = Path(settings.BASE_DIR) / "var"
         var.mkdir(exist_ok=True)
+        dotenv = Path(settings.BASE_DIR) / ".env"
+        if not dotenv.exists():
+            # So that manage.py commands in another terminal (create_api_key, bench) see the same local setup.
+            dotenv.write_text(
+                "# Written by `make run` for local development. Production: see .env.example.\n"
+                f"DJANGO_DEBUG=1\nDJANGO_SECRET_KEY={secrets.token_urlsafe(40)}\n"
+            )
+            self.stdout.write("Wrote .env for local development (DEBUG on, a random secret key).")
         env = dict(os.environ, PYTHONUNBUFFERED="1", WEB_PORT=str(port), HF_HUB_OFFLINE="1")
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.setdefault("DJANGO_DEBUG", "1")
