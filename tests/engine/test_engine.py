@@ -95,3 +95,21 @@ def test_cancel_between_steps(tiny_engine):
     result = tiny_engine.generate(req(max_new_tokens=50, cancelled=cancelled))
     assert result.finish_reasons == ["cancelled"]
     assert result.completion_tokens == 3
+
+
+def test_candidates_share_the_prompt_cache_correctly(tiny_engine):
+    """With the prompt's cache widened to n rows, each greedy row equals the single-row greedy output."""
+    single = tiny_engine.generate(req(max_new_tokens=12)).texts[0]
+    assert tiny_engine.generate(req(max_new_tokens=12, n=3)).texts == [single] * 3
+
+
+def test_chinese_prompts_and_multibyte_output_stream_intact(tiny_engine):
+    """Byte-level tokens can split a character; deltas wait for it to complete, so they join to the text."""
+    messages = [{"role": "user", "content": "城市议会投票决定在河上修建一座新桥。"}]
+    assert "城市议会" in tiny_engine.tokenizer.decode(tiny_engine.encode_chat(messages))
+    for seed in range(3):
+        deltas = []
+        result = tiny_engine.generate(
+            req(messages=messages, temperature=1.0, max_new_tokens=30, seed=seed), on_delta=lambda i, t: deltas.append(t)
+        )
+        assert "".join(deltas) == result.texts[0]
