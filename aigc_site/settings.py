@@ -155,6 +155,9 @@ AIGC = {
     # Empty: the bundled SmolLM2-135M-Instruct. Otherwise a local Hugging Face LLaMA-family checkpoint folder.
     "MODEL_PATH": env.str("AIGC_MODEL_PATH", default=""),
     "MODEL_NAME": env.str("AIGC_MODEL_NAME", default=""),
+    # Template versions name a model alias; this worker serves MODEL_ALIAS; MODEL_ALIASES are those known.
+    "MODEL_ALIAS": env.str("AIGC_MODEL_ALIAS", default="default"),
+    "MODEL_ALIASES": env.list("AIGC_MODEL_ALIASES", default=["default"]),
     # Where converted weights are cached (the bundled GGUF is dequantized once into safetensors here).
     "MODEL_CACHE_DIR": env.str("AIGC_MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "models")),
     "DEVICE": env.str("AIGC_DEVICE", default="auto"),  # auto | cpu | cuda | cuda:1 ...

@@ -1,13 +1,208 @@
-from django.contrib import admin
+"""The admin: where editors curate templates. Editing a template creates a version; labels are moved, not
+edited; each version has a preview (the exact text the model receives and its token count) and a test run."""
 
-from .models import ApiKey, Job, JobOutput, PromptTemplate
+import difflib
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from . import selectors, services
+from .forms import InputsForm, LabelMoveForm, TemplateAdminForm
+from .models import ApiKey, Job, JobOutput, LabelMove, ModelInfo, PromptTemplate, TemplateLabel
+
+
+class LabelFilter(admin.SimpleListFilter):
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request, model_admin):
+        names = TemplateLabel.objects.order_by("name").values_list("name", flat=True).distinct()
+        return [(n, n) for n in names]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(labels__name=self.value()).distinct() if self.value() else queryset
 
 
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "kind", "is_default", "updated_at")
-    list_filter = ("kind", "is_default")
-    search_fields = ("slug", "name", "description")
+    form = TemplateAdminForm
+    list_display = ("slug", "name", "kind", "is_default", "label_summary", "version_count")
+    list_filter = ("kind", LabelFilter, "is_default")
+    search_fields = ("slug", "name", "description", "versions__user_template", "versions__system_prompt")
+    change_form_template = "admin/generation/prompttemplate/change_form.html"
+    fieldsets = (
+        (None, {"fields": ("slug", "kind", "name", "description", "is_default")}),
+        (
+            "Content (saving a change creates a new version)",
+            {"fields": TemplateAdminForm.CONTENT_FIELDS + ("note",)},
+        ),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_versions=Count("versions", distinct=True)).prefetch_related("labels__version")
+
+    @admin.display(description="labels")
+    def label_summary(self, obj):
+        return ", ".join(f"{label.name} → v{label.version.number}" for label in obj.labels.all())
+
+    @admin.display(description="versions", ordering="n_versions")
+    def version_count(self, obj):
+        return obj.n_versions
+
+    def save_model(self, request, obj, form, change):
+        """Template fields are saved as usual; content goes through the services (a new version)."""
+        note = form.cleaned_data.get("note", "")
+        if not change:
+            created = services.template_create(
+                slug=obj.slug, kind=obj.kind, name=obj.name, description=obj.description, is_default=obj.is_default,
+                user=request.user, note=note, **form.content(),
+            )  # fmt: skip
+            obj.pk = created.pk
+            return
+        obj.save()
+        version, created = services.template_version_create(template=obj, user=request.user, note=note, **form.content())
+        if created:
+            messages.info(request, f"Saved as version {version.number}. Move a label to publish it.")
+
+    def get_form(self, request, obj=None, **kwargs):
+        form_class = super().get_form(request, obj, **kwargs)
+
+        class ValidatingForm(form_class):
+            def clean(self):
+                cleaned = super().clean()
+                try:
+                    services.templates.check_content({f: cleaned.get(f) for f in TemplateAdminForm.CONTENT_FIELDS})
+                except ValidationError as exc:
+                    for field, errs in exc.message_dict.items():
+                        target = field.split(".")[0]
+                        self.add_error(target if target in self.fields else None, [f"{field}: {e}" for e in errs])
+                return cleaned
+
+        return ValidatingForm
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/versions/<int:number>/", self.admin_site.admin_view(self.version_view), name="generation_template_version"),
+            path("<int:pk>/diff/", self.admin_site.admin_view(self.diff_view), name="generation_template_diff"),
+            path("<int:pk>/labels/", self.admin_site.admin_view(self.label_view), name="generation_template_label"),
+        ]
+        return own + super().get_urls()
+
+    def _template(self, request, pk):
+        template = get_object_or_404(selectors.templates_with_versions(), pk=pk)
+        if not self.has_view_permission(request, template):
+            raise Http404
+        return template
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = extra_context or {}
+        if object_id:
+            template = self._template(request, object_id)
+            extra.update(versions=list(template.versions.all())[::-1], labels=list(template.labels.all()))
+        return super().change_view(request, object_id, form_url, extra)
+
+    def version_view(self, request, pk, number):
+        """One version: its content, a preview with sample inputs, and a test run that queues a job."""
+        template = self._template(request, pk)
+        version = get_object_or_404(template.versions, number=number)
+        form = InputsForm(version, request.POST or None)
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                if "test_run" in request.POST:
+                    job = services.job_create(user=request.user, template=template.slug, version=number, inputs=form.inputs())
+                    url = reverse("job-detail", args=[job.pk])
+                    messages.success(request, format_html('Test run queued: <a href="{}">job {}</a>.', url, job.pk))
+                    return redirect(request.path)
+                preview = services.template_preview(version, form.inputs())
+            except ValidationError as exc:
+                form.add_service_errors(exc.message_dict)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{template.slug} v{version.number}",
+            "template_obj": template,
+            "version": version,
+            "variables_json": json.dumps(version.variables, indent=2, ensure_ascii=False),
+            "params_json": json.dumps(version.default_params, indent=2),
+            "labels": [label.name for label in template.labels.all() if label.version_id == version.pk],
+            "form": form,
+            "preview": preview,
+            "jobs_count": version.jobs.count(),
+        }
+        return TemplateResponse(request, "admin/generation/prompttemplate/version.html", context)
+
+    def diff_view(self, request, pk):
+        """Side by side differences of every content field between versions a and b."""
+        template = self._template(request, pk)
+        numbers = [v.number for v in template.versions.all()]
+        try:
+            a = int(request.GET.get("a", numbers[-2] if len(numbers) > 1 else numbers[-1]))
+            b = int(request.GET.get("b", numbers[-1]))
+        except (ValueError, IndexError):
+            raise Http404 from None
+        va, vb = get_object_or_404(template.versions, number=a), get_object_or_404(template.versions, number=b)
+        rows = []
+        for field in va.CONTENT_FIELDS:
+            left, right = _as_text(getattr(va, field)), _as_text(getattr(vb, field))
+            diff = list(difflib.unified_diff(left.splitlines(), right.splitlines(), f"v{a}", f"v{b}", lineterm="", n=3))
+            rows.append({"field": field, "changed": left != right, "lines": diff[2:]})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{template.slug}: v{a} → v{b}",
+            "template_obj": template,
+            "a": a,
+            "b": b,
+            "numbers": numbers,
+            "rows": rows,
+        }
+        return TemplateResponse(request, "admin/generation/prompttemplate/diff.html", context)
+
+    def label_view(self, request, pk):
+        """Move a label (publish, stage, roll back). POST only."""
+        template = self._template(request, pk)
+        if request.method != "POST" or not self.has_change_permission(request, template):
+            raise Http404
+        form = LabelMoveForm(request.POST)
+        change_url = reverse("admin:generation_prompttemplate_change", args=[pk])
+        if not form.is_valid():
+            messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+            return redirect(change_url)
+        version = template.versions.filter(number=form.cleaned_data["version"]).first()
+        if version is None:
+            messages.error(request, f"No version {form.cleaned_data['version']}.")
+            return redirect(change_url)
+        try:
+            services.template_label_move(template=template, label=form.cleaned_data["label"], version=version, user=request.user)
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+        else:
+            messages.success(request, f"{form.cleaned_data['label']} now points at v{version.number}.")
+        return redirect(reverse("admin:generation_template_version", args=[pk, version.number]))
+
+
+def _as_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+@admin.register(LabelMove)
+class LabelMoveAdmin(admin.ModelAdmin):
+    list_display = ("label", "from_version", "to_version", "moved_by", "moved_at")
+    list_filter = ("label__name",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class JobOutputInline(admin.TabularInline):
@@ -19,11 +214,18 @@ class JobOutputInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "owner", "kind", "status", "model_name", "completion_tokens", "created_at")
+    list_display = ("id", "owner", "kind", "template_version", "status", "model_name", "completion_tokens", "created_at")
     list_filter = ("status", "kind")
     search_fields = ("id", "owner__username")
     readonly_fields = [f.name for f in Job._meta.fields]
     inlines = [JobOutputInline]
+
+
+@admin.register(ModelInfo)
+class ModelInfoAdmin(admin.ModelAdmin):
+    list_display = ("alias", "name", "context_length", "weights_sha256", "updated_at")
+    readonly_fields = ("alias", "name", "context_length", "weights_sha256", "updated_at", "special_tokens")
+    exclude = ("tokenizer_json", "chat_template")
 
 
 @admin.register(ApiKey)
@@ -38,3 +240,4 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+

@@ -14,26 +14,18 @@ class Kind(models.TextChoices):
 
 
 class PromptTemplate(models.Model):
-    """How a task becomes a prompt: a system prompt and a user message with named `{variables}`.
+    """A named task prompt. Its content lives in immutable versions; labels say which version is live.
 
-    One template per kind is the default for jobs that name only a kind. Versions (immutable snapshots with
-    labels) build on this model; a job keeps the rendered messages it ran with, so replay never depends on
-    the template's current text.
+    Editing a template creates a new version; moving the `production` label publishes it (or rolls back).
+    Jobs pin the exact version they ran with, so yesterday's work never changes under anyone.
     """
 
     kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
-    system_prompt = models.TextField(blank=True)
-    user_template = models.TextField(help_text="The user message; {name} inserts the input called name.")
-    # [{"name": "text", "label": "Article text", "required": true, "default": "", "max_length": 20000,
-    #   "multiline": true, "help": "..."}]
-    variables = models.JSONField(default=list, blank=True)
-    default_params = models.JSONField(default=dict, blank=True)
     is_default = models.BooleanField(default=False, help_text="The template used for jobs that name only this kind.")
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["kind", "slug"]
@@ -42,7 +34,108 @@ class PromptTemplate(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.slug} ({self.kind})"
+        return self.slug
+
+
+class ImmutableError(Exception):
+    pass
+
+
+class TemplateVersion(models.Model):
+    """One frozen state of a template. Never updated once saved: a change is a new version.
+
+    `variables` declares the inputs: [{"name", "type": "text"|"number"|"choice", "label", "required", "default",
+    "max_length", "min", "max", "choices", "multiline", "help"}]. `length_variable` names the number variable
+    holding a word budget, which drives the token budget and the trimming of the output.
+    """
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    system_prompt = models.TextField(blank=True)
+    user_template = models.TextField(help_text="The user message; {name} inserts the input called name.")
+    variables = models.JSONField(default=list, blank=True)
+    default_params = models.JSONField(default=dict, blank=True)
+    length_variable = models.CharField(max_length=64, blank=True)
+    output_format = models.CharField(
+        max_length=16,
+        choices=[("text", "Text"), ("headline", "One headline per output"), ("code", "Code only")],
+        default="text",
+        help_text="How raw model text is shaped: prose, one clean line per candidate, or code without fences.",
+    )
+    model_alias = models.CharField(max_length=64, default="default")
+    note = models.CharField(max_length=200, blank=True, help_text="What changed, for the history.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    CONTENT_FIELDS = (
+        "system_prompt", "user_template", "variables", "default_params", "length_variable", "output_format", "model_alias",
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [models.UniqueConstraint(fields=["template", "number"], name="one_number_per_template_version")]
+
+    def __str__(self) -> str:
+        return f"{self.template.slug} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableError("Template versions are immutable: create a new version instead.")
+        super().save(*args, **kwargs)
+
+    def content(self) -> dict:
+        return {f: getattr(self, f) for f in self.CONTENT_FIELDS}
+
+
+class TemplateLabel(models.Model):
+    """A movable pointer (production, staging, or any name) at one version of a template."""
+
+    PRODUCTION = "production"
+    STAGING = "staging"
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="labels")
+    name = models.SlugField(max_length=40)
+    version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="labels")
+    moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    moved_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["template", "name"]
+        constraints = [models.UniqueConstraint(fields=["template", "name"], name="one_label_name_per_template")]
+
+    def __str__(self) -> str:
+        return f"{self.template.slug}@{self.name} -> v{self.version.number}"
+
+
+class LabelMove(models.Model):
+    """History of label moves: who published or rolled back what, and when."""
+
+    label = models.ForeignKey(TemplateLabel, on_delete=models.CASCADE, related_name="moves")
+    from_version = models.ForeignKey(TemplateVersion, null=True, on_delete=models.PROTECT, related_name="+")
+    to_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="+")
+    moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    moved_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-moved_at"]
+
+
+class ModelInfo(models.Model):
+    """What the web tier needs to know about a served model without loading it (and without torch): the
+    context size and the tokenizer with its chat template, to count prompt tokens and preview prompts.
+    Published by each worker when its engine is ready."""
+
+    alias = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    weights_sha256 = models.CharField(max_length=64)
+    context_length = models.PositiveIntegerField()
+    chat_template = models.TextField()
+    tokenizer_json = models.TextField()
+    special_tokens = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.alias}: {self.name}"
 
 
 class JobStatus(models.TextChoices):
@@ -63,6 +156,7 @@ class Job(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     template = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="jobs")
+    template_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="jobs")
     inputs = models.JSONField(default=dict)
     params = models.JSONField(default=dict, help_text="Sampling params as run, the seed included.")
     messages = models.JSONField(default=list, help_text="The chat messages the model received.")

@@ -32,16 +32,47 @@ def placeholders(text: str) -> list[str]:
     return PLACEHOLDER.findall(text)
 
 
-def clean_inputs(variables: list[dict], inputs: object) -> dict[str, str]:
-    """Check inputs against the template's declared variables; fill defaults. Collects every error at once."""
+VARIABLE_TYPES = ("text", "number", "choice")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _clean_value(spec: dict, value) -> tuple[object, str | None]:
+    """One input against its declared type; returns (value, error message or None)."""
+    kind = spec.get("type", "text")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, "Must be a number." if kind == "number" else "Must be text."
+    if kind == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            return None, "Must be a number."
+        if number != number or number in (float("inf"), float("-inf")):
+            return None, "Must be a finite number."
+        number = int(number) if number.is_integer() else number
+        low, high = spec.get("min"), spec.get("max")
+        if (low is not None and number < low) or (high is not None and number > high):
+            return None, f"Must be between {low if low is not None else '-∞'} and {high if high is not None else '∞'}."
+        return number, None
+    value = str(value).strip()
+    limit = spec.get("max_length")
+    if limit and len(value) > limit:
+        return None, f"At most {limit} characters (got {len(value)})."
+    if kind == "choice" and value not in spec.get("choices", []):
+        return None, f"Must be one of: {', '.join(spec.get('choices', []))}."
+    return value, None
+
+
+def clean_inputs(variables: list[dict], inputs: object) -> dict[str, object]:
+    """Check inputs against the template's declared variables; fill defaults. Collects every error at once:
+    missing, unknown, wrongly typed and oversized inputs are each named."""
     if not isinstance(inputs, dict):
-        raise InvalidInput({"inputs": ["Must be an object mapping variable names to text."]})
+        raise InvalidInput({"inputs": ["Must be an object mapping variable names to values."]})
     declared = {v["name"]: v for v in variables}
     errors: dict[str, list[str]] = {}
     for key in inputs:
         if key not in declared:
             errors[f"inputs.{key}"] = [f"Unknown input; this template takes: {', '.join(declared) or 'nothing'}."]
-    cleaned: dict[str, str] = {}
+    cleaned: dict[str, object] = {}
     for name, spec in declared.items():
         value = inputs.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -49,30 +80,68 @@ def clean_inputs(variables: list[dict], inputs: object) -> dict[str, str]:
                 errors[f"inputs.{name}"] = ["This field is required."]
                 continue
             value = spec.get("default", "")
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            errors[f"inputs.{name}"] = ["Must be text."]
-            continue
-        value = str(value).strip()
-        limit = spec.get("max_length")
-        if limit and len(value) > limit:
-            errors[f"inputs.{name}"] = [f"At most {limit} characters (got {len(value)})."]
-            continue
-        choices = spec.get("choices")
-        if choices and value and value not in choices:
-            errors[f"inputs.{name}"] = [f"Must be one of: {', '.join(choices)}."]
-            continue
-        cleaned[name] = value
+            if value in ("", None):
+                cleaned[name] = ""
+                continue
+        value, error = _clean_value(spec, value)
+        if error:
+            errors[f"inputs.{name}"] = [error]
+        else:
+            cleaned[name] = value
     if errors:
         raise InvalidInput(errors)
     return cleaned
 
 
-def render(text: str, values: dict[str, str]) -> str:
+def check_variables(variables: object, texts: dict[str, str], length_variable: str = "") -> None:
+    """Validate a version's declared variables and that its texts use only declared placeholders."""
+    errors: dict[str, list[str]] = {}
+    if not isinstance(variables, list) or not all(isinstance(v, dict) for v in variables):
+        raise InvalidInput({"variables": ["Must be a list of objects."]})
+    seen = set()
+    allowed_keys = {"name", "type", "label", "required", "default", "max_length", "min", "max", "choices", "multiline", "help"}
+    for i, spec in enumerate(variables):
+        where = f"variables.{i}"
+        name = spec.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            errors[f"{where}.name"] = ["A name of letters, digits and underscores, not starting with a digit."]
+            continue
+        if name in seen:
+            errors[f"{where}.name"] = [f"{name!r} is declared twice."]
+        seen.add(name)
+        unknown = sorted(set(spec) - allowed_keys)
+        if unknown:
+            errors[where] = [f"Unknown keys: {', '.join(unknown)}."]
+        kind = spec.get("type", "text")
+        if kind not in VARIABLE_TYPES:
+            errors[f"{where}.type"] = [f"One of {', '.join(VARIABLE_TYPES)}."]
+            continue
+        if kind == "choice" and not (isinstance(spec.get("choices"), list) and spec["choices"]):
+            errors[f"{where}.choices"] = ["A choice variable needs a non-empty list of choices."]
+            continue
+        default = spec.get("default")
+        if default not in (None, ""):
+            _, error = _clean_value(spec, default)
+            if error:
+                errors[f"{where}.default"] = [error]
+    for field, text in texts.items():
+        undeclared = sorted(set(placeholders(text)) - seen)
+        if undeclared:
+            errors[field] = [f"Uses undeclared variables: {', '.join(undeclared)}."]
+    if length_variable:
+        spec = next((v for v in variables if v.get("name") == length_variable), None)
+        if spec is None or spec.get("type") != "number":
+            errors["length_variable"] = ["Must name a declared number variable."]
+    if errors:
+        raise InvalidInput(errors)
+
+
+def render(text: str, values: dict[str, object]) -> str:
     """Replace each `{name}` with its value in a single pass; unknown placeholders are left as written."""
-    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), text)
 
 
-def render_messages(system_prompt: str, user_template: str, values: dict[str, str]) -> list[dict]:
+def render_messages(system_prompt: str, user_template: str, values: dict[str, object]) -> list[dict]:
     messages = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": render(system_prompt, values).strip()})

@@ -48,18 +48,44 @@ def extract_code(text: str) -> str:
     return code.strip("\n").rstrip()
 
 
-def clean_prose(text: str, truncated: bool = False) -> str:
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+_LATIN_WORD = re.compile(r"[^\s\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
+_WORD_OR_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]|[^\s\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
+
+
+def count_words(text: str) -> int:
+    """Words as a reader counts them: space-separated words, and each Chinese/Japanese/Korean character."""
+    return len(_CJK.findall(text)) + len(_LATIN_WORD.findall(text))
+
+
+def trim_to_words(text: str, budget: int) -> str:
+    """At most `budget` words, ending at the last full sentence inside the budget when there is one."""
+    if count_words(text) <= budget:
+        return text
+    tokens = list(_WORD_OR_CJK.finditer(text))
+    cut = tokens[budget - 1].end()
+    head = text[:cut]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head)]
+    if ends and count_words(head[: ends[-1]]) >= budget // 2:
+        return head[: ends[-1]].strip()
+    return head.rstrip(" ,;:-—") + "…"
+
+
+def clean_prose(text: str, truncated: bool = False, max_words: int | None = None) -> str:
     text = _SUMMARY_LABEL.sub("", text.strip(), count=1).strip()
     if truncated:
         ends = [m.end() for m in _SENTENCE_END.finditer(text)]
         if ends and ends[-1] >= len(text) // 2:
             text = text[: ends[-1]]
+    if max_words:
+        text = trim_to_words(text, max_words)
     return text.strip()
 
 
-def shape(kind: str, text: str, finish_reason: str = "stop") -> str:
-    if kind == "headline":
+def shape(output_format: str, text: str, finish_reason: str = "stop", max_words: int | None = None) -> str:
+    """Raw model text -> the output the template promises ("headline", "code" or "text")."""
+    if output_format == "headline":
         return clean_headline(text)
-    if kind == "code":
+    if output_format == "code":
         return extract_code(text)
-    return clean_prose(text, truncated=finish_reason == "length")
+    return clean_prose(text, truncated=finish_reason == "length", max_words=max_words)

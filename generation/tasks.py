@@ -22,4 +22,15 @@ def load_model_before_consuming(**kwargs) -> None:
     from .worker import get_engine
 
     log.info("loading the model engine before taking jobs")
-    get_engine()
+    engine = get_engine()
+    publish_model_info(engine)
+
+
+def publish_model_info(engine) -> None:
+    """Tell the web tier what this worker serves (context size, tokenizer, chat template)."""
+    from django.conf import settings
+
+    try:
+        services.model_info_publish(settings.AIGC["MODEL_ALIAS"], engine.describe())
+    except Exception:  # the database may be briefly away at start; jobs are still checked by the engine
+        log.exception("could not publish the model's description")

@@ -1,7 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from ..models import Job, Kind
+from ..models import Job, Kind, PromptTemplate, TemplateLabel, TemplateVersion
 
 
 class StrictSerializer(serializers.Serializer):
@@ -18,6 +18,8 @@ class StrictSerializer(serializers.Serializer):
 class JobCreateSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=Kind.choices, required=False, help_text="Picks that kind's default template.")
     template = serializers.SlugField(required=False, help_text="A template slug, instead of a kind.")
+    version = serializers.IntegerField(required=False, min_value=1, help_text="Pin a version of the template.")
+    label = serializers.SlugField(required=False, help_text="Run the version a label points at (default production).")
     inputs = serializers.JSONField(required=False, default=dict, help_text="Values for the template's variables.")
     params = serializers.JSONField(
         required=False, default=dict, help_text="max_new_tokens, temperature, top_p, n, seed; defaults from the template."
@@ -36,7 +38,7 @@ class UsageSerializer(serializers.Serializer):
 
 class JobSerializer(serializers.ModelSerializer):
     template = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    template_version = serializers.SerializerMethodField()
+    template_version = serializers.IntegerField(source="template_version.number", read_only=True)
     outputs = JobOutputSerializer(many=True, read_only=True)
     usage = serializers.SerializerMethodField()
     model = serializers.CharField(source="model_name", read_only=True)
@@ -46,11 +48,8 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage",
-            "error", "model", "attempts", "created_at", "started_at", "finished_at", "html_url",
+            "error", "model", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
         ]  # fmt: skip
-
-    def get_template_version(self, job) -> int | None:
-        return None  # templates are not versioned yet
 
     def get_usage(self, job) -> dict:
         return {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
@@ -59,3 +58,70 @@ class JobSerializer(serializers.ModelSerializer):
         path = reverse("job-detail", args=[job.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+
+class TemplateVariableSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["text", "number", "choice"], default="text")
+    label = serializers.CharField(required=False)
+    required = serializers.BooleanField(default=False)
+    default = serializers.JSONField(required=False)
+    max_length = serializers.IntegerField(required=False)
+    min = serializers.FloatField(required=False)
+    max = serializers.FloatField(required=False)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    help = serializers.CharField(required=False)
+
+
+class TemplateVersionSerializer(serializers.ModelSerializer):
+    variables = TemplateVariableSerializer(many=True)
+    labels = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TemplateVersion
+        fields = [
+            "number", "labels", "note", "created_at", "system_prompt", "user_template", "variables", "default_params",
+            "length_variable", "output_format", "model_alias",
+        ]  # fmt: skip
+
+    def get_labels(self, version) -> list[str]:
+        return sorted(label.name for label in version.template.labels.all() if label.version_id == version.pk)
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    """A template as editorial tools see it: the production version's variables and defaults, its labels
+    (label -> version number) and, in the detail view, every version."""
+
+    labels = serializers.SerializerMethodField()
+    production_version = serializers.SerializerMethodField()
+    variables = serializers.SerializerMethodField()
+    default_params = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PromptTemplate
+        fields = ["slug", "kind", "name", "description", "is_default", "labels", "production_version", "variables", "default_params"]
+
+    def _production(self, template):
+        return next((label.version for label in template.labels.all() if label.name == TemplateLabel.PRODUCTION), None)
+
+    def get_labels(self, template) -> dict[str, int]:
+        return {label.name: label.version.number for label in template.labels.all()}
+
+    def get_production_version(self, template) -> int | None:
+        version = self._production(template)
+        return version.number if version else None
+
+    def get_variables(self, template) -> list[dict]:
+        version = self._production(template)
+        return TemplateVariableSerializer(version.variables, many=True).data if version else []
+
+    def get_default_params(self, template) -> dict:
+        version = self._production(template)
+        return version.default_params if version else {}
+
+
+class TemplateDetailSerializer(TemplateSerializer):
+    versions = TemplateVersionSerializer(many=True, read_only=True)
+
+    class Meta(TemplateSerializer.Meta):
+        fields = TemplateSerializer.Meta.fields + ["versions"]

@@ -5,4 +5,6 @@ from . import views
 urlpatterns = [
     path("jobs/", views.JobListCreateApi.as_view(), name="api-jobs"),
     path("jobs/<uuid:job_id>/", views.JobDetailApi.as_view(), name="api-job-detail"),
+    path("templates/", views.TemplateListApi.as_view(), name="api-templates"),
+    path("templates/<slug:slug>/", views.TemplateDetailApi.as_view(), name="api-template-detail"),
 ]

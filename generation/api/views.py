@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from .serializers import JobCreateSerializer, JobSerializer
+from .serializers import JobCreateSerializer, JobSerializer, TemplateDetailSerializer, TemplateSerializer
 
 
 class JobListCreateApi(APIView):
@@ -29,3 +29,20 @@ class JobDetailApi(APIView):
         if job is None:  # another user's job is indistinguishable from a missing one
             raise Http404
         return Response(JobSerializer(job, context={"request": request}).data)
+
+
+class TemplateListApi(APIView):
+    def get(self, request):
+        templates = selectors.templates_with_versions().order_by("kind", "slug")
+        kind = request.query_params.get("kind")
+        if kind:
+            templates = templates.filter(kind=kind)
+        return Response(TemplateSerializer(templates, many=True).data)
+
+
+class TemplateDetailApi(APIView):
+    def get(self, request, slug):
+        template = selectors.templates_with_versions().filter(slug=slug).first()
+        if template is None:
+            raise Http404
+        return Response(TemplateDetailSerializer(template).data)

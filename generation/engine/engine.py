@@ -89,6 +89,18 @@ class Engine:
     def count_tokens(self, messages: list[dict]) -> int:
         return len(self.encode_chat(messages))
 
+    def describe(self) -> dict:
+        """What the web tier needs to count and preview prompts without loading the model (or torch)."""
+        special = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        return {
+            "name": self.model_name,
+            "weights_sha256": self.weights_sha256,
+            "context_length": self.context_length,
+            "chat_template": self.tokenizer.chat_template,
+            "tokenizer_json": self.tokenizer.backend_tokenizer.to_str(),
+            "special_tokens": special,
+        }
+
     def warmup(self) -> float:
         """Run a tiny generation so that the first real job does not pay for lazy initialisation."""
         started = time.monotonic()

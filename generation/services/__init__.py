@@ -1,6 +1,31 @@
 """The verbs that change state. Views, API views, tasks and commands call these and nothing lower."""
 
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
-from .jobs import job_create, job_run
+from .jobs import job_create, job_rerun, job_run
+from .templates import (
+    model_info_publish,
+    resolve_version,
+    template_create,
+    template_label_move,
+    template_preview,
+    template_version_create,
+    templates_export,
+    templates_import,
+)
 
-__all__ = ["api_key_authenticate", "api_key_create", "api_key_revoke", "job_create", "job_run"]
+__all__ = [
+    "api_key_authenticate",
+    "api_key_create",
+    "api_key_revoke",
+    "job_create",
+    "job_rerun",
+    "job_run",
+    "model_info_publish",
+    "resolve_version",
+    "template_create",
+    "template_label_move",
+    "template_preview",
+    "template_version_create",
+    "templates_export",
+    "templates_import",
+]

@@ -1,8 +1,10 @@
-"""Creating and running jobs."""
+"""Creating, running and replaying jobs."""
 
 from __future__ import annotations
 
+import ast
 import logging
+import math
 import secrets
 
 from django.conf import settings
@@ -12,13 +14,19 @@ from django.db.models import F
 from django.utils import timezone
 
 from .. import prompts, selectors, shaping
-from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate
+from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
+from .templates import resolve_version
 
 log = logging.getLogger("generation.jobs")
 
-HEADLINE_TOP_UP_ROUNDS = 3
-# Per kind, strings that end a candidate early: a headline is one line.
-STOP_STRINGS = {Kind.HEADLINE: ["\n"]}
+# Further sampled rounds for candidates that miss their contract: cheap for one-line headlines, one more
+# try for anything longer.
+TOP_UP_ROUNDS = {"headline": 4}
+HEADLINE_WORDS = (3, 20)
+# A word budget becomes a token budget: ~1.4 tokens per English word, with room to reach 1.5x the budget.
+TOKENS_PER_WORD = 1.4
+# Writing may land within 0.5-1.5x of the asked length; summaries must stay within their budget.
+TRIM_RATIO = {Kind.WRITING: 1.5, Kind.SUMMARY: 1.0}
 
 
 def _param_limits() -> prompts.ParamLimits:
@@ -45,28 +53,75 @@ def _resolve_template(kind: str | None, template_slug: str | None) -> PromptTemp
     return template
 
 
-def job_create(*, user, kind: str | None = None, template: str | None = None, inputs=None, params=None) -> Job:
+def _word_budget(version: TemplateVersion, inputs: dict) -> int | None:
+    value = inputs.get(version.length_variable) if version.length_variable else None
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _check_context(version: TemplateVersion, messages: list[dict], inputs: dict, max_new_tokens: int) -> None:
+    """Refuse a prompt that cannot fit the model's context with room for the requested output."""
+    counter = selectors.prompt_counter(version.model_alias)
+    if counter is None:  # no worker has published the model yet; the worker checks again before running
+        return
+    prompt_tokens = counter.count(messages)
+    if prompt_tokens + max_new_tokens <= counter.context_length:
+        return
+    texts = {k: v for k, v in inputs.items() if isinstance(v, str)}
+    field = f"inputs.{max(texts, key=lambda k: len(texts[k]))}" if texts else "inputs"
+    over = prompt_tokens + max_new_tokens - counter.context_length
+    raise ValidationError(
+        {
+            field: [
+                f"Too long for the model: the prompt is {prompt_tokens} tokens and {max_new_tokens} are reserved for "
+                f"the output, over the model's context of {counter.context_length} tokens by {over}. Shorten it."
+            ]
+        }
+    )
+
+
+def job_create(
+    *, user, kind=None, template=None, version=None, label=None, inputs=None, params=None
+) -> Job:
     """Validate, render the prompt, save the job as queued and, once committed, send it to a worker.
 
     Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...);
     nothing is written then.
     """
     tpl = _resolve_template(kind, template)
+    tv = resolve_version(tpl, version=version, label=label)
     try:
-        cleaned_inputs = prompts.clean_inputs(tpl.variables, inputs if inputs is not None else {})
-        cleaned_params = prompts.clean_params(params, tpl.default_params, _param_limits())
+        cleaned_inputs = prompts.clean_inputs(tv.variables, inputs if inputs is not None else {})
+        cleaned_params = prompts.clean_params(params, tv.default_params, _param_limits())
     except prompts.InvalidInput as exc:
         raise ValidationError(exc.errors) from None
+    budget = _word_budget(tv, cleaned_inputs)
+    if budget and "max_new_tokens" not in (params or {}):
+        slack = TRIM_RATIO.get(tpl.kind, 1.0) + 0.2
+        cleaned_params["max_new_tokens"] = min(_param_limits().max_new_tokens, math.ceil(budget * slack * TOKENS_PER_WORD) + 16)
     if cleaned_params["seed"] is None:
         # Record the seed the job will use, so that "run again" replays it exactly.
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
-    messages = prompts.render_messages(tpl.system_prompt, tpl.user_template, cleaned_inputs)
+    messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
+    _check_context(tv, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
     with transaction.atomic():
         job = Job.objects.create(
-            owner=user, kind=tpl.kind, template=tpl, inputs=cleaned_inputs, params=cleaned_params, messages=messages
+            owner=user,
+            kind=tpl.kind,
+            template=tpl,
+            template_version=tv,
+            inputs=cleaned_inputs,
+            params=cleaned_params,
+            messages=messages,
         )
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
+
+
+def job_rerun(job: Job, *, user) -> Job:
+    """A new job with the same template version, inputs, params and seed: the same text, replayed."""
+    return job_create(
+        user=user, template=job.template.slug, version=job.template_version.number, inputs=job.inputs, params=job.params
+    )
 
 
 def _enqueue(job_id) -> None:
@@ -95,7 +150,7 @@ def job_run(job_id, engine=None) -> None:
     if not claimed:
         log.info("job %s is not runnable (missing, cancelled or finished); skipped", job_id)
         return
-    job = Job.objects.get(pk=job_id)
+    job = Job.objects.select_related("template_version").get(pk=job_id)
     if job.attempts > settings.AIGC["MAX_ATTEMPTS"]:
         _finish(job.pk, JobStatus.FAILED, error=f"Gave up after {job.attempts - 1} attempts: the worker stopped each time.")
         return
@@ -133,16 +188,37 @@ def job_run(job_id, engine=None) -> None:
     log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, "succeeded" if done else "dropped", timings["total_s"], usage[1])
 
 
-def _generate(job: Job, engine):
-    """Ask the engine for the job's candidates and shape them for its kind.
+def _acceptable(output_format: str, language: str, text: str) -> bool:
+    """Whether a shaped candidate meets its contract well enough to keep without another try."""
+    if not text.strip():
+        return False
+    if output_format == "headline":
+        low, high = HEADLINE_WORDS
+        return low <= shaping.count_words(text) <= high
+    if output_format == "code" and language.lower() in ("python", "py", "python3"):
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            return False
+    return True
 
-    Headlines must be n distinct lines: duplicates are topped up with further sampled rounds (seeded from the
-    job's seed, so a replay gives the same set).
+
+def _generate(job: Job, engine):
+    """Ask the engine for the job's candidates and shape them for the template's output format.
+
+    Candidates that miss the contract (a headline of the wrong length or a repeat, Python that does not
+    parse, an empty reply) are replaced by further sampled rounds, seeded from the job's seed so a replay
+    gives the same result. If rounds run out, the best available candidates are kept.
     """
     from ..engine import EngineError, GenerationRequest
 
+    version = job.template_version
+    fmt = version.output_format
     p = job.params
     want = p["n"]
+    budget = _word_budget(version, job.inputs)
+    max_words = math.floor(budget * TRIM_RATIO[job.kind]) if budget and job.kind in TRIM_RATIO else None
+    language = str(job.inputs.get("language", "python"))
     request = GenerationRequest(
         messages=job.messages,
         max_new_tokens=p["max_new_tokens"],
@@ -150,29 +226,50 @@ def _generate(job: Job, engine):
         top_p=p["top_p"],
         n=want,
         seed=p["seed"],
-        stop=STOP_STRINGS.get(job.kind, []),
+        stop=["\n"] if fmt == "headline" else [],
         time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
     )
-    result = engine.generate(request)
-    prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
-    total_s = result.timings["total_s"]
-    shaped = [shaping.shape(job.kind, t, r) for t, r in zip(result.texts, result.finish_reasons)]
-    reasons = list(result.finish_reasons)
-    if job.kind == Kind.HEADLINE:
-        shaped = shaping.distinct(shaped)
-        for round_no in range(1, HEADLINE_TOP_UP_ROUNDS + 1):
-            if len(shaped) >= want:
-                break
+    good: list[tuple[str, str]] = []
+    spare: list[tuple[str, str]] = []
+    prompt_tokens = completion_tokens = 0
+    total_s = 0.0
+    first_timings = None
+    for round_no in range(TOP_UP_ROUNDS.get(fmt, 1) + 1):
+        if round_no:
             request.seed = (p["seed"] + round_no) % prompts.MAX_SEED
-            request.n = min(2 * (want - len(shaped)), settings.AIGC["MAX_CANDIDATES"])
-            request.temperature = max(p["temperature"], 0.7)  # greedy decoding would repeat the same line
-            extra = engine.generate(request)
-            completion_tokens += extra.completion_tokens
-            total_s += extra.timings["total_s"]
-            shaped = shaping.distinct(shaped + [shaping.shape(job.kind, t) for t in extra.texts])
-        shaped = shaped[:want]
-        if not shaped:
-            raise EngineError("The model produced no usable headline; try again or change the inputs.")
-        reasons = ["stop"] * len(shaped)
-    timings = {**result.timings, "total_s": round(total_s, 4)}
-    return shaped, reasons, (prompt_tokens, completion_tokens), timings
+            request.n = min(2 * (want - len(good)), settings.AIGC["MAX_CANDIDATES"])
+            request.temperature = max(p["temperature"], 0.7)  # greedy decoding would repeat the same text
+        result = engine.generate(request)
+        first_timings = first_timings or result.timings
+        prompt_tokens = result.prompt_tokens
+        completion_tokens += result.completion_tokens
+        total_s += result.timings["total_s"]
+        for text, reason in zip(result.texts, result.finish_reasons):
+            shaped = shaping.shape(fmt, text, reason, max_words=max_words)
+            pool = good if _acceptable(fmt, language, shaped) else spare
+            pool.append((shaped, reason))
+        if fmt == "headline":
+            good = _distinct(good)
+        if len(good) >= want:
+            break
+    outputs = list(good)
+    for candidate in spare:  # rounds ran out: keep the best of the rest rather than return fewer
+        if len(outputs) >= want:
+            break
+        if candidate[0].strip():
+            outputs = _distinct(outputs + [candidate]) if fmt == "headline" else outputs + [candidate]
+    outputs = outputs[:want]
+    if not outputs:
+        raise EngineError("The model produced no usable output; try again or change the inputs.")
+    timings = {**first_timings, "total_s": round(total_s, 4)}
+    return [t for t, _ in outputs], [r for _, r in outputs], (prompt_tokens, completion_tokens), timings
+
+
+def _distinct(candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    keep = set(shaping.distinct([t for t, _ in candidates]))
+    seen, out = set(), []
+    for text, reason in candidates:
+        if text in keep and text not in seen:
+            seen.add(text)
+            out.append((text, reason))
+    return out

@@ -26,6 +26,9 @@ class Command(BaseCommand):
         started = time.monotonic()
         engine = load_engine(config)
         seconds = time.monotonic() - started
+        from generation.tasks import publish_model_info
+
+        publish_model_info(engine)
         if as_json:
             self.stdout.write(json.dumps({"model": engine.model_name, "device": str(engine.device), "load_s": round(seconds, 2)}))
         else:

@@ -59,7 +59,7 @@ def test_run_stores_outputs_usage_and_model(user, tiny_engine, django_capture_on
     assert job.attempts == 1 and job.started_at <= job.finished_at
     assert job.model_name == tiny_engine.model_name and job.weights_sha256 == tiny_engine.weights_sha256
     assert job.prompt_tokens == tiny_engine.count_tokens(job.messages)
-    assert 1 <= job.completion_tokens <= 10
+    assert job.completion_tokens >= 1  # more than 10 when an empty reply was sampled again
     assert [o.index for o in job.outputs.all()] == [0]
 
 

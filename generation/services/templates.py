@@ -1,0 +1,209 @@
+"""Templates: versions (immutable), labels (movable), previews, export and import."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from .. import prompts, selectors
+from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
+
+
+def _param_limits() -> prompts.ParamLimits:
+    return prompts.ParamLimits(max_new_tokens=settings.AIGC["MAX_NEW_TOKENS"], max_candidates=settings.AIGC["MAX_CANDIDATES"])
+
+
+def check_content(content: dict) -> dict:
+    """Validate a version's content; returns it with defaults filled. Raises ValidationError naming fields."""
+    content = {
+        "system_prompt": content.get("system_prompt", "") or "",
+        "user_template": content.get("user_template", "") or "",
+        "variables": content.get("variables", []),
+        "default_params": content.get("default_params", {}) or {},
+        "length_variable": content.get("length_variable", "") or "",
+        "output_format": content.get("output_format", "") or "text",
+        "model_alias": content.get("model_alias", "") or "default",
+    }
+    errors: dict[str, list[str]] = {}
+    if not content["user_template"].strip():
+        errors["user_template"] = ["This field is required."]
+    try:
+        prompts.check_variables(
+            content["variables"],
+            {"system_prompt": content["system_prompt"], "user_template": content["user_template"]},
+            content["length_variable"],
+        )
+    except prompts.InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        prompts.clean_params(content["default_params"], {}, _param_limits())
+    except prompts.InvalidInput as exc:
+        errors.update({key.replace("params", "default_params", 1): v for key, v in exc.errors.items()})
+    if content["output_format"] not in ("text", "headline", "code"):
+        errors["output_format"] = ["One of text, headline, code."]
+    if content["model_alias"] not in settings.AIGC["MODEL_ALIASES"]:
+        errors["model_alias"] = [f"Unknown model alias; configured: {', '.join(settings.AIGC['MODEL_ALIASES'])}."]
+    if errors:
+        raise ValidationError(errors)
+    return content
+
+
+@transaction.atomic
+def template_create(*, slug: str, kind: str, name: str, description: str = "", is_default: bool = False, user=None, note: str = "", **content) -> PromptTemplate:
+    """A new template with its first version, labelled production (and staging)."""
+    if PromptTemplate.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": [f"A template {slug!r} already exists."]})
+    content = check_content(content)
+    template = PromptTemplate.objects.create(slug=slug, kind=kind, name=name, description=description, is_default=is_default)
+    version = TemplateVersion.objects.create(template=template, number=1, created_by=user, note=note or "First version", **content)
+    for label in (TemplateLabel.PRODUCTION, TemplateLabel.STAGING):
+        template_label_move(template=template, label=label, version=version, user=user)
+    return template
+
+
+@transaction.atomic
+def template_version_create(*, template: PromptTemplate, user=None, note: str = "", **content) -> tuple[TemplateVersion, bool]:
+    """Save an edit as a new version. An edit that changes nothing returns the latest version, not a copy."""
+    content = check_content(content)
+    PromptTemplate.objects.select_for_update().filter(pk=template.pk).first()  # serialise numbering
+    latest = template.versions.order_by("-number").first()
+    if latest is not None and latest.content() == content:
+        return latest, False
+    number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    return TemplateVersion.objects.create(template=template, number=number, created_by=user, note=note, **content), True
+
+
+@transaction.atomic
+def template_label_move(*, template: PromptTemplate, label: str, version: TemplateVersion, user=None) -> TemplateLabel:
+    """Point `label` at `version`: publishing (production), staging, or rolling back."""
+    if version.template_id != template.pk:
+        raise ValidationError({"version": [f"Version {version.pk} belongs to another template."]})
+    if not label or not label.replace("-", "").replace("_", "").isalnum():
+        raise ValidationError({"label": ["A label is letters, digits, '-' and '_'."]})
+    current = TemplateLabel.objects.select_for_update().filter(template=template, name=label).first()
+    previous = current.version if current else None
+    if current is None:
+        current = TemplateLabel.objects.create(template=template, name=label, version=version, moved_by=user)
+    elif current.version_id != version.pk:
+        current.version, current.moved_by = version, user
+        current.save(update_fields=["version", "moved_by", "moved_at"])
+    if previous != version:
+        LabelMove.objects.create(label=current, from_version=previous, to_version=version, moved_by=user)
+    return current
+
+
+def resolve_version(template: PromptTemplate, *, version: int | None = None, label: str | None = None) -> TemplateVersion:
+    """The version a job runs: a number, or a label (production by default)."""
+    if version is not None and label:
+        raise ValidationError({"version": ["Give a version or a label, not both."]})
+    if version is not None:
+        found = template.versions.filter(number=version).first()
+        if found is None:
+            numbers = ", ".join(str(n) for n in template.versions.order_by("number").values_list("number", flat=True))
+            raise ValidationError({"version": [f"Template {template.slug!r} has no version {version}; it has {numbers}."]})
+        return found
+    name = label or TemplateLabel.PRODUCTION
+    found = template.labels.select_related("version").filter(name=name).first()
+    if found is None:
+        names = ", ".join(template.labels.values_list("name", flat=True)) or "none"
+        raise ValidationError({"label": [f"Template {template.slug!r} has no label {name!r}; its labels: {names}."]})
+    return found.version
+
+
+def template_preview(version: TemplateVersion, inputs: dict, params: dict | None = None) -> dict:
+    """The exact text the model will receive for these inputs, and its size against the context."""
+    try:
+        cleaned = prompts.clean_inputs(version.variables, inputs)
+        cleaned_params = prompts.clean_params(params or {}, version.default_params, _param_limits())
+    except prompts.InvalidInput as exc:
+        raise ValidationError(exc.errors) from None
+    messages = prompts.render_messages(version.system_prompt, version.user_template, cleaned)
+    preview = {"messages": messages, "inputs": cleaned, "max_new_tokens": cleaned_params["max_new_tokens"]}
+    counter = selectors.prompt_counter(version.model_alias)
+    if counter is not None:
+        preview.update(
+            prompt_text=counter.render(messages),
+            prompt_tokens=counter.count(messages),
+            context_length=counter.context_length,
+        )
+        preview["fits"] = preview["prompt_tokens"] + preview["max_new_tokens"] <= counter.context_length
+    return preview
+
+
+def model_info_publish(alias: str, description: dict) -> ModelInfo:
+    """Record what a worker serves under `alias`, so the web tier can count and preview prompts."""
+    info, _ = ModelInfo.objects.update_or_create(alias=alias, defaults=description)
+    return info
+
+
+# --- export / import, so that prompt changes can be reviewed in git ---------------------------------------
+
+EXPORT_FORMAT = 1
+
+
+def templates_export(slugs: list[str] | None = None) -> dict:
+    templates = PromptTemplate.objects.prefetch_related("versions", "labels__version").order_by("slug")
+    if slugs:
+        templates = templates.filter(slug__in=slugs)
+    return {
+        "format": EXPORT_FORMAT,
+        "templates": [
+            {
+                "slug": t.slug,
+                "kind": t.kind,
+                "name": t.name,
+                "description": t.description,
+                "is_default": t.is_default,
+                "labels": {label.name: label.version.number for label in sorted(t.labels.all(), key=lambda x: x.name)},
+                "versions": [
+                    {"number": v.number, "note": v.note, **v.content()} for v in sorted(t.versions.all(), key=lambda x: x.number)
+                ],
+            }
+            for t in templates
+        ],
+    }
+
+
+@transaction.atomic
+def templates_import(data: dict, user=None) -> dict:
+    """Create missing templates and versions and move labels as in `data`. A version number that exists with
+    other content is a conflict: nothing is written then. Returns counts of what changed."""
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT or not isinstance(data.get("templates"), list):
+        raise ValidationError({"format": [f"Not a template export (format {EXPORT_FORMAT})."]})
+    counts = {"templates": 0, "versions": 0, "labels": 0}
+    for i, spec in enumerate(data["templates"]):
+        where = f"templates.{i}"
+        template = PromptTemplate.objects.filter(slug=spec["slug"]).first()
+        if template is None:
+            template = PromptTemplate.objects.create(
+                slug=spec["slug"], kind=spec["kind"], name=spec.get("name", spec["slug"]), description=spec.get("description", "")
+            )
+            counts["templates"] += 1
+        elif template.kind != spec["kind"]:
+            raise ValidationError({f"{where}.kind": [f"{template.slug!r} is a {template.kind!r} template here."]})
+        by_number = {}
+        for v in sorted(spec.get("versions", []), key=lambda x: x["number"]):
+            content = check_content(v)
+            existing = template.versions.filter(number=v["number"]).first()
+            if existing is not None:
+                if existing.content() != content:
+                    raise ValidationError({f"{where}.versions": [f"{template.slug} v{v['number']} differs from the one here."]})
+                by_number[v["number"]] = existing
+                continue
+            by_number[v["number"]] = TemplateVersion.objects.create(
+                template=template, number=v["number"], note=v.get("note", ""), created_by=user, **content
+            )
+            counts["versions"] += 1
+        for label, number in spec.get("labels", {}).items():
+            version = by_number.get(number) or template.versions.filter(number=number).first()
+            if version is None:
+                raise ValidationError({f"{where}.labels.{label}": [f"No version {number}."]})
+            if not template.labels.filter(name=label, version=version).exists():
+                template_label_move(template=template, label=label, version=version, user=user)
+                counts["labels"] += 1
+        if spec.get("is_default") and not template.is_default:
+            PromptTemplate.objects.filter(kind=template.kind, is_default=True).update(is_default=False)
+            PromptTemplate.objects.filter(pk=template.pk).update(is_default=True)
+    return counts
