@@ -95,7 +95,8 @@ class TemplateLabel(models.Model):
 
     template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="labels")
     name = models.SlugField(max_length=40)
-    version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="labels")
+    # RESTRICT: a labelled version cannot be deleted on its own, but goes with its template.
+    version = models.ForeignKey(TemplateVersion, on_delete=models.RESTRICT, related_name="labels")
     moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     moved_at = models.DateTimeField(auto_now=True)
 
@@ -111,8 +112,8 @@ class LabelMove(models.Model):
     """History of label moves: who published or rolled back what, and when."""
 
     label = models.ForeignKey(TemplateLabel, on_delete=models.CASCADE, related_name="moves")
-    from_version = models.ForeignKey(TemplateVersion, null=True, on_delete=models.PROTECT, related_name="+")
-    to_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="+")
+    from_version = models.ForeignKey(TemplateVersion, null=True, on_delete=models.RESTRICT, related_name="+")
+    to_version = models.ForeignKey(TemplateVersion, on_delete=models.RESTRICT, related_name="+")
     moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     moved_at = models.DateTimeField(auto_now_add=True)
 

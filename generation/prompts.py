@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `{name.attr}` or `{name[0]}`: refused in templates, so nobody expects a template engine behind the braces.
+ACCESS = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\s*[.\[]")
 MAX_SEED = 2**31 - 1
 
 
@@ -126,7 +128,9 @@ def check_variables(variables: object, texts: dict[str, str], length_variable: s
                 errors[f"{where}.default"] = [error]
     for field, text in texts.items():
         undeclared = sorted(set(placeholders(text)) - seen)
-        if undeclared:
+        if ACCESS.search(text):
+            errors[field] = ["Only plain {name} placeholders: attribute and index access are not supported."]
+        elif undeclared:
             errors[field] = [f"Uses undeclared variables: {', '.join(undeclared)}."]
     if length_variable:
         spec = next((v for v in variables if v.get("name") == length_variable), None)

@@ -27,3 +27,26 @@ def test_ensure_user_creates_once_and_keeps_the_password(tmp_path, django_user_m
     call_command("ensure_user", "admin", password_file=str(pw_file), stdout=io.StringIO())
     admin = django_user_model.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password(pw_file.read_text().strip())
+
+
+def test_export_then_import_templates_through_files(tmp_path, user):
+    from generation.models import PromptTemplate
+
+    path = tmp_path / "templates.json"
+    call_command("export_templates", "headline", "summary", output=str(path), stderr=io.StringIO())
+    data = path.read_text()
+    assert '"slug": "headline"' in data and '"labels"' in data and '"versions"' in data
+    PromptTemplate.objects.filter(slug="headline").delete()
+    out = io.StringIO()
+    call_command("import_templates", str(path), stdout=out)
+    assert out.getvalue().strip() == "Imported 1 templates, 1 versions, moved 2 labels."
+    assert services.resolve_version(PromptTemplate.objects.get(slug="headline")).number == 1
+
+
+def test_import_of_a_bad_file_is_an_error(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"format": 99}')
+    with pytest.raises(CommandError, match="Not a template export"):
+        call_command("import_templates", str(path))
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("import_templates", str(tmp_path / "missing.json"))

@@ -79,3 +79,34 @@ def test_another_users_job_page_is_404_and_history_is_mine_only(browser, user, o
     html = browser.get("/jobs/").content.decode()
     assert "my story" in html and "their secret story" not in html
     assert str(mine.pk) in html
+
+
+def test_templates_of_a_kind_are_offered_and_typed_fields_shown(browser):
+    html = browser.get("/jobs/new/writing/").content.decode()
+    assert "?template=blog-post" in html and "?template=social-post" in html
+    html = browser.get("/jobs/new/writing/?template=social-post").content.decode()
+    assert '<option value="LinkedIn" selected>' in html and 'name="in_words"' in html
+
+
+def test_a_job_from_a_non_default_template(browser, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = browser.post("/jobs/new/writing/?template=social-post", {"in_topic": "our new bridge", "in_platform": "X", "in_words": "30"})
+    job = Job.objects.get()
+    assert response.status_code == 302 and job.template.slug == "social-post"
+    assert job.inputs == {"topic": "our new bridge", "platform": "X", "words": 30}
+
+
+def test_run_again_replays_with_the_same_version_inputs_and_seed(browser, user, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.job_create(user=user, kind="headline", inputs={"text": "story"}, params={"seed": 5})
+        response = browser.post(f"/jobs/{job.pk}/rerun/")
+    again = Job.objects.exclude(pk=job.pk).get()
+    assert response["Location"] == reverse("job-detail", args=[again.pk])
+    assert (again.template_version, again.inputs, again.params) == (job.template_version, job.inputs, job.params)
+    assert browser.get(f"/jobs/{job.pk}/rerun/").status_code == 405
+
+
+def test_cannot_rerun_another_users_job(browser, other_user):
+    theirs = services.job_create(user=other_user, kind="headline", inputs={"text": "story"})
+    assert browser.post(f"/jobs/{theirs.pk}/rerun/").status_code == 404
+    assert Job.objects.count() == 1

@@ -81,6 +81,11 @@ def celery_worker_process(broker_url, django_db_setup, django_db_blocker, tmp_pa
         time.sleep(0.5)
     proc.queue = queue
     proc.log_path = log_path
+    with django_db_blocker.unblock():
+        from generation.models import ModelInfo
+
+        # What the worker published at start; tests that flush the database put it back (see worker_queue).
+        proc.model_infos = list(ModelInfo.objects.values())
     yield proc
     proc.terminate()
     try:
@@ -93,5 +98,9 @@ def celery_worker_process(broker_url, django_db_setup, django_db_blocker, tmp_pa
 @pytest.fixture
 def worker_queue(celery_worker_process, settings):
     """Route jobs created in this test to the test worker's queue."""
+    from generation.models import ModelInfo
+
     settings.CELERY_TASK_DEFAULT_QUEUE = celery_worker_process.queue
+    for row in celery_worker_process.model_infos:
+        ModelInfo.objects.update_or_create(alias=row["alias"], defaults={k: v for k, v in row.items() if k not in ("id", "alias")})
     return celery_worker_process

@@ -45,10 +45,12 @@ def test_headline_job_through_the_api_is_run_by_a_real_worker(worker_queue, api)
 
 def test_a_failing_job_ends_failed_and_the_worker_lives_on(worker_queue, user):
     # A job whose stored prompt no longer fits the model (as after switching to a smaller-context model).
+    template = PromptTemplate.objects.get(slug="summary")
     bad = Job.objects.create(
         owner=user,
         kind="summary",
-        template=PromptTemplate.objects.get(slug="summary"),
+        template=template,
+        template_version=template.versions.get(number=1),
         inputs={"text": "x"},
         params={"max_new_tokens": 16, "temperature": 0, "top_p": 1.0, "n": 1, "seed": 1},
         messages=[{"role": "user", "content": "word " * 9000}],
@@ -59,3 +61,44 @@ def test_a_failing_job_ends_failed_and_the_worker_lives_on(worker_queue, user):
     assert bad.status == JobStatus.FAILED and "exceed the model's context of 8192 tokens" in bad.error
     assert good.status == JobStatus.SUCCEEDED and good.outputs.get().text
     assert worker_queue.poll() is None  # the worker process is still alive
+
+
+def test_run_again_replays_the_same_text_with_the_real_model(worker_queue, user):
+    """Sampled with a seed, and greedy: a rerun (same version, inputs, params, seed) gives the same text."""
+    sampled = services.job_create(user=user, kind="headline", inputs={"text": NEWS}, params={"n": 3, "seed": 1234})
+    greedy = services.job_create(
+        user=user, kind="summary", inputs={"text": NEWS, "words": 30}, params={"temperature": 0, "max_new_tokens": 48}
+    )
+    for original in (sampled, greedy):
+        original = wait_final(original.pk)
+        assert original.status == JobStatus.SUCCEEDED, original.error
+        replay = wait_final(services.job_rerun(original, user=user).pk)
+        assert replay.template_version_id == original.template_version_id and replay.params == original.params
+        texts = [list(j.outputs.values_list("text", flat=True)) for j in (original, replay)]
+        assert texts[0] == texts[1] and all(texts[0])
+
+
+def test_the_web_counts_prompt_tokens_exactly_as_the_engine(worker_queue, user):
+    """The worker published its tokenizer and chat template; the web side's count must equal the engine's."""
+    from generation import selectors
+    from generation.engine import load_engine
+    from generation.worker import engine_config
+
+    counter = selectors.prompt_counter("default")
+    assert counter is not None and counter.context_length == 8192
+    engine = load_engine(engine_config())
+    for text in (NEWS, "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。", "Code: def f(x):\n    return {x}"):
+        job = services.job_create(user=user, kind="headline", inputs={"text": text})
+        assert counter.count(job.messages) == engine.count_tokens(job.messages)
+        assert counter.render(job.messages) == engine.tokenizer.apply_chat_template(
+            job.messages, tokenize=False, add_generation_prompt=True
+        )
+
+
+def test_a_prompt_beyond_the_context_is_refused_before_queueing(worker_queue, api):
+    long_chinese = "城市议会周二投票决定在榆树河上修建一座新桥。" * 800  # 17,600 characters, well over 8192 tokens
+    response = api.post("/api/v1/jobs/", {"kind": "summary", "inputs": {"text": long_chinese}}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "inputs.text" and "context of 8192 tokens" in error["message"]
+    assert not Job.objects.exists()
