@@ -58,9 +58,12 @@ class TemplateVersion(models.Model):
     length_variable = models.CharField(max_length=64, blank=True)
     output_format = models.CharField(
         max_length=16,
-        choices=[("text", "Text"), ("headline", "One headline per output"), ("code", "Code only")],
+        choices=[
+            ("text", "Text"), ("list", "Bulleted list"), ("headline", "One headline per output"), ("code", "Code only"),
+            ("docstrings", "The given Python code with a docstring added to each function"),
+        ],
         default="text",
-        help_text="How raw model text is shaped: prose, one clean line per candidate, or code without fences.",
+        help_text="How raw model text is shaped: prose, a list, one clean line per candidate, or code without fences.",
     )
     model_alias = models.CharField(max_length=64, default="default")
     note = models.CharField(max_length=200, blank=True, help_text="What changed, for the history.")

@@ -53,9 +53,13 @@ _LATIN_WORD = re.compile(r"[^\s\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud
 _WORD_OR_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]|[^\s\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
 
 
+_HAS_WORD_CHAR = re.compile(r"\w")
+
+
 def count_words(text: str) -> int:
-    """Words as a reader counts them: space-separated words, and each Chinese/Japanese/Korean character."""
-    return len(_CJK.findall(text)) + len(_LATIN_WORD.findall(text))
+    """Words as a reader counts them: space-separated words (not bare punctuation such as list dashes), and
+    each Chinese/Japanese/Korean character."""
+    return len(_CJK.findall(text)) + sum(1 for w in _LATIN_WORD.findall(text) if _HAS_WORD_CHAR.search(w))
 
 
 def trim_to_words(text: str, budget: int) -> str:
@@ -82,10 +86,38 @@ def clean_prose(text: str, truncated: bool = False, max_words: int | None = None
     return text.strip()
 
 
+_ITEM = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s*(.*)$")
+
+
+def clean_list(text: str, max_words: int | None = None) -> str:
+    """A bulleted list, one "- item" per line: introductions ("Here are the points:") and empty or cut-off
+    items dropped; whole items kept while they fit the word budget."""
+    items = [m.group(1).replace("**", "").strip() for line in text.splitlines() if (m := _ITEM.match(line))]
+    items = [i for i in items if count_words(i) > 1]
+    if not items:  # the model wrote prose: one item per sentence
+        prose = clean_prose(text)
+        items = [s.strip() for s in re.split(r"(?<=[.!?。！？])\s+", prose) if s.strip()]
+    kept, used = [], 0
+    for item in items:
+        words = count_words(item)
+        if max_words and used + words > max_words:
+            if not kept:
+                kept.append(trim_to_words(item, max_words))
+            break
+        kept.append(item)
+        used += words
+    return "\n".join(f"- {item}" for item in kept)
+
+
+OUTPUT_FORMATS = ("text", "list", "headline", "code", "docstrings")
+
+
 def shape(output_format: str, text: str, finish_reason: str = "stop", max_words: int | None = None) -> str:
-    """Raw model text -> the output the template promises ("headline", "code" or "text")."""
+    """Raw model text -> the output the template promises (see OUTPUT_FORMATS)."""
     if output_format == "headline":
         return clean_headline(text)
-    if output_format == "code":
+    if output_format in ("code", "docstrings"):
         return extract_code(text)
+    if output_format == "list":
+        return clean_list(text, max_words)
     return clean_prose(text, truncated=finish_reason == "length", max_words=max_words)

@@ -104,7 +104,7 @@ TEMPLATES = [
             number("points", "Number of points", 3, 2, 8),
             number("words", "Length in words", 60, 10, 500),
         ],
-        length_variable="words", output_format="text",
+        length_variable="words", output_format="list",
         default_params={"max_new_tokens": 200, "temperature": 0.3, "top_p": 0.9, "n": 1},
     ),
     # --- headline ---
@@ -150,14 +150,14 @@ TEMPLATES = [
     ),
     dict(
         kind="code", slug="code-docstrings", name="Add docstrings",
-        description="The same code with a docstring added to each function.",
-        system_prompt="You are an expert programmer. You document code without changing what it does.",
-        user_template="Add a docstring to every function in this {language} code. Reply with the complete code in one code block.\n\n```\n{code}\n```",
+        description="The same code with a docstring added to each function (Python: placed without changing the code).",
+        system_prompt="You are an expert programmer. You describe what a function does in one short sentence.",
+        user_template="Write a one-sentence docstring for this {language} function. Reply with the sentence only.\n\n```\n{code}\n```",
         variables=[
             text("code", "Code", max_length=TEXT, multiline=True),
             text("language", "Language", required=False, max_length=30, default="python"),
         ],
-        output_format="code",
+        output_format="docstrings",
         default_params={"max_new_tokens": 512, "temperature": 0.2, "top_p": 0.9, "n": 1},
     ),
 ]  # fmt: skip

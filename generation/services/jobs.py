@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .. import prompts, selectors, shaping
+from .. import codeedit, prompts, selectors, shaping
 from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
 from .templates import resolve_version
 
@@ -27,6 +27,8 @@ HEADLINE_WORDS = (3, 20)
 TOKENS_PER_WORD = 1.4
 # Writing may land within 0.5-1.5x of the asked length; summaries must stay within their budget.
 TRIM_RATIO = {Kind.WRITING: 1.5, Kind.SUMMARY: 1.0}
+SUMMARY_MAX_SHARE = 0.8
+PYTHON = ("python", "py", "python3")
 
 
 def _param_limits() -> prompts.ParamLimits:
@@ -103,6 +105,11 @@ def job_create(
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
     messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
     _check_context(tv, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
+    if _documents_python(tv, cleaned_inputs):
+        try:
+            codeedit.undocumented_functions(cleaned_inputs.get("code", ""))
+        except SyntaxError as exc:
+            raise ValidationError({"inputs.code": [f"Does not parse as Python (line {exc.lineno}: {exc.msg})."]}) from None
     with transaction.atomic():
         job = Job.objects.create(
             owner=user,
@@ -195,7 +202,7 @@ def _acceptable(output_format: str, language: str, text: str) -> bool:
     if output_format == "headline":
         low, high = HEADLINE_WORDS
         return low <= shaping.count_words(text) <= high
-    if output_format == "code" and language.lower() in ("python", "py", "python3"):
+    if output_format == "code" and language.lower() in PYTHON:
         try:
             ast.parse(text)
         except SyntaxError:
@@ -214,10 +221,15 @@ def _generate(job: Job, engine):
 
     version = job.template_version
     fmt = version.output_format
+    if _documents_python(version, job.inputs):
+        return _generate_docstrings(job, engine)
     p = job.params
     want = p["n"]
     budget = _word_budget(version, job.inputs)
     max_words = math.floor(budget * TRIM_RATIO[job.kind]) if budget and job.kind in TRIM_RATIO else None
+    if job.kind == Kind.SUMMARY:  # a summary is shorter than its source, whatever budget was asked
+        source = max((shaping.count_words(v) for v in job.inputs.values() if isinstance(v, str)), default=0)
+        max_words = max(1, min(max_words or source, math.floor(source * SUMMARY_MAX_SHARE)))
     language = str(job.inputs.get("language", "python"))
     request = GenerationRequest(
         messages=job.messages,
@@ -263,6 +275,44 @@ def _generate(job: Job, engine):
         raise EngineError("The model produced no usable output; try again or change the inputs.")
     timings = {**first_timings, "total_s": round(total_s, 4)}
     return [t for t, _ in outputs], [r for _, r in outputs], (prompt_tokens, completion_tokens), timings
+
+
+def _documents_python(version: TemplateVersion, inputs: dict) -> bool:
+    return version.output_format == "docstrings" and str(inputs.get("language", "python")).lower() in PYTHON
+
+
+def _generate_docstrings(job: Job, engine):
+    """Docstrings placed through the syntax tree: the model writes one sentence per undocumented function
+    (the template's prompt, rendered with that function as `code`); the code itself is never rewritten, so
+    the result parses and behaves exactly as the input."""
+    from ..engine import EngineError, GenerationRequest
+
+    version, p = job.template_version, job.params
+    code = str(job.inputs.get("code", ""))
+    try:
+        functions = codeedit.undocumented_functions(code)
+    except SyntaxError as exc:
+        raise EngineError(f"The code does not parse as Python (line {exc.lineno}: {exc.msg}).") from None
+    docs, prompt_tokens, completion_tokens, total_s = {}, 0, 0, 0.0
+    for i, fn in enumerate(functions):
+        messages = prompts.render_messages(version.system_prompt, version.user_template, {**job.inputs, "code": fn.source})
+        for attempt in range(3):  # an empty sentence is sampled again (seeded, so replays match)
+            result = engine.generate(
+                GenerationRequest(
+                    messages=messages, max_new_tokens=min(p["max_new_tokens"], 64),
+                    temperature=p["temperature"] if attempt == 0 else max(p["temperature"], 0.7), top_p=p["top_p"],
+                    n=1, seed=(p["seed"] + 101 * i + attempt) % prompts.MAX_SEED, stop=["\n"],
+                    time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+                )
+            )  # fmt: skip
+            prompt_tokens += result.prompt_tokens
+            completion_tokens += result.completion_tokens
+            total_s += result.timings["total_s"]
+            docs[fn.body_line] = shaping.clean_headline(result.texts[0])
+            if codeedit.as_docstring(docs[fn.body_line]):
+                break
+    text = codeedit.insert_docstrings(code, docs) if functions else code
+    return [text], ["stop"], (prompt_tokens, completion_tokens), {"total_s": round(total_s, 4), "functions": len(functions)}
 
 
 def _distinct(candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:

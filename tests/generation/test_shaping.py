@@ -52,3 +52,24 @@ def test_shape_dispatches_per_kind():
     assert shape("headline", "1. A\nB") == "A"
     assert shape("code", "```\nx = 1\n```") == "x = 1"
     assert shape("summary", "  Summary: short.  ") == "short."
+
+
+def test_list_drops_introductions_and_empty_items_and_fits_the_budget():
+    raw = "Here are the three key points:\n\n1. The council approved a new bridge.\n2. **Work starts in spring.**\n3."
+    assert shape("list", raw) == "- The council approved a new bridge.\n- Work starts in spring."
+    assert shape("list", raw, max_words=8) == "- The council approved a new bridge."
+    assert shape("list", "The bridge opens in May. It cost a lot.") == "- The bridge opens in May.\n- It cost a lot."
+
+
+def test_trim_to_words_counts_chinese_characters():
+    from generation.shaping import count_words, trim_to_words
+
+    assert count_words("城市议会 approved it") == 6
+    assert trim_to_words("桥梁将于五月开放。费用为四千万美元。", 12) == "桥梁将于五月开放。"
+    assert trim_to_words("one two three four five six", 4) == "one two three four…"
+
+
+def test_list_markers_and_dashes_are_not_words():
+    from generation.shaping import count_words
+
+    assert count_words("- one two\n- three — four") == 4

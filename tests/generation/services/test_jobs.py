@@ -118,3 +118,26 @@ def test_a_job_redelivered_too_often_fails_with_the_reason(user, tiny_engine, se
     services.job_run(job.pk, engine=tiny_engine)
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "Gave up after 3 attempts" in job.error
+
+
+def test_docstrings_are_placed_without_changing_the_code(user, tiny_engine, django_capture_on_commit_callbacks):
+    import ast
+
+    code = "def add(a, b):\n    return a + b\n\n\ndef neg(x):\n    '''Already there.'''\n    return -x\n"
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.job_create(user=user, template="code-docstrings", inputs={"code": code}, params={"seed": 3})
+    services.job_run(job.pk, engine=tiny_engine)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    result = job.outputs.get().text
+    tree = ast.parse(result)
+    docs = {f.name: ast.get_docstring(f) for f in tree.body}
+    assert docs["neg"] == "Already there." and docs["add"]  # the tiny model's words, whatever they are
+    assert ast.dump(tree.body[0].body[-1]) == ast.dump(ast.parse(code).body[0].body[0])  # the body is untouched
+
+
+def test_docstrings_for_code_that_does_not_parse_is_refused(user):
+    with pytest.raises(ValidationError) as info:
+        services.job_create(user=user, template="code-docstrings", inputs={"code": "def broken(:\n    pass"})
+    assert info.value.message_dict["inputs.code"][0].startswith("Does not parse as Python (line 1")
+    assert not Job.objects.exists()

@@ -1,0 +1,91 @@
+"""Each task's contract, as checks on a finished job's outputs. Pure; used by `manage.py template_contracts`
+to measure how often the default model meets them, and by tests.
+
+- headline: n distinct single lines of 3-20 words;
+- summary: shorter than its source and within its word budget;
+- code: parses, and does what was asked (the sample's own checks pass when run);
+- writing: within half to one and a half times the asked length.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from .shaping import count_words
+
+
+def check_headlines(outputs: list[str], n: int) -> list[str]:
+    problems = []
+    if len(outputs) != n:
+        problems.append(f"{len(outputs)} headlines, not {n}")
+    if len({o.casefold() for o in outputs}) != len(outputs):
+        problems.append("repeats")
+    for o in outputs:
+        if "\n" in o:
+            problems.append(f"not one line: {o!r}")
+        if not 3 <= count_words(o) <= 20:
+            problems.append(f"{count_words(o)} words: {o!r}")
+    return problems
+
+
+def check_summary(output: str, source: str, budget: int) -> list[str]:
+    words, source_words = count_words(output), count_words(source)
+    problems = []
+    if not output.strip():
+        problems.append("empty")
+    if words >= source_words:
+        problems.append(f"{words} words, not shorter than the source's {source_words}")
+    if words > budget:
+        problems.append(f"{words} words, over the budget of {budget}")
+    return problems
+
+
+def check_length(output: str, asked: int) -> list[str]:
+    words = count_words(output)
+    if not 0.5 * asked <= words <= 1.5 * asked:
+        return [f"{words} words for {asked} asked (allowed {asked // 2}-{asked * 3 // 2})"]
+    return []
+
+
+def check_python(code: str, test: str = "", timeout: float = 10.0) -> list[str]:
+    """Parse the code and, when a test is given, run code plus test in a separate, isolated interpreter
+    (model output is untrusted: never exec it in this process)."""
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return [f"does not parse: {exc.msg} (line {exc.lineno})"]
+    if not test:
+        return []
+    try:
+        run = subprocess.run([sys.executable, "-I", "-c", code + "\n\n" + test], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return ["timed out"]
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["failed"])[-1]
+        return [f"check failed: {last[:200]}"]
+    return []
+
+
+def check_docstrings(code: str) -> list[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        return [f"does not parse: {exc.msg}"]
+    missing = [f.name for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and not ast.get_docstring(f)]
+    functions = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if not functions:
+        return ["no function left in the code"]
+    return [f"no docstring: {', '.join(missing)}"] if missing else []
+
+
+def check_explanation(output: str, budget: int, must_mention: str) -> list[str]:
+    problems = []
+    if count_words(output) > budget:
+        problems.append(f"{count_words(output)} words, over the budget of {budget}")
+    if must_mention.casefold() not in output.casefold():
+        problems.append(f"does not mention {must_mention!r}")
+    if not output.strip():
+        problems.append("empty")
+    return problems
