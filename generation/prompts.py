@@ -56,6 +56,8 @@ def _clean_value(spec: dict, value) -> tuple[object, str | None]:
             return None, f"Must be between {low if low is not None else '-∞'} and {high if high is not None else '∞'}."
         return number, None
     value = str(value).strip()
+    if "\x00" in value:
+        return None, "Must not contain NUL characters."
     limit = spec.get("max_length")
     if limit and len(value) > limit:
         return None, f"At most {limit} characters (got {len(value)})."

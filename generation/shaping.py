@@ -112,8 +112,17 @@ def clean_list(text: str, max_words: int | None = None) -> str:
 OUTPUT_FORMATS = ("text", "list", "headline", "code", "docstrings")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def strip_control(text: str) -> str:
+    """Model text is untrusted: control characters (NUL above all, which PostgreSQL refuses) are dropped."""
+    return _CONTROL.sub("", text)
+
+
 def shape(output_format: str, text: str, finish_reason: str = "stop", max_words: int | None = None) -> str:
     """Raw model text -> the output the template promises (see OUTPUT_FORMATS)."""
+    text = strip_control(text)
     if output_format == "headline":
         return clean_headline(text)
     if output_format in ("code", "docstrings"):

@@ -195,9 +195,9 @@ def job_run(job_id, engine=None) -> None:
     log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, "succeeded" if done else "dropped", timings["total_s"], usage[1])
 
 
-def _acceptable(output_format: str, language: str, text: str) -> bool:
+def _acceptable(output_format: str, language: str, text: str, min_words: int = 0) -> bool:
     """Whether a shaped candidate meets its contract well enough to keep without another try."""
-    if not text.strip():
+    if not text.strip() or shaping.count_words(text) < min_words:
         return False
     if output_format == "headline":
         low, high = HEADLINE_WORDS
@@ -231,6 +231,8 @@ def _generate(job: Job, engine):
         source = max((shaping.count_words(v) for v in job.inputs.values() if isinstance(v, str)), default=0)
         max_words = max(1, min(max_words or source, math.floor(source * SUMMARY_MAX_SHARE)))
     language = str(job.inputs.get("language", "python"))
+    # Writing must land within 0.5-1.5x of the asked length: a reply under half is sampled once more.
+    min_words = math.ceil(budget * 0.5) if budget and job.kind == Kind.WRITING else 0
     request = GenerationRequest(
         messages=job.messages,
         max_new_tokens=p["max_new_tokens"],
@@ -258,7 +260,7 @@ def _generate(job: Job, engine):
         total_s += result.timings["total_s"]
         for text, reason in zip(result.texts, result.finish_reasons):
             shaped = shaping.shape(fmt, text, reason, max_words=max_words)
-            pool = good if _acceptable(fmt, language, shaped) else spare
+            pool = good if _acceptable(fmt, language, shaped, min_words) else spare
             pool.append((shaped, reason))
         if fmt == "headline":
             good = _distinct(good)
@@ -308,7 +310,7 @@ def _generate_docstrings(job: Job, engine):
             prompt_tokens += result.prompt_tokens
             completion_tokens += result.completion_tokens
             total_s += result.timings["total_s"]
-            docs[fn.body_line] = shaping.clean_headline(result.texts[0])
+            docs[fn.body_line] = shaping.clean_headline(shaping.strip_control(result.texts[0]))
             if codeedit.as_docstring(docs[fn.body_line]):
                 break
     text = codeedit.insert_docstrings(code, docs) if functions else code

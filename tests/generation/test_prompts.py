@@ -77,3 +77,7 @@ def test_params_out_of_range_or_wrong_type(params, field):
 
 def test_params_must_be_an_object():
     assert errors_of(clean_params, [1, 2], {}, LIMITS) == {"params": ["Must be an object."]}
+
+
+def test_nul_characters_in_inputs_are_refused():
+    assert errors_of(clean_inputs, VARIABLES, {"text": "a\x00b"}) == {"inputs.text": ["Must not contain NUL characters."]}

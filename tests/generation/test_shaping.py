@@ -73,3 +73,8 @@ def test_list_markers_and_dashes_are_not_words():
     from generation.shaping import count_words
 
     assert count_words("- one two\n- three — four") == 4
+
+
+def test_control_characters_never_reach_storage():
+    assert shape("text", "a\x00b\x07c\nd\te") == "abc\nd\te"
+    assert shape("headline", "\x00Bridge \x1bopens") == "Bridge opens"
