@@ -1,22 +1,23 @@
-"""Generation over a loaded model: chat template, a KV-cached decoding loop, stop conditions, streaming.
+"""Generation over a loaded model: chat template, stop conditions, streaming, and requests from many threads
+batched together (see batching.py).
 
-A small loop of our own instead of `model.generate`: it gives each request its own seeded generator (so a
-job replays exactly), streams text deltas as tokens arrive, honours stop strings, deadlines and cancels
-between steps, and is the shape the cross-job batching scheduler grows from.
+A decoding loop of our own instead of `model.generate`: each request gets its own seeded generator (so a job
+replays exactly, alone or batched), text deltas as tokens arrive, stop strings, deadlines and cancels between
+steps, and requests join and leave the running batch at any step.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from .errors import EngineError, GenerationTimeout, PromptTooLong
-from .sampling import next_tokens
+from .batching import Active, Row, Scheduler
+from .errors import EngineError, PromptTooLong
 
 DeltaCallback = Callable[[int, str], None]
 
@@ -44,29 +45,17 @@ class GenerationResult:
     timings: dict
 
 
-class _Candidate:
-    """Decoding state of one output row: its tokens, the text emitted so far, and whether it is done."""
-
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-        self.emitted = 0
-        self.text = ""
-        self.finish: str | None = None
-        self.generated = 0  # tokens sampled for this row, the end-of-sequence token included
-
-
 class Engine:
-    """One loaded model. Requests are served one at a time under a lock; a request's n candidates share
-    one batched forward pass per step."""
+    """One loaded model serving many requests: all rows of all requests in flight share each forward pass."""
 
-    def __init__(self, model, tokenizer, model_name: str, weights_sha256: str, device) -> None:
+    def __init__(self, model, tokenizer, model_name: str, weights_sha256: str, device, max_batch_rows: int = 64) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.weights_sha256 = weights_sha256
         self.device = torch.device(device)
         self.context_length = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-        self._lock = threading.Lock()
+        self._scheduler = Scheduler(self, max_rows=max_batch_rows)
         self.eos_ids = self._eos_ids()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
 
@@ -108,6 +97,10 @@ class Engine:
         return time.monotonic() - started
 
     def generate(self, request: GenerationRequest, on_delta: DeltaCallback | None = None) -> GenerationResult:
+        """Generate for one request; safe to call from many threads at once, whose requests share the batch."""
+        return self.submit(request, on_delta).result()
+
+    def submit(self, request: GenerationRequest, on_delta: DeltaCallback | None = None) -> Future:
         if request.n < 1:
             raise EngineError("n must be at least 1")
         if request.max_new_tokens < 1:
@@ -119,70 +112,36 @@ class Engine:
                 f"together they exceed the model's context of {self.context_length} tokens."
             )
         seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
-        with self._lock, torch.inference_mode():
-            return self._decode(request, prompt, seed, on_delta)
-
-    def _decode(self, request, prompt, seed, on_delta) -> GenerationResult:
-        started = time.monotonic()
-        deadline = started + request.time_limit if request.time_limit else None
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
-        n = request.n
-        rows = [_Candidate() for _ in range(n)]
-        holdback = max((len(s) for s in request.stop), default=1) - 1
-
-        # Prefill once for the shared prompt, then widen the cache to the n candidates.
-        input_ids = torch.tensor([prompt], device=self.device)
-        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        logits = out.logits[:, -1, :]
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits = logits.expand(n, -1)
-        prefill_s = time.monotonic() - started
-
-        steps = 0
-        for steps in range(1, request.max_new_tokens + 1):
-            tokens = next_tokens(logits, request.temperature, request.top_p, generator)
-            for index, (row, token) in enumerate(zip(rows, tokens.tolist())):
-                if row.finish:
-                    continue
-                row.generated += 1
-                if token in self.eos_ids:
-                    row.finish = "stop"
-                else:
-                    row.ids.append(token)
-                    self._update_text(row, request.stop)
-                if row.finish is None and steps == request.max_new_tokens:
-                    row.finish = "length"
-                self._emit(index, row, holdback, on_delta)
-            if all(row.finish for row in rows):
-                break
-            if request.cancelled is not None and request.cancelled():
-                for index, row in enumerate(rows):
-                    if not row.finish:
-                        row.finish = "cancelled"
-                        self._emit(index, row, holdback, on_delta)
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise GenerationTimeout(f"The job ran past its time limit of {request.time_limit:g} s.")
-            feed = torch.tensor([[t if not r.finish else self.pad_id] for t, r in zip(tokens.tolist(), rows)], device=self.device)
-            out = self.model(input_ids=feed, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            logits = out.logits[:, -1, :]
-
-        total_s = time.monotonic() - started
-        completion = sum(row.generated for row in rows)
-        return GenerationResult(
-            texts=[row.text for row in rows],
-            finish_reasons=[row.finish or "length" for row in rows],
-            prompt_tokens=len(prompt),
-            completion_tokens=completion,
+        active = Active(
+            request=request,
+            prompt=prompt,
             seed=seed,
-            timings={"prefill_s": round(prefill_s, 4), "total_s": round(total_s, 4), "steps": steps},
+            future=Future(),
+            on_delta=on_delta,
+            generator=generator,
+            rows=[Row() for _ in range(request.n)],
+            holdback=max((len(s) for s in request.stop), default=1) - 1,
+            started=time.monotonic(),
+        )
+        return self._scheduler.submit(active)
+
+    def _finish(self, active: Active) -> None:
+        """Called by the scheduler when all of a request's rows are done."""
+        total_s = time.monotonic() - active.started
+        active.future.set_result(
+            GenerationResult(
+                texts=[row.text for row in active.rows],
+                finish_reasons=[row.finish or "length" for row in active.rows],
+                prompt_tokens=len(active.prompt),
+                completion_tokens=sum(row.generated for row in active.rows),
+                seed=active.seed,
+                timings={"prefill_s": round(active.prefill_s, 4), "total_s": round(total_s, 4), "steps": active.steps},
+            )
         )
 
-    def _update_text(self, row: _Candidate, stop: list[str]) -> None:
+    def _update_text(self, row: Row, stop: list[str]) -> None:
         text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for its next token
             return
@@ -193,7 +152,7 @@ class Engine:
         row.text = text
 
     @staticmethod
-    def _emit(index: int, row: _Candidate, holdback: int, on_delta: DeltaCallback | None) -> None:
+    def _emit(index: int, row: Row, holdback: int, on_delta: DeltaCallback | None) -> None:
         """Send the text not yet sent, holding back a tail that might still turn out to start a stop string."""
         if on_delta is None:
             return

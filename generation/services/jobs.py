@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .. import codeedit, prompts, selectors, shaping
+from .. import codeedit, events, prompts, selectors, shaping
 from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
 from .templates import resolve_version
 
@@ -168,16 +168,21 @@ def job_run(job_id, engine=None) -> None:
     from ..engine import EngineError
 
     log.info("job %s: running (%s, attempt %d)", job.pk, job.kind, job.attempts)
+    if job.attempts > 1:
+        events.reset(job.pk)
+    version = job.template_version
+    streamer = events.JobStreamer(job.pk, lambda raw: shaping.shape(version.output_format, raw, "stop"))
     try:
-        texts, reasons, usage, timings = _generate(job, engine)
+        texts, reasons, usage, timings = _generate(job, engine, streamer.on_delta)
     except EngineError as exc:
         log.warning("job %s failed: %s", job.pk, exc)
-        _finish(job.pk, JobStatus.FAILED, error=str(exc), model_name=engine.model_name)
+        _fail(job.pk, str(exc), engine)
         return
     except Exception as exc:  # the worker lives on; the user gets a readable reason
         log.exception("job %s failed", job.pk)
-        _finish(job.pk, JobStatus.FAILED, error=f"Generation failed: {type(exc).__name__}: {exc}", model_name=engine.model_name)
+        _fail(job.pk, f"Generation failed: {type(exc).__name__}: {exc}", engine)
         return
+    streamer.finish(texts)
     with transaction.atomic():
         done = _finish(
             job.pk,
@@ -192,7 +197,14 @@ def job_run(job_id, engine=None) -> None:
             JobOutput.objects.bulk_create(
                 JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r) for i, (t, r) in enumerate(zip(texts, reasons))
             )
-    log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, "succeeded" if done else "dropped", timings["total_s"], usage[1])
+    final = JobStatus.SUCCEEDED if done else Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+    events.publish_end(job.pk, final or JobStatus.CANCELLED)
+    log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, final, timings["total_s"], usage[1])
+
+
+def _fail(job_id, error: str, engine) -> None:
+    if _finish(job_id, JobStatus.FAILED, error=error, model_name=engine.model_name):
+        events.publish_end(job_id, JobStatus.FAILED, error)
 
 
 def _acceptable(output_format: str, language: str, text: str, min_words: int = 0) -> bool:
@@ -210,7 +222,7 @@ def _acceptable(output_format: str, language: str, text: str, min_words: int = 0
     return True
 
 
-def _generate(job: Job, engine):
+def _generate(job: Job, engine, on_delta=None):
     """Ask the engine for the job's candidates and shape them for the template's output format.
 
     Candidates that miss the contract (a headline of the wrong length or a repeat, Python that does not
@@ -222,7 +234,7 @@ def _generate(job: Job, engine):
     version = job.template_version
     fmt = version.output_format
     if _documents_python(version, job.inputs):
-        return _generate_docstrings(job, engine)
+        return _generate_docstrings(job, engine)  # the code is shown when complete: nothing to stream
     p = job.params
     want = p["n"]
     budget = _word_budget(version, job.inputs)
@@ -253,7 +265,8 @@ def _generate(job: Job, engine):
             request.seed = (p["seed"] + round_no) % prompts.MAX_SEED
             request.n = min(2 * (want - len(good)), settings.AIGC["MAX_CANDIDATES"])
             request.temperature = max(p["temperature"], 0.7)  # greedy decoding would repeat the same text
-        result = engine.generate(request)
+        # The first round streams; later rounds only replace candidates that missed the contract.
+        result = engine.generate(request, on_delta if round_no == 0 else None)
         first_timings = first_timings or result.timings
         prompt_tokens = result.prompt_tokens
         completion_tokens += result.completion_tokens

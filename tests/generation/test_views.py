@@ -66,7 +66,7 @@ def test_model_output_is_escaped(browser, user):
 def test_job_page_polls_until_final(browser, user):
     job = services.job_create(user=user, kind="headline", inputs={"text": "story"})
     html = browser.get(f"/jobs/{job.pk}/").content.decode()
-    assert "studio/job.js" in html and f"/api/v1/jobs/{job.pk}/" in html
+    assert "studio/job.js" in html and f"/api/v1/jobs/{job.pk}/events/" in html
     Job.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, error="The prompt is too long.")
     html = browser.get(f"/jobs/{job.pk}/").content.decode()
     assert "studio/job.js" not in html and "The prompt is too long." in html

@@ -69,7 +69,7 @@ def celery_worker_process(broker_url, django_db_setup, django_db_blocker, tmp_pa
     )
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "aigc_site", "worker", "--pool", "threads", "--concurrency", "1",
+        [sys.executable, "-m", "celery", "-A", "aigc_site", "worker", "--pool", "threads", "--concurrency", "4",
          "--queues", queue, "--loglevel", "INFO", "--hostname", f"{queue}@%h", "--without-mingle", "--without-gossip"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

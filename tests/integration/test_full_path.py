@@ -1,5 +1,6 @@
 """One job travels the real path: API -> PostgreSQL/SQLite -> Redis -> Celery worker -> SmolLM2 -> database."""
 
+import json
 import time
 
 import pytest
@@ -102,3 +103,31 @@ def test_a_prompt_beyond_the_context_is_refused_before_queueing(worker_queue, ap
     error = response.json()["error"]
     assert error["param"] == "inputs.text" and "context of 8192 tokens" in error["message"]
     assert not Job.objects.exists()
+
+
+def test_text_is_streamed_while_the_job_runs_and_joins_to_the_output(worker_queue, api):
+    from generation import events
+
+    response = api.post("/api/v1/jobs/", {"kind": "summary", "inputs": {"text": NEWS, "words": 40}}, format="json")
+    job = wait_final(response.json()["id"])
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    entries = events.client().xrange(events.stream_key(job.pk))
+    kinds = [fields[b"event"].decode() for _, fields in entries]
+    assert kinds[-1] == "done" and kinds.count("delta") > 3
+    text = "".join(json.loads(f[b"data"])["text"] for _, f in entries if f[b"event"] == b"delta")
+    assert text == job.outputs.get().text
+    first_delta_ms = int(entries[0][0].decode().split("-")[0])
+    assert first_delta_ms < job.finished_at.timestamp() * 1000 - 200  # seen well before the job ended
+
+
+def test_concurrent_jobs_share_the_worker_and_all_succeed(worker_queue, user):
+    jobs = [
+        services.job_create(user=user, kind="summary", inputs={"text": NEWS, "words": 20}, params={"temperature": 0, "max_new_tokens": 24})
+        for _ in range(4)
+    ]
+    finished = [wait_final(j.pk) for j in jobs]
+    assert all(j.status == JobStatus.SUCCEEDED for j in finished)
+    texts = {j.outputs.get().text for j in finished}
+    assert len(texts) == 1  # greedy: batched together, each gets what it would get alone
+    started = sorted(j.started_at for j in finished)
+    assert (started[-1] - started[0]).total_seconds() < min((j.finished_at - j.started_at).total_seconds() for j in finished)

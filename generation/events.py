@@ -1,0 +1,113 @@
+"""A job's token stream: deltas appended to a Redis Stream `job:<id>`, read back as server-sent events.
+
+Redis Streams give every entry an id, so a reader that joins late or reconnects with `Last-Event-ID` gets
+exactly the entries after that id: no gap, no repeat. Streams are short-lived (they expire after the job
+ends); the database keeps the final text, and readers of a lost stream fall back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import redis
+from django.conf import settings
+
+log = logging.getLogger("generation.events")
+
+STREAM_TTL_S = 3600
+_client = None
+_lock = threading.Lock()
+
+
+def stream_key(job_id) -> str:
+    return f"job:{job_id}"
+
+
+def client() -> redis.Redis:
+    global _client
+    with _lock:
+        if _client is None:
+            _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        return _client
+
+
+def publish_delta(job_id, index: int, text: str) -> None:
+    """Append one piece of new text for candidate `index`. Never raises: streaming is best effort, the
+    final text always reaches the database."""
+    try:
+        client().xadd(stream_key(job_id), {"event": "delta", "data": json.dumps({"index": index, "text": text}, ensure_ascii=False)})
+    except redis.RedisError:
+        log.warning("could not publish a delta of job %s", job_id, exc_info=True)
+
+
+def publish_end(job_id, status: str, error: str = "") -> None:
+    """The last entry of a stream: the job's final status. The stream then expires."""
+    key = stream_key(job_id)
+    event = "error" if status == "failed" else "done"
+    data = {"status": status, **({"error": error} if error else {})}
+    try:
+        pipe = client().pipeline()
+        pipe.xadd(key, {"event": event, "data": json.dumps(data, ensure_ascii=False)})
+        pipe.expire(key, STREAM_TTL_S)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("could not end the stream of job %s", job_id, exc_info=True)
+
+
+def reset(job_id) -> None:
+    """A job that runs again (redelivered after a worker died) starts its stream afresh."""
+    try:
+        client().delete(stream_key(job_id))
+    except redis.RedisError:
+        log.warning("could not reset the stream of job %s", job_id, exc_info=True)
+
+
+def sse(event: str, data: str, event_id: str | None = None) -> str:
+    lines = [f"id: {event_id}"] if event_id else []
+    lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return "\n".join(lines) + "\n\n"
+
+
+def publish_replace(job_id, index: int, text: str) -> None:
+    """Post-processing changed text already streamed for candidate `index`: here is its whole final text."""
+    try:
+        client().xadd(stream_key(job_id), {"event": "replace", "data": json.dumps({"index": index, "text": text}, ensure_ascii=False)})
+    except redis.RedisError:
+        log.warning("could not publish a replacement for job %s", job_id, exc_info=True)
+
+
+class JobStreamer:
+    """Streams a job's candidates as they are written, shaped as the final output will be.
+
+    Only text that shaping will keep is sent (`view(raw)` must extend what was sent); when the job ends, the
+    rest of each final output follows as a delta, or, if post-processing changed text already sent, as one
+    `replace` event. So joining a candidate's deltas (after any replace) always gives its final output."""
+
+    def __init__(self, job_id, view) -> None:
+        self.job_id = job_id
+        self.view = view
+        self.raw: dict[int, str] = {}
+        self.sent: dict[int, str] = {}
+        self.live = True
+
+    def on_delta(self, index: int, text: str) -> None:
+        if not self.live:
+            return
+        self.raw[index] = self.raw.get(index, "") + text
+        shown, sent = self.view(self.raw[index]), self.sent.get(index, "")
+        if len(shown) > len(sent) and shown.startswith(sent):
+            publish_delta(self.job_id, index, shown[len(sent) :])
+            self.sent[index] = shown
+
+    def finish(self, outputs: list[str]) -> None:
+        self.live = False
+        for index, final in enumerate(outputs):
+            sent = self.sent.get(index, "")
+            if final.startswith(sent):
+                if len(final) > len(sent):
+                    publish_delta(self.job_id, index, final[len(sent) :])
+            else:
+                publish_replace(self.job_id, index, final)
