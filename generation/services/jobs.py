@@ -25,8 +25,8 @@ TOP_UP_ROUNDS = {"headline": 4}
 HEADLINE_WORDS = (3, 20)
 # A word budget becomes a token budget: ~1.4 tokens per English word, with room to reach 1.5x the budget.
 TOKENS_PER_WORD = 1.4
-# Writing may land within 0.5-1.5x of the asked length; summaries must stay within their budget.
-TRIM_RATIO = {Kind.WRITING: 1.5, Kind.SUMMARY: 1.0}
+# Writing may land within 0.5-1.5x of the asked length; any other word budget is a maximum.
+TRIM_RATIO = {Kind.WRITING: 1.5}
 SUMMARY_MAX_SHARE = 0.8
 PYTHON = ("python", "py", "python3")
 
@@ -238,7 +238,7 @@ def _generate(job: Job, engine, on_delta=None):
     p = job.params
     want = p["n"]
     budget = _word_budget(version, job.inputs)
-    max_words = math.floor(budget * TRIM_RATIO[job.kind]) if budget and job.kind in TRIM_RATIO else None
+    max_words = math.floor(budget * TRIM_RATIO.get(job.kind, 1.0)) if budget else None
     if job.kind == Kind.SUMMARY:  # a summary is shorter than its source, whatever budget was asked
         source = max((shaping.count_words(v) for v in job.inputs.values() if isinstance(v, str)), default=0)
         max_words = max(1, min(max_words or source, math.floor(source * SUMMARY_MAX_SHARE)))

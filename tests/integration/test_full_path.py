@@ -129,5 +129,6 @@ def test_concurrent_jobs_share_the_worker_and_all_succeed(worker_queue, user):
     assert all(j.status == JobStatus.SUCCEEDED for j in finished)
     texts = {j.outputs.get().text for j in finished}
     assert len(texts) == 1  # greedy: batched together, each gets what it would get alone
-    started = sorted(j.started_at for j in finished)
-    assert (started[-1] - started[0]).total_seconds() < min((j.finished_at - j.started_at).total_seconds() for j in finished)
+    # They overlapped: the four together took well under the sum of their durations.
+    wall = (max(j.finished_at for j in finished) - min(j.started_at for j in finished)).total_seconds()
+    assert wall < 0.75 * sum((j.finished_at - j.started_at).total_seconds() for j in finished)

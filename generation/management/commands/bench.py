@@ -31,6 +31,20 @@ def _load_in_fresh_process(cache_dir: str | None) -> float:
     return json.loads(out.strip().splitlines()[-1])["load_s"]
 
 
+def _memory_bandwidth_gb_s(size_mb: int = 512, repeat: int = 5) -> float:
+    """Copy throughput of a buffer far larger than the caches: bytes read plus bytes written per second."""
+    import torch
+
+    src = torch.ones(size_mb * 1024 * 1024 // 4)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - started)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
 class Command(BaseCommand):
     help = "Measure model load, decode speed and a headline job; print JSON."
 
@@ -71,6 +85,24 @@ class Command(BaseCommand):
 
         report["raw_transformers_batch1_tok_s"] = round(statistics.median(raw() for _ in range(repeat)), 2)
         report["engine_batch1_tok_s"] = round(statistics.median(ours() for _ in range(repeat)), 2)
+
+        # Concurrent requests, as a worker's threads submit them: all share the engine's batches.
+        params_mb = sum(p.numel() * p.element_size() for p in engine.model.parameters()) / 1e6
+        for concurrency in (1, 8, 32):
+            requests = [
+                GenerationRequest(messages=PROMPT, max_new_tokens=tokens, temperature=0.8, seed=i) for i in range(concurrency)
+            ]
+            started = time.monotonic()
+            futures = [engine.submit(r) for r in requests]
+            produced = sum(f.result().completion_tokens for f in futures)
+            report[f"engine_concurrent_{concurrency}_tok_s"] = round(produced / (time.monotonic() - started), 2)
+        bandwidth = _memory_bandwidth_gb_s()
+        bound = bandwidth * 1e3 / params_mb
+        report["memory_bandwidth_gb_s"] = round(bandwidth, 2)
+        report["weights_mb"] = round(params_mb, 1)
+        report["batch1_bound_tok_s"] = round(bound, 2)
+        report["raw_batch1_share_of_bound"] = round(report["raw_transformers_batch1_tok_s"] / bound, 3)
+        report["engine_batch1_share_of_bound"] = round(report["engine_batch1_tok_s"] / bound, 3)
 
         headline = GenerationRequest(
             messages=[{"role": "user", "content": f"Write a headline for this news story.\n\nStory: {NEWS}"}],
