@@ -171,7 +171,8 @@ def job_run(job_id, engine=None) -> None:
     if job.attempts > 1:
         events.reset(job.pk)
     version = job.template_version
-    streamer = events.JobStreamer(job.pk, lambda raw: shaping.shape(version.output_format, raw, "stop"))
+    max_words = _max_words(job)
+    streamer = events.JobStreamer(job.pk, lambda raw: shaping.shape(version.output_format, raw, "stop", max_words))
     try:
         texts, reasons, usage, timings = _generate(job, engine, streamer.on_delta)
     except EngineError as exc:
@@ -238,10 +239,7 @@ def _generate(job: Job, engine, on_delta=None):
     p = job.params
     want = p["n"]
     budget = _word_budget(version, job.inputs)
-    max_words = math.floor(budget * TRIM_RATIO.get(job.kind, 1.0)) if budget else None
-    if job.kind == Kind.SUMMARY:  # a summary is shorter than its source, whatever budget was asked
-        source = max((shaping.count_words(v) for v in job.inputs.values() if isinstance(v, str)), default=0)
-        max_words = max(1, min(max_words or source, math.floor(source * SUMMARY_MAX_SHARE)))
+    max_words = _max_words(job)
     language = str(job.inputs.get("language", "python"))
     # Writing must land within 0.5-1.5x of the asked length: a reply under half is sampled once more.
     min_words = math.ceil(budget * 0.5) if budget and job.kind == Kind.WRITING else 0
@@ -290,6 +288,17 @@ def _generate(job: Job, engine, on_delta=None):
         raise EngineError("The model produced no usable output; try again or change the inputs.")
     timings = {**first_timings, "total_s": round(total_s, 4)}
     return [t for t, _ in outputs], [r for _, r in outputs], (prompt_tokens, completion_tokens), timings
+
+
+def _max_words(job: Job) -> int | None:
+    """The most words an output may keep: the asked budget (1.5x for writing), and for a summary, less than
+    its source whatever was asked."""
+    budget = _word_budget(job.template_version, job.inputs)
+    max_words = math.floor(budget * TRIM_RATIO.get(job.kind, 1.0)) if budget else None
+    if job.kind == Kind.SUMMARY:
+        source = max((shaping.count_words(v) for v in job.inputs.values() if isinstance(v, str)), default=0)
+        max_words = max(1, min(max_words or source, math.floor(source * SUMMARY_MAX_SHARE)))
+    return max_words
 
 
 def _documents_python(version: TemplateVersion, inputs: dict) -> bool:
