@@ -71,11 +71,10 @@ class Batch:
     def rows(self) -> int:
         return len(self.owners)
 
-    def add(self, active: Active, cache: DynamicCache, logits: torch.Tensor, config) -> None:
-        n, length = logits.shape[0], cache.get_seq_length()
-        device = logits.device
-        mask = torch.ones(n, length, dtype=torch.long, device=device)
-        positions = torch.full((n,), length, dtype=torch.long, device=device)
+    def add(self, owners: list[Active], cache: DynamicCache, logits: torch.Tensor, mask: torch.Tensor, config) -> None:
+        """Merge freshly prefilled rows (their cache, last logits and attention mask) into the batch."""
+        length = mask.shape[1]
+        positions = mask.sum(dim=1)  # the next position of each row is its count of real tokens
         if self.cache is None:
             self.cache, self.mask, self.positions, self.logits = cache, mask, positions, logits
         else:
@@ -92,7 +91,7 @@ class Batch:
             self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)), F.pad(mask, (width - length, 0))])
             self.positions = torch.cat([self.positions, positions])
             self.logits = torch.cat([self.logits, logits])
-        self.owners.extend([active] * n)
+        self.owners.extend(owners)
 
     def keep(self, indices: list[int]) -> None:
         """Drop every row not in `indices` (finished requests leave the batch)."""
@@ -151,29 +150,49 @@ class Scheduler:
                 self._batch = Batch()
 
     def _admit(self, block: bool) -> None:
-        while self._batch.rows < self.max_rows:
+        """Take every waiting request that fits and prefill them together in one padded forward pass."""
+        admitted, rows = [], self._batch.rows
+        while rows < self.max_rows:
             try:
                 active = self._waiting.get(block=block, timeout=None if block else 0)
             except queue.Empty:
-                return
+                break
             block = False
-            if active.future.cancelled():
-                continue
-            try:
-                self._prefill(active)
-            except Exception as exc:
+            if not active.future.cancelled():
+                admitted.append(active)
+                rows += len(active.rows)
+        if not admitted:
+            return
+        try:
+            self._prefill(admitted)
+        except Exception as exc:
+            for active in admitted:
                 active.future.set_exception(exc)
 
-    def _prefill(self, active: Active) -> None:
-        engine, n = self.engine, len(active.rows)
+    def _prefill(self, admitted: list[Active]) -> None:
+        engine = self.engine
         started = time.monotonic()
-        out = engine.model(input_ids=torch.tensor([active.prompt], device=engine.device), use_cache=True, logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits = logits.expand(n, -1)
-        active.prefill_s = time.monotonic() - started
-        self._batch.add(active, cache, logits.float(), engine.model.config)
+        width = max(len(a.prompt) for a in admitted)
+        device = engine.device
+        ids = torch.full((len(admitted), width), engine.pad_id, dtype=torch.long, device=device)
+        mask = torch.zeros((len(admitted), width), dtype=torch.long, device=device)
+        for i, active in enumerate(admitted):  # left padding: every prompt ends at the last column
+            ids[i, width - len(active.prompt) :] = torch.tensor(active.prompt, device=device)
+            mask[i, width - len(active.prompt) :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        out = engine.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+        # Each request's n candidates start from copies of its prompt's row.
+        expand = [i for i, active in enumerate(admitted) for _ in active.rows]
+        if len(expand) != len(admitted):
+            index = torch.tensor(expand, device=device)
+            cache.batch_select_indices(index)
+            logits, mask = logits[index], mask[index]
+        owners = [active for active in admitted for _ in active.rows]
+        elapsed = time.monotonic() - started
+        for active in admitted:
+            active.prefill_s = elapsed
+        self._batch.add(owners, cache, logits, mask, engine.model.config)
 
     def _step(self) -> None:
         batch, engine = self._batch, self.engine
