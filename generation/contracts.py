@@ -73,8 +73,8 @@ def check_docstrings(code: str) -> list[str]:
         tree = ast.parse(code)
     except SyntaxError as exc:
         return [f"does not parse: {exc.msg}"]
-    missing = [f.name for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and not ast.get_docstring(f)]
     functions = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    missing = [f.name for f in functions if not ast.get_docstring(f)]
     if not functions:
         return ["no function left in the code"]
     return [f"no docstring: {', '.join(missing)}"] if missing else []

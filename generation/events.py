@@ -33,13 +33,18 @@ def client() -> redis.Redis:
         return _client
 
 
-def publish_delta(job_id, index: int, text: str) -> None:
-    """Append one piece of new text for candidate `index`. Never raises: streaming is best effort, the
-    final text always reaches the database."""
+def _append(job_id, event: str, data: dict) -> None:
+    """Append one entry to a job's stream. Never raises: streaming is best effort, the final text always
+    reaches the database."""
     try:
-        client().xadd(stream_key(job_id), {"event": "delta", "data": json.dumps({"index": index, "text": text}, ensure_ascii=False)})
+        client().xadd(stream_key(job_id), {"event": event, "data": json.dumps(data, ensure_ascii=False)})
     except redis.RedisError:
-        log.warning("could not publish a delta of job %s", job_id, exc_info=True)
+        log.warning("could not publish a %s event of job %s", event, job_id, exc_info=True)
+
+
+def publish_delta(job_id, index: int, text: str) -> None:
+    """One piece of new text for candidate `index`."""
+    _append(job_id, "delta", {"index": index, "text": text})
 
 
 def publish_end(job_id, status: str, error: str = "") -> None:
@@ -73,10 +78,7 @@ def sse(event: str, data: str, event_id: str | None = None) -> str:
 
 def publish_replace(job_id, index: int, text: str) -> None:
     """Post-processing changed text already streamed for candidate `index`: here is its whole final text."""
-    try:
-        client().xadd(stream_key(job_id), {"event": "replace", "data": json.dumps({"index": index, "text": text}, ensure_ascii=False)})
-    except redis.RedisError:
-        log.warning("could not publish a replacement for job %s", job_id, exc_info=True)
+    _append(job_id, "replace", {"index": index, "text": text})
 
 
 class JobStreamer:

@@ -6,7 +6,7 @@ import threading
 
 from django.db.models import Prefetch, QuerySet
 
-from .models import Job, Kind, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
+from .models import Job, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
@@ -35,10 +35,6 @@ def templates_with_versions() -> QuerySet[PromptTemplate]:
 
 def templates_for_kind(kind: str) -> QuerySet[PromptTemplate]:
     return PromptTemplate.objects.filter(kind=kind, labels__name=TemplateLabel.PRODUCTION).order_by("-is_default", "name")
-
-
-def kinds() -> list[tuple[str, str]]:
-    return list(Kind.choices)
 
 
 _counters: dict[str, tuple[object, object]] = {}

@@ -53,12 +53,16 @@ def _final_job(job_id):
     return job.status, job.error, [o.text for o in job.outputs.all()]
 
 
-async def _from_database(job_id, fresh: bool):
-    """The stream is gone but the job is done: its text from the database. A fresh reader gets it as deltas;
-    a reader that had part of the stream gets one `replace` per candidate, so nothing is doubled or missed."""
-    final = await sync_to_async(_final_job)(job_id)
-    if final is None:
-        return
+async def _lost_and_final(client, key, job_id):
+    """When the stream is gone (expired or lost with Redis) and the job is done: its final state, else None."""
+    if await _exists(client, key):
+        return None
+    return await sync_to_async(_final_job)(job_id)
+
+
+def _from_database(final, fresh: bool):
+    """The job's text from the database. A fresh reader gets it as deltas; a reader that had part of the
+    stream gets one `replace` per candidate, so nothing is doubled or missed."""
     status, error, texts = final
     for index, text in enumerate(texts):
         yield events.sse("delta" if fresh else "replace", json.dumps({"index": index, "text": text}, ensure_ascii=False), f"db-{index}")
@@ -73,21 +77,16 @@ async def _stream(job_id, last_id: str):
         fresh = last_id == "0-0"
         if last_id.startswith("db-"):
             last_id = "0-0"
-        if not await _exists(client, key) and await sync_to_async(_final_job)(job_id) is not None:
-            async for chunk in _from_database(job_id, fresh):  # expired or lost: no need to wait for it
-                yield chunk
-            return
-        while True:
+        final = await _lost_and_final(client, key, job_id)  # checked first: no need to wait for a lost stream
+        while final is None:
             try:
                 batch = await client.xread({key: last_id}, block=BLOCK_MS, count=200)
             except aioredis.RedisError:
                 batch = None
             if not batch:
-                if not await _exists(client, key) and await sync_to_async(_final_job)(job_id) is not None:
-                    async for chunk in _from_database(job_id, fresh and last_id == "0-0"):
-                        yield chunk
-                    return
-                yield ": waiting\n\n"  # keeps proxies from closing an idle stream
+                final = await _lost_and_final(client, key, job_id)
+                if final is None:
+                    yield ": waiting\n\n"  # keeps proxies from closing an idle stream
                 continue
             for entry_id, fields in batch[0][1]:
                 last_id, fresh = entry_id.decode(), False
@@ -95,6 +94,8 @@ async def _stream(job_id, last_id: str):
                 yield events.sse(event, fields[b"data"].decode(), last_id)
                 if event in ("done", "error"):
                     return
+        for chunk in _from_database(final, fresh):
+            yield chunk
     finally:
         await client.aclose()
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from .. import codeedit, events, prompts, selectors, shaping
 from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
-from .templates import resolve_version
+from .templates import param_limits, resolve_version
 
 log = logging.getLogger("generation.jobs")
 
@@ -29,12 +29,6 @@ TOKENS_PER_WORD = 1.4
 TRIM_RATIO = {Kind.WRITING: 1.5}
 SUMMARY_MAX_SHARE = 0.8
 PYTHON = ("python", "py", "python3")
-
-
-def _param_limits() -> prompts.ParamLimits:
-    return prompts.ParamLimits(
-        max_new_tokens=settings.AIGC["MAX_NEW_TOKENS"], max_candidates=settings.AIGC["MAX_CANDIDATES"]
-    )
 
 
 def _resolve_template(kind: str | None, template_slug: str | None) -> PromptTemplate:
@@ -93,13 +87,13 @@ def job_create(
     tv = resolve_version(tpl, version=version, label=label)
     try:
         cleaned_inputs = prompts.clean_inputs(tv.variables, inputs if inputs is not None else {})
-        cleaned_params = prompts.clean_params(params, tv.default_params, _param_limits())
+        cleaned_params = prompts.clean_params(params, tv.default_params, param_limits())
     except prompts.InvalidInput as exc:
         raise ValidationError(exc.errors) from None
     budget = _word_budget(tv, cleaned_inputs)
     if budget and "max_new_tokens" not in (params or {}):
         slack = TRIM_RATIO.get(tpl.kind, 1.0) + 0.2
-        cleaned_params["max_new_tokens"] = min(_param_limits().max_new_tokens, math.ceil(budget * slack * TOKENS_PER_WORD) + 16)
+        cleaned_params["max_new_tokens"] = min(param_limits().max_new_tokens, math.ceil(budget * slack * TOKENS_PER_WORD) + 16)
     if cleaned_params["seed"] is None:
         # Record the seed the job will use, so that "run again" replays it exactly.
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
@@ -174,7 +168,7 @@ def job_run(job_id, engine=None) -> None:
     max_words = _max_words(job)
     streamer = events.JobStreamer(job.pk, lambda raw: shaping.shape(version.output_format, raw, "stop", max_words))
     try:
-        texts, reasons, usage, timings = _generate(job, engine, streamer.on_delta)
+        texts, reasons, usage, timings = _generate(job, engine, max_words, streamer.on_delta)
     except EngineError as exc:
         log.warning("job %s failed: %s", job.pk, exc)
         _fail(job.pk, str(exc), engine)
@@ -223,7 +217,7 @@ def _acceptable(output_format: str, language: str, text: str, min_words: int = 0
     return True
 
 
-def _generate(job: Job, engine, on_delta=None):
+def _generate(job: Job, engine, max_words: int | None, on_delta=None):
     """Ask the engine for the job's candidates and shape them for the template's output format.
 
     Candidates that miss the contract (a headline of the wrong length or a repeat, Python that does not
@@ -239,7 +233,6 @@ def _generate(job: Job, engine, on_delta=None):
     p = job.params
     want = p["n"]
     budget = _word_budget(version, job.inputs)
-    max_words = _max_words(job)
     language = str(job.inputs.get("language", "python"))
     # Writing must land within 0.5-1.5x of the asked length: a reply under half is sampled once more.
     min_words = math.ceil(budget * 0.5) if budget and job.kind == Kind.WRITING else 0

@@ -11,7 +11,8 @@ from .. import prompts, selectors, shaping
 from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
 
-def _param_limits() -> prompts.ParamLimits:
+def param_limits() -> prompts.ParamLimits:
+    """This deployment's caps on generation params (settings), for jobs and template defaults alike."""
     return prompts.ParamLimits(max_new_tokens=settings.AIGC["MAX_NEW_TOKENS"], max_candidates=settings.AIGC["MAX_CANDIDATES"])
 
 
@@ -38,7 +39,7 @@ def check_content(content: dict) -> dict:
     except prompts.InvalidInput as exc:
         errors.update(exc.errors)
     try:
-        prompts.clean_params(content["default_params"], {}, _param_limits())
+        prompts.clean_params(content["default_params"], {}, param_limits())
     except prompts.InvalidInput as exc:
         errors.update({key.replace("params", "default_params", 1): v for key, v in exc.errors.items()})
     if content["output_format"] not in shaping.OUTPUT_FORMATS:
@@ -116,7 +117,7 @@ def template_preview(version: TemplateVersion, inputs: dict, params: dict | None
     """The exact text the model will receive for these inputs, and its size against the context."""
     try:
         cleaned = prompts.clean_inputs(version.variables, inputs)
-        cleaned_params = prompts.clean_params(params or {}, version.default_params, _param_limits())
+        cleaned_params = prompts.clean_params(params or {}, version.default_params, param_limits())
     except prompts.InvalidInput as exc:
         raise ValidationError(exc.errors) from None
     messages = prompts.render_messages(version.system_prompt, version.user_template, cleaned)
