@@ -1,6 +1,6 @@
 """The Celery app.
 
-Process model: the worker runs the threads pool (`--pool threads --concurrency 16` in the Procfile). The model
+Process model: the worker runs the threads pool (`--pool threads --concurrency 64` in the Procfile). The model
 is loaded once per worker process, in the main process, before it consumes any job (generation/tasks.py):
 no fork happens after the weights are in memory (forked children break CUDA), and the load is not cut short
 by prefork's 4 s limit on `worker_process_init`. Each thread runs one job; all of them hand their requests to

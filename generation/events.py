@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import redis
 from django.conf import settings
@@ -94,6 +95,7 @@ class JobStreamer:
         self.raw: dict[int, str] = {}
         self.sent: dict[int, str] = {}
         self.live = True
+        self.first_sent_at: float | None = None  # wall clock, to measure how soon readers see text
 
     def on_delta(self, index: int, text: str) -> None:
         if not self.live:
@@ -103,6 +105,7 @@ class JobStreamer:
         if len(shown) > len(sent) and shown.startswith(sent):
             publish_delta(self.job_id, index, shown[len(sent) :])
             self.sent[index] = shown
+            self.first_sent_at = self.first_sent_at or time.time()
 
     def finish(self, outputs: list[str]) -> None:
         self.live = False

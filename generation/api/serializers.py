@@ -47,7 +47,7 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage",
+            "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage", "timings",
             "error", "model", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
         ]  # fmt: skip
 

@@ -11,38 +11,14 @@ from __future__ import annotations
 import secrets
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from .batching import Active, Row, Scheduler
 from .errors import EngineError, PromptTooLong
+from .types import DeltaCallback, GenerationRequest, GenerationResult
 
-DeltaCallback = Callable[[int, str], None]
-
-
-@dataclass
-class GenerationRequest:
-    messages: list[dict]
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 1.0
-    n: int = 1
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    time_limit: float | None = None  # seconds for the whole request
-    cancelled: Callable[[], bool] | None = None  # polled between steps
-
-
-@dataclass
-class GenerationResult:
-    texts: list[str]
-    finish_reasons: list[str]  # per candidate: "stop" (end of text or a stop string), "length", "cancelled"
-    prompt_tokens: int
-    completion_tokens: int  # over all candidates
-    seed: int
-    timings: dict
+__all__ = ["Engine", "GenerationRequest", "GenerationResult"]
 
 
 class Engine:
@@ -126,37 +102,3 @@ class Engine:
             started=time.monotonic(),
         )
         return self._scheduler.submit(active)
-
-    def _finish(self, active: Active) -> None:
-        """Called by the scheduler when all of a request's rows are done."""
-        total_s = time.monotonic() - active.started
-        active.future.set_result(
-            GenerationResult(
-                texts=[row.text for row in active.rows],
-                finish_reasons=[row.finish or "length" for row in active.rows],
-                prompt_tokens=len(active.prompt),
-                completion_tokens=sum(row.generated for row in active.rows),
-                seed=active.seed,
-                timings={"prefill_s": round(active.prefill_s, 4), "total_s": round(total_s, 4), "steps": active.steps},
-            )
-        )
-
-    def _update_text(self, row: Row, stop: list[str]) -> None:
-        text = self.tokenizer.decode(row.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for its next token
-            return
-        cuts = [i for s in stop if s and (i := text.find(s, max(0, len(row.text) - len(s) + 1))) != -1]
-        if cuts:
-            text = text[: min(cuts)]
-            row.finish = "stop"
-        row.text = text
-
-    @staticmethod
-    def _emit(index: int, row: Row, holdback: int, on_delta: DeltaCallback | None) -> None:
-        """Send the text not yet sent, holding back a tail that might still turn out to start a stop string."""
-        if on_delta is None:
-            return
-        upto = len(row.text) if row.finish else max(row.emitted, len(row.text) - holdback)
-        if upto > row.emitted:
-            on_delta(index, row.text[row.emitted : upto])
-            row.emitted = upto

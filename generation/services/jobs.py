@@ -178,6 +178,7 @@ def job_run(job_id, engine=None) -> None:
         _fail(job.pk, f"Generation failed: {type(exc).__name__}: {exc}", engine)
         return
     streamer.finish(texts)
+    timings["first_delta_at"] = streamer.first_sent_at
     with transaction.atomic():
         done = _finish(
             job.pk,

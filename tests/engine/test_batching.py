@@ -3,7 +3,10 @@
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from generation.engine import GenerationRequest
+import pytest
+import torch
+
+from generation.engine import EngineError, GenerationRequest
 
 PROMPTS = [
     "The council voted.",
@@ -68,3 +71,47 @@ def test_each_request_keeps_its_own_limits_and_candidates(tiny_engine):
     results = run_together(tiny_engine, [request(0, max_new_tokens=3, n=3, temperature=1.0), request(1, max_new_tokens=9)])
     assert len(results[0].texts) == 3 and results[0].completion_tokens <= 9
     assert results[1].completion_tokens <= 9 and len(results[1].texts) == 1
+
+
+class DeviceMemory:
+    """Gives the model a device with room for `limit` cached positions (rows x sequence length): beyond it a
+    decoder layer raises CUDA's out-of-memory error, half-way through the forward pass as on a real GPU."""
+
+    def __init__(self, model, limit):
+        self.limit, self.raised = limit, 0
+        self._hook = model.model.layers[1].register_forward_pre_hook(self._check, with_kwargs=True)
+
+    def _check(self, module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        cache = kwargs.get("past_key_values")
+        held = cache.get_seq_length() if cache is not None else hidden.shape[1]
+        if hidden.shape[0] * held > self.limit:
+            self.raised += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._hook.remove()
+
+
+def test_out_of_memory_splits_the_batch_and_every_request_still_finishes(tiny_engine, caplog):
+    """Both places memory runs out: admitting (prefill fewer at once) and mid-step (the newest requests wait
+    with their tokens and resume later). Outputs are exactly what each request gives alone."""
+    requests = lambda: [request(i, max_new_tokens=24) for i in range(6)]  # noqa: E731
+    alone = [tiny_engine.generate(r).texts for r in requests()]
+    lengths = [len(tiny_engine.encode_chat(r.messages)) for r in requests()]
+    with DeviceMemory(tiny_engine.model, limit=2 * (max(lengths) + 24)) as memory:
+        results = run_together(tiny_engine, requests())
+    assert [r.texts for r in results] == alone
+    assert "out of memory while admitting requests" in caplog.text
+    assert "out of memory in a decoding step" in caplog.text
+    assert any(r.timings["preempted"] for r in results) and memory.raised >= 2
+
+
+def test_a_request_too_big_for_memory_fails_alone_and_the_engine_goes_on(tiny_engine):
+    with DeviceMemory(tiny_engine.model, limit=8):
+        with pytest.raises(EngineError, match="does not fit in the model device's memory"):
+            tiny_engine.generate(request(1))
+    assert tiny_engine.generate(request(0)).texts == tiny_engine.generate(request(0)).texts

