@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from . import selectors, services
 from .forms import InputsForm, LabelMoveForm, TemplateAdminForm
-from .models import ApiKey, Job, JobOutput, LabelMove, ModelInfo, PromptTemplate, TemplateLabel
+from .models import ApiKey, Feedback, Job, JobOutput, LabelMove, ModelInfo, PromptTemplate, TemplateLabel
 
 
 class LabelFilter(admin.SimpleListFilter):
@@ -105,7 +105,8 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         extra = extra_context or {}
         if object_id:
             template = self._template(request, object_id)
-            extra.update(versions=list(template.versions.all())[::-1], labels=list(template.labels.all()))
+            versions = selectors.versions_with_ratings(template)
+            extra.update(versions=versions, labels=list(template.labels.all()))
         return super().change_view(request, object_id, form_url, extra)
 
     def version_view(self, request, pk, number):
@@ -136,6 +137,8 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             "form": form,
             "preview": preview,
             "jobs_count": version.jobs.count(),
+            "ratings": selectors.versions_with_ratings(template).get(pk=version.pk),
+            "feedback": version.feedback.select_related("user", "output__job")[:50],
         }
         return TemplateResponse(request, "admin/generation/prompttemplate/version.html", context)
 
@@ -208,14 +211,14 @@ class LabelMoveAdmin(admin.ModelAdmin):
 class JobOutputInline(admin.TabularInline):
     model = JobOutput
     extra = 0
-    readonly_fields = ("index", "text", "finish_reason")
+    readonly_fields = ("index", "text", "finish_reason", "final_text", "edited_at")
     can_delete = False
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "owner", "kind", "template_version", "status", "model_name", "completion_tokens", "created_at")
-    list_filter = ("status", "kind")
+    list_display = ("id", "owner", "kind", "template_version", "status", "review_state", "completion_tokens", "created_at")
+    list_filter = ("status", "kind", "review_state")
     search_fields = ("id", "owner__username")
     readonly_fields = [f.name for f in Job._meta.fields]
     inlines = [JobOutputInline]
@@ -241,3 +244,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Ratings of outputs, by template version: which prompt wording works."""
+
+    list_display = ("template_version", "rating", "comment", "user", "updated_at")
+    list_filter = ("rating", "template_version__template")
+    search_fields = ("comment", "template_version__template__slug")
+    readonly_fields = ("output", "user", "template_version", "rating", "comment", "created_at", "updated_at")
+
+    def has_add_permission(self, request):
+        return False

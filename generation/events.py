@@ -43,9 +43,9 @@ def _append(job_id, event: str, data: dict) -> None:
         log.warning("could not publish a %s event of job %s", event, job_id, exc_info=True)
 
 
-def publish_delta(job_id, index: int, text: str) -> None:
-    """One piece of new text for candidate `index`."""
-    _append(job_id, "delta", {"index": index, "text": text})
+def publish_delta(job_id, index: int, text: str, tokens: int | None = None) -> None:
+    """One piece of new text for candidate `index`, with the candidate's tokens so far while it runs."""
+    _append(job_id, "delta", {"index": index, "text": text, **({"tokens": tokens} if tokens is not None else {})})
 
 
 def publish_end(job_id, status: str, error: str = "") -> None:
@@ -97,13 +97,13 @@ class JobStreamer:
         self.live = True
         self.first_sent_at: float | None = None  # wall clock, to measure how soon readers see text
 
-    def on_delta(self, index: int, text: str) -> None:
+    def on_delta(self, index: int, text: str, tokens: int | None = None) -> None:
         if not self.live:
             return
         self.raw[index] = self.raw.get(index, "") + text
         shown, sent = self.view(self.raw[index]), self.sent.get(index, "")
         if len(shown) > len(sent) and shown.startswith(sent):
-            publish_delta(self.job_id, index, shown[len(sent) :])
+            publish_delta(self.job_id, index, shown[len(sent) :], tokens)
             self.sent[index] = shown
             self.first_sent_at = self.first_sent_at or time.time()
 
@@ -116,3 +116,34 @@ class JobStreamer:
                     publish_delta(self.job_id, index, final[len(sent) :])
             else:
                 publish_replace(self.job_id, index, final)
+
+
+def cancel_key(job_id) -> str:
+    return f"job:{job_id}:cancel"
+
+
+def request_cancel(job_id) -> None:
+    """Tell the worker running the job to stop it (the database already says cancelled)."""
+    try:
+        client().set(cancel_key(job_id), 1, ex=STREAM_TTL_S)
+    except redis.RedisError:
+        log.warning("could not signal the cancel of job %s; it stops when it finishes", job_id, exc_info=True)
+
+
+class CancelFlag:
+    """Polled by the engine between decoding steps: has this job been cancelled? Asks Redis at most every
+    `every` seconds, so dozens of jobs in one batch cost a few cheap reads per step."""
+
+    def __init__(self, job_id, every: float = 0.05) -> None:
+        self.key, self.every = cancel_key(job_id), every
+        self.checked, self.value = 0.0, False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.value and now - self.checked >= self.every:
+            self.checked = now
+            try:
+                self.value = bool(client().exists(self.key))
+            except redis.RedisError:
+                pass
+        return self.value

@@ -2,8 +2,9 @@
 the API accept the same inputs. The service does the validation; its field errors land on the fields."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
-from .models import PromptTemplate, TemplateVersion
+from .models import JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
 
 
 def variable_field(var: dict) -> forms.Field:
@@ -130,3 +131,41 @@ class TemplateAdminForm(forms.ModelForm):
 class LabelMoveForm(forms.Form):
     label = forms.SlugField(max_length=40, help_text="production, staging, or any name.")
     version = forms.IntegerField(min_value=1)
+
+
+class FeedbackForm(forms.Form):
+    rating = forms.TypedChoiceField(choices=[("1", _("Good")), ("-1", _("Bad"))], coerce=int, label=_("Rating"))
+    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label=_("Comment"))
+
+
+class OutputEditForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 16}), strip=False, label=_("Final text"))
+
+
+class ReviewForm(forms.Form):
+    to_state = forms.ChoiceField(choices=ReviewState.choices)
+    note = forms.CharField(required=False, max_length=2000, label=_("Note"))
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, label=_("Name"), help_text=_("Where the key is used, e.g. “CMS plugin”."))
+
+
+class HistoryFilterForm(forms.Form):
+    """The history's filters, read from the query string; anything invalid is simply not applied."""
+
+    q = forms.CharField(required=False, label=_("Search"))
+    kind = forms.ChoiceField(required=False, choices=[("", _("Any kind"))] + list(Kind.choices), label=_("Kind"))
+    status = forms.ChoiceField(required=False, choices=[("", _("Any status"))] + list(JobStatus.choices), label=_("Status"))
+    template = forms.ChoiceField(required=False, label=_("Template"))
+    review = forms.ChoiceField(required=False, choices=[("", _("Any state"))] + list(ReviewState.choices), label=_("Review"))
+    since = forms.DateField(required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, templates=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].choices = [("", _("Any template"))] + [(t.slug, t.name) for t in templates]
+
+    def filters(self) -> dict:
+        self.is_valid()  # fields that did not validate are left out of cleaned_data
+        return {k: v for k, v in self.cleaned_data.items() if v}

@@ -3,14 +3,16 @@
 import uuid
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Kind(models.TextChoices):
-    WRITING = "writing", "Writing"
-    SUMMARY = "summary", "Summary"
-    HEADLINE = "headline", "Headlines"
-    CODE = "code", "Code"
+    WRITING = "writing", _("Writing")
+    SUMMARY = "summary", _("Summary")
+    HEADLINE = "headline", _("Headlines")
+    CODE = "code", _("Code")
 
 
 class PromptTemplate(models.Model):
@@ -143,14 +145,30 @@ class ModelInfo(models.Model):
 
 
 class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 FINAL_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class UnicodeJSONEncoder(DjangoJSONEncoder):
+    """Stores non-ASCII text as itself (not \\u escapes), so searching inputs finds Chinese words on SQLite too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["ensure_ascii"] = False
+        super().__init__(*args, **kwargs)
+
+
+class ReviewState(models.TextChoices):
+    """Editorial review of a job's text: the owner edits and submits; a reviewer approves or sends it back."""
+
+    DRAFT = "draft", _("Draft")
+    IN_REVIEW = "in_review", _("In review")
+    APPROVED = "approved", _("Approved")
 
 
 class Job(models.Model):
@@ -161,7 +179,7 @@ class Job(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     template = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, related_name="jobs")
     template_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="jobs")
-    inputs = models.JSONField(default=dict)
+    inputs = models.JSONField(default=dict, encoder=UnicodeJSONEncoder)
     params = models.JSONField(default=dict, help_text="Sampling params as run, the seed included.")
     messages = models.JSONField(default=list, help_text="The chat messages the model received.")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
@@ -175,10 +193,12 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.DRAFT, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"])]
+        permissions = [("review_job", "Can review jobs: see those in review, approve or send back")]
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.id} ({self.status})"
@@ -193,12 +213,48 @@ class JobOutput(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
     index = models.PositiveSmallIntegerField()
-    text = models.TextField()
+    text = models.TextField(help_text="What the model wrote; never changed.")
     finish_reason = models.CharField(max_length=16, blank=True)
+    final_text = models.TextField(blank=True, help_text="The editor's version; empty until edited.")
+    edited_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_output_per_index")]
+
+    @property
+    def current_text(self) -> str:
+        return self.final_text if self.edited_at else self.text
+
+
+class Feedback(models.Model):
+    """A user's rating of one output, kept with the template version that produced it."""
+
+    output = models.ForeignKey(JobOutput, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback")
+    template_version = models.ForeignKey(TemplateVersion, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.SmallIntegerField(choices=[(1, _("Good")), (-1, _("Bad"))])
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [models.UniqueConstraint(fields=["output", "user"], name="one_feedback_per_user_and_output")]
+
+
+class ReviewEvent(models.Model):
+    """One move of a job through review, for the record: who, from which state to which, and why."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="review_events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    from_state = models.CharField(max_length=16, choices=ReviewState.choices)
+    to_state = models.CharField(max_length=16, choices=ReviewState.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
 
 
 class ApiKey(models.Model):

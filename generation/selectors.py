@@ -4,18 +4,57 @@ from __future__ import annotations
 
 import threading
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
-from .models import Job, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
+from .models import Job, JobStatus, ModelInfo, PromptTemplate, ReviewState, TemplateLabel, TemplateVersion
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
-    """A user sees only their own jobs."""
+    """A user's own jobs: the history, the API and the streams show nothing else."""
     return Job.objects.filter(owner=user).select_related("template", "template_version").prefetch_related("outputs")
 
 
 def job_for_user(user, job_id) -> Job | None:
     return jobs_visible_to(user).filter(pk=job_id).first()
+
+
+def jobs_for_review() -> QuerySet[Job]:
+    """What reviewers see besides their own jobs: jobs submitted for review, and those approved."""
+    return (
+        Job.objects.exclude(review_state=ReviewState.DRAFT)
+        .select_related("owner", "template", "template_version")
+        .prefetch_related("outputs")
+    )
+
+
+def job_for_page(user, job_id) -> Job | None:
+    """The job page: the owner's job, or, for a reviewer, a job in review or approved (read-only to them)."""
+    job = job_for_user(user, job_id)
+    if job is None and user.has_perm("generation.review_job"):
+        job = jobs_for_review().filter(pk=job_id).first()
+    return job
+
+
+def queue_position(job: Job) -> int | None:
+    """1 for the next job to run; None when the job is not waiting."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    return Job.objects.filter(status=JobStatus.QUEUED, created_at__lt=job.created_at).count() + 1
+
+
+def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None):
+    """History filters. `q` looks in inputs, outputs (model and final text) and errors."""
+    if q:
+        jobs = jobs.filter(
+            Q(inputs__icontains=q) | Q(outputs__text__icontains=q) | Q(outputs__final_text__icontains=q) | Q(error__icontains=q)
+        ).distinct()
+    filters = {"kind": kind, "status": status, "template__slug": template, "review_state": review}
+    jobs = jobs.filter(**{k: v for k, v in filters.items() if v})
+    if since:
+        jobs = jobs.filter(created_at__date__gte=since)
+    if until:
+        jobs = jobs.filter(created_at__date__lte=until)
+    return jobs
 
 
 def template_default_for_kind(kind: str) -> PromptTemplate | None:
@@ -62,3 +101,11 @@ def prompt_counter(alias: str):
         )
         _counters[alias] = (stamp, counter)
         return counter
+
+
+def versions_with_ratings(template: PromptTemplate) -> QuerySet[TemplateVersion]:
+    """A template's versions, newest first, each with its thumbs-up and thumbs-down counts."""
+    return template.versions.annotate(
+        thumbs_up=Count("feedback", filter=Q(feedback__rating=1)),
+        thumbs_down=Count("feedback", filter=Q(feedback__rating=-1)),
+    ).order_by("-number")

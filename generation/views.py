@@ -1,15 +1,20 @@
 """Studio pages. Thin: forms validate the shape, services do the work, selectors scope reads to the user."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from . import selectors, services
-from .forms import JobForm
-from .models import Kind
+from .diffing import word_diff
+from .shaping import count_words
+from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
+from .models import Feedback, JobStatus, Kind, ReviewState
 
 
 @login_required
@@ -36,28 +41,194 @@ def job_new(request, kind: str = Kind.HEADLINE):
     return render(request, "generation/job_new.html", context)
 
 
-@login_required
-def job_detail(request, job_id):
+def _page_job(request, job_id):
+    job = selectors.job_for_page(request.user, job_id)
+    if job is None:
+        raise Http404
+    return job
+
+
+def _own_job(request, job_id):
     job = selectors.job_for_user(request.user, job_id)
     if job is None:
         raise Http404
-    return render(request, "generation/job_detail.html", {"job": job, "outputs": list(job.outputs.all())})
+    return job
+
+
+@login_required
+def job_detail(request, job_id):
+    job = _page_job(request, job_id)
+    is_owner = job.owner_id == request.user.pk
+    mine = {f.output_id: f for f in Feedback.objects.filter(output__job=job, user=request.user)}
+    outputs = [
+        {
+            "output": o,
+            "feedback": mine.get(o.pk),
+            "diff": word_diff(o.text, o.final_text) if o.edited_at else None,
+            "words": count_words(o.current_text),  # CJK-aware: each Chinese character counts as a word
+        }
+        for o in job.outputs.all()
+    ]
+    context = {
+        "job": job,
+        "outputs": outputs,
+        "is_owner": is_owner,
+        "can_edit": is_owner and job.status == JobStatus.SUCCEEDED and job.review_state != ReviewState.APPROVED,
+        "review_moves": [(to, ReviewState(to).label) for to in services.review_moves(job, request.user)],
+        "review_events": job.review_events.select_related("actor"),
+        "queue_position": selectors.queue_position(job),
+        "feedback_form": FeedbackForm(),
+    }
+    return render(request, "generation/job_detail.html", context)
+
+
+@login_required
+def job_state(request, job_id):
+    """Polled by the job page while a job waits: its status and place in the queue."""
+    job = _own_job(request, job_id)
+    return JsonResponse({"status": job.status, "queue_position": selectors.queue_position(job)})
 
 
 @login_required
 @require_POST
 def job_rerun(request, job_id):
     """Run again: the same template version, inputs, params and seed."""
-    job = selectors.job_for_user(request.user, job_id)
-    if job is None:
-        raise Http404
+    job = _own_job(request, job_id)
     return redirect("job-detail", job_id=services.job_rerun(job, user=request.user).pk)
 
 
 @login_required
+@require_POST
+def job_cancel(request, job_id):
+    job = _own_job(request, job_id)
+    if services.job_cancel(job, user=request.user):
+        messages.success(request, _("The job was cancelled."))
+    else:
+        messages.info(request, _("The job had already ended."))
+    return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+def job_download(request, job_id, fmt: str):
+    """The job's text (final text where edited) as Markdown or plain text."""
+    if fmt not in ("md", "txt"):
+        raise Http404
+    job = _page_job(request, job_id)
+    texts = [o.current_text for o in job.outputs.all()]
+    if job.template_version.output_format in ("headline", "list") or len(texts) > 1:
+        body = "\n".join(f"- {t}" if fmt == "md" else t for t in texts)
+    elif job.template_version.output_format in ("code", "docstrings") and fmt == "md":
+        body = "\n\n".join(f"```{job.inputs.get('language', 'python')}\n{t}\n```" for t in texts)
+    else:
+        body = "\n\n".join(texts)
+    if fmt == "md":
+        body = f"# {job.template.name}\n\n{body}\n"
+    response = HttpResponse(body, content_type="text/markdown; charset=utf-8" if fmt == "md" else "text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{job.template.slug}-{str(job.pk)[:8]}.{fmt}"'
+    return response
+
+
+def _output(request, job_id, index):
+    job = _page_job(request, job_id)
+    output = next((o for o in job.outputs.all() if o.index == index), None)
+    if output is None:
+        raise Http404
+    return job, output
+
+
+@login_required
+@require_POST
+def output_feedback(request, job_id, index: int):
+    job, output = _output(request, job_id, index)
+    form = FeedbackForm(request.POST)
+    if form.is_valid():
+        try:
+            services.feedback_set(output, user=request.user, **form.cleaned_data)
+            messages.success(request, _("Thanks: your rating was saved."))
+        except PermissionDenied:
+            raise Http404
+    else:
+        messages.error(request, _("Choose thumbs up or thumbs down."))
+    return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
+
+
+@login_required
+def output_edit(request, job_id, index: int):
+    job, output = _output(request, job_id, index)
+    if job.owner_id != request.user.pk:
+        raise Http404
+    form = OutputEditForm(request.POST or None, initial={"text": output.current_text})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.output_edit(output, user=request.user, text=form.cleaned_data["text"])
+        except ValidationError as exc:
+            form.add_error("text", exc.message_dict.get("text"))
+        else:
+            messages.success(request, _("Final text saved."))
+            return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
+    return render(request, "generation/output_edit.html", {"job": job, "output": output, "form": form})
+
+
+@login_required
+@require_POST
+def job_review(request, job_id):
+    job = _page_job(request, job_id)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Unknown review state."))
+        return redirect("job-detail", job_id=job.pk)
+    try:
+        services.review_move(job, user=request.user, **form.cleaned_data)
+    except PermissionDenied:
+        raise Http404
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    else:
+        messages.success(request, _("Review state: %(state)s.") % {"state": job.get_review_state_display()})
+    return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
 def job_list(request):
-    page = Paginator(selectors.jobs_visible_to(request.user), 25).get_page(request.GET.get("page"))
-    return render(request, "generation/job_list.html", {"page": page})
+    form = HistoryFilterForm(request.GET, templates=selectors.templates_with_versions())
+    jobs = selectors.search_jobs(selectors.jobs_visible_to(request.user), **form.filters())
+    page = Paginator(jobs, 20).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "generation/job_list.html", {"page": page, "form": form, "query": query.urlencode()})
+
+
+@login_required
+def review_queue(request):
+    if not services.is_reviewer(request.user):
+        raise Http404
+    state = request.GET.get("state", ReviewState.IN_REVIEW)
+    jobs = selectors.jobs_for_review().filter(review_state=state) if state in ReviewState.values else selectors.jobs_for_review()
+    page = Paginator(jobs.order_by("-created_at"), 20).get_page(request.GET.get("page"))
+    return render(request, "generation/review_queue.html", {"page": page, "state": state, "states": ReviewState.choices})
+
+
+@login_required
+def api_keys(request):
+    """Create, name and revoke API keys. A new key is shown once, on the response to its creation."""
+    form = ApiKeyForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        _, new_key = services.api_key_create(request.user, name=form.cleaned_data["name"])
+        form = ApiKeyForm()
+    keys = request.user.api_keys.all()
+    return render(request, "generation/api_keys.html", {"form": form, "keys": keys, "new_key": new_key})
+
+
+@login_required
+@require_POST
+def api_key_revoke(request, key_id: int):
+    key = request.user.api_keys.filter(pk=key_id).first()
+    if key is None:
+        raise Http404
+    services.api_key_revoke(key)
+    messages.success(request, _("Key revoked: requests with it are refused from now on."))
+    return redirect("api-keys")
 
 
 def home(request):

@@ -6,6 +6,9 @@ import pytest
 
 from tests.support.tiny_llama import build_llama3_style
 
+# Real Redis, worker and database-URL fixtures, shared by tests/integration and tests/browser.
+pytest_plugins = ["tests.support.live"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
@@ -59,3 +62,10 @@ def _plain_static_storage(settings):
 def _fast_password_hashing(settings):
     """PBKDF2 takes most of a second per password on small CPUs; tests do not need its strength."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that run real processes go last: the fast ones report first, and the database flushes that
+    transactional tests end with cannot take the seeded templates from under the others."""
+    last = {"integration": 1, "browser": 2}
+    items[:] = sorted(items, key=lambda item: last.get(item.path.parent.name, 0))

@@ -426,7 +426,7 @@ def _emit(index: int, row: Row, holdback: int, on_delta) -> None:
         return
     upto = len(row.text) if row.finish else max(row.emitted, len(row.text) - holdback)
     if upto > row.emitted:
-        on_delta(index, row.text[row.emitted : upto])
+        on_delta(index, row.text[row.emitted : upto], row.generated)
         row.emitted = upto
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-DeltaCallback = Callable[[int, str], None]
+DeltaCallback = Callable[[int, str, int], None]  # candidate index, new text, tokens generated so far
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .jobs import job_create, job_rerun, job_run
+from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_move, review_moves
 from .templates import (
     model_info_publish,
     resolve_version,
@@ -17,11 +18,17 @@ __all__ = [
     "api_key_authenticate",
     "api_key_create",
     "api_key_revoke",
+    "feedback_set",
+    "is_reviewer",
+    "job_cancel",
     "job_create",
     "job_rerun",
     "job_run",
     "model_info_publish",
+    "output_edit",
     "resolve_version",
+    "review_move",
+    "review_moves",
     "template_create",
     "template_label_move",
     "template_preview",

@@ -246,6 +246,7 @@ def _generate(job: Job, engine, max_words: int | None, on_delta=None):
         seed=p["seed"],
         stop=["\n"] if fmt == "headline" else [],
         time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
+        cancelled=events.CancelFlag(job.pk),
     )
     good: list[tuple[str, str]] = []
     spare: list[tuple[str, str]] = []

@@ -102,10 +102,11 @@ def test_out_of_memory_splits_the_batch_and_every_request_still_finishes(tiny_en
     requests = lambda: [request(i, max_new_tokens=24) for i in range(6)]  # noqa: E731
     alone = [tiny_engine.generate(r).texts for r in requests()]
     lengths = [len(tiny_engine.encode_chat(r.messages)) for r in requests()]
-    with DeviceMemory(tiny_engine.model, limit=2 * (max(lengths) + 24)) as memory:
+    # Room for three prompts, but not for three rows five tokens later: whatever order the requests arrive
+    # in, the batch fills to three rows, then a step runs out.
+    with DeviceMemory(tiny_engine.model, limit=3 * (max(lengths) + 5)) as memory:
         results = run_together(tiny_engine, requests())
     assert [r.texts for r in results] == alone
-    assert "out of memory while admitting requests" in caplog.text
     assert "out of memory in a decoding step" in caplog.text
     assert any(r.timings["preempted"] for r in results) and memory.raised >= 2
 

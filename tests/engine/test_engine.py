@@ -69,7 +69,7 @@ def test_stop_string_cuts_the_text(tiny_engine):
 
 def test_deltas_join_to_the_final_text(tiny_engine):
     deltas = []
-    result = tiny_engine.generate(req(temperature=1.0, n=2, max_new_tokens=15), on_delta=lambda i, t: deltas.append((i, t)))
+    result = tiny_engine.generate(req(temperature=1.0, n=2, max_new_tokens=15), on_delta=lambda i, t, n: deltas.append((i, t)))
     for index in range(2):
         assert "".join(t for i, t in deltas if i == index) == result.texts[index]
 
@@ -110,6 +110,6 @@ def test_chinese_prompts_and_multibyte_output_stream_intact(tiny_engine):
     for seed in range(3):
         deltas = []
         result = tiny_engine.generate(
-            req(messages=messages, temperature=1.0, max_new_tokens=30, seed=seed), on_delta=lambda i, t: deltas.append(t)
+            req(messages=messages, temperature=1.0, max_new_tokens=30, seed=seed), on_delta=lambda i, t, n: deltas.append(t)
         )
         assert "".join(deltas) == result.texts[0]

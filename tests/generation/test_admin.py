@@ -132,3 +132,19 @@ def test_publish_v2_to_staging_then_production_old_jobs_keep_v1(staff, tagline, 
     assert new.messages[0]["content"] == "Be witty."
     assert staff.post(label_url, {"label": "production", "version": 9}).status_code == 302  # refused with a message
     assert services.resolve_version(tagline).number == 2
+
+
+def test_ratings_per_template_version(staff, user):
+    from generation.models import JobOutput, JobStatus
+
+    job = services.job_create(user=user, kind="headline", inputs={"text": "story"})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    outputs = [JobOutput.objects.create(job=job, index=i, text=f"Headline {i}") for i in range(3)]
+    services.feedback_set(outputs[0], user=user, rating=1)
+    services.feedback_set(outputs[1], user=user, rating=1, comment="crisp")
+    services.feedback_set(outputs[2], user=user, rating=-1, comment="too vague")
+    template = PromptTemplate.objects.get(slug="headline")
+    page = staff.get(reverse("admin:generation_prompttemplate_change", args=[template.pk])).content.decode()
+    assert "good 2 · bad 1" in page
+    page = staff.get(version_url(template, job.template_version.number)).content.decode()
+    assert "good 2 · bad 1" in page and "too vague" in page

@@ -110,3 +110,114 @@ def test_cannot_rerun_another_users_job(browser, other_user):
     theirs = services.job_create(user=other_user, kind="headline", inputs={"text": "story"})
     assert browser.post(f"/jobs/{theirs.pk}/rerun/").status_code == 404
     assert Job.objects.count() == 1
+
+
+@pytest.fixture
+def finished(user):
+    job = services.job_create(user=user, kind="writing", inputs={"topic": "cycling in 城市"})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    JobOutput.objects.create(job=job, index=0, text="# Cycling\n\nBikes are **fast**.")
+    return Job.objects.get(pk=job.pk)
+
+
+def test_everything_about_another_users_job_is_404(client, other_user, finished):
+    from generation.models import Feedback
+
+    client.force_login(other_user)
+    pk = finished.pk
+    for url in (f"/jobs/{pk}/", f"/jobs/{pk}/state/", f"/jobs/{pk}/download.md", f"/jobs/{pk}/outputs/0/edit/", f"/api/v1/jobs/{pk}/events/"):
+        assert client.get(url).status_code == 404, url
+    for url, data in ((f"/jobs/{pk}/cancel/", {}), (f"/jobs/{pk}/outputs/0/feedback/", {"rating": "1"}),
+                      (f"/jobs/{pk}/review/", {"to_state": "in_review"}), (f"/jobs/{pk}/rerun/", {})):  # fmt: skip
+        assert client.post(url, data).status_code == 404, url
+    assert not Feedback.objects.exists() and Job.objects.get(pk=pk).review_state == "draft"
+
+
+def test_another_users_api_key_cannot_be_revoked(client, user, other_user, api_key):
+    client.force_login(other_user)
+    key = user.api_keys.get()
+    assert client.post(f"/keys/{key.pk}/revoke/").status_code == 404
+    assert services.api_key_authenticate(api_key) is not None
+
+
+def test_api_keys_page_shows_a_new_key_once_and_revokes(browser, user):
+    response = browser.post("/keys/", {"name": "CMS plugin"})
+    key = user.api_keys.get()
+    raw = response.context["new_key"]
+    assert raw.startswith(f"aigc_{key.prefix}_") and raw in response.content.decode() and key.name == "CMS plugin"
+    assert raw not in browser.get("/keys/").content.decode()
+    assert browser.post("/keys/", {"name": ""}).status_code == 200 and user.api_keys.count() == 1
+    browser.post(f"/keys/{key.pk}/revoke/")
+    assert services.api_key_authenticate(raw) is None
+
+
+def test_output_renders_as_sanitised_markdown_and_downloads(browser, finished):
+    html = browser.get(f"/jobs/{finished.pk}/").content.decode()
+    assert "<h1>Cycling</h1>" in html and "<strong>fast</strong>" in html
+    md = browser.get(f"/jobs/{finished.pk}/download.md")
+    assert md["Content-Disposition"].endswith('.md"') and "Bikes are **fast**." in md.content.decode()
+    txt = browser.get(f"/jobs/{finished.pk}/download.txt")
+    assert txt["Content-Type"].startswith("text/plain") and txt.content.decode().startswith("# Cycling")
+    assert browser.get(f"/jobs/{finished.pk}/download.html").status_code == 404
+
+
+def test_rate_edit_and_submit_from_the_page(browser, user, finished):
+    browser.post(f"/jobs/{finished.pk}/outputs/0/feedback/", {"rating": "-1", "comment": "too short"})
+    browser.post(f"/jobs/{finished.pk}/outputs/0/edit/", {"text": "# Cycling\n\nBikes are quick and cheap."})
+    response = browser.post(f"/jobs/{finished.pk}/outputs/0/edit/", {"text": ""})
+    assert response.status_code == 200 and "This field is required." in response.content.decode()
+    html = browser.get(f"/jobs/{finished.pk}/").content.decode()
+    assert "<del>fast</del>" in html or "<del>**fast**</del>" in html
+    assert "<ins>" in html and 'aria-pressed="true"' in html
+    browser.post(f"/jobs/{finished.pk}/review/", {"to_state": "in_review"})
+    assert Job.objects.get(pk=finished.pk).review_state == "in_review"
+    assert browser.get(f"/jobs/{finished.pk}/download.txt").content.decode() == "# Cycling\n\nBikes are quick and cheap."
+
+
+def test_reviewers_see_jobs_in_review_but_not_drafts(client, django_user_model, finished, user):
+    from django.contrib.auth.models import Group
+
+    reviewer = django_user_model.objects.create_user(username="rev", password="pw")
+    reviewer.groups.add(Group.objects.get(name="reviewer"))
+    client.force_login(reviewer)
+    assert client.get(f"/jobs/{finished.pk}/").status_code == 404
+    services.review_move(finished, user=user, to_state="in_review")
+    assert str(finished.pk) in client.get("/review/").content.decode()
+    page = client.get(f"/jobs/{finished.pk}/").content.decode()
+    assert "Approve" in page and "/outputs/0/edit/" not in page
+    client.post(f"/jobs/{finished.pk}/review/", {"to_state": "approved"})
+    assert Job.objects.get(pk=finished.pk).review_state == "approved"
+    client.force_login(user)
+    assert client.get("/review/").status_code == 404  # editors have no review queue
+
+
+def test_history_search_and_filters(browser, user, finished):
+    services.job_create(user=user, kind="headline", inputs={"text": "a story about trains"})
+    def listed(query):
+        return browser.get("/jobs/?" + query).content.decode()
+    assert "cycling" in listed("q=城市") and "trains" not in listed("q=城市")
+    assert "cycling" in listed("q=fast")  # outputs are searched too
+    assert "trains" in listed("kind=headline") and "cycling in" not in listed("kind=headline")
+    assert "cycling in" in listed("status=succeeded") and "trains" not in listed("status=succeeded")
+    assert "cycling in" in listed("review=draft") and "cycling in" not in listed("review=approved")
+    assert "trains" in listed("template=headline") and "No job matches" in listed("since=2999-01-01")
+    assert "trains" in listed("since=not-a-date")  # a bad filter is ignored, not an error
+
+
+def test_queued_job_shows_its_place_in_line(browser, user):
+    first = services.job_create(user=user, kind="headline", inputs={"text": "one"})
+    second = services.job_create(user=user, kind="headline", inputs={"text": "two"})
+    assert browser.get(f"/jobs/{second.pk}/state/").json() == {"status": "queued", "queue_position": 2}
+    assert "number 1 in line" in browser.get(f"/jobs/{first.pk}/").content.decode()
+
+
+def test_cancel_from_the_page(browser, user):
+    job = services.job_create(user=user, kind="headline", inputs={"text": "one"})
+    browser.post(f"/jobs/{job.pk}/cancel/")
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_interface_in_simplified_chinese(browser):
+    browser.post("/i18n/setlang/", {"language": "zh-hans", "next": "/jobs/"})
+    html = browser.get("/jobs/").content.decode()
+    assert '<html lang="zh-hans">' in html and "我的任务" in html

@@ -1,0 +1,100 @@
+"""What editors and reviewers do with a finished job: rate outputs, edit them into final text, move the job
+through review. Also cancelling. Each verb checks who may do it, so no view can forget to."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from .. import events
+from ..models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
+
+MAX_FINAL_TEXT = 100_000
+
+# (from, to) -> who may move it: the owner, or a reviewer.
+MOVES = {
+    (ReviewState.DRAFT, ReviewState.IN_REVIEW): "owner",
+    (ReviewState.IN_REVIEW, ReviewState.DRAFT): "owner_or_reviewer",  # withdrawn, or sent back
+    (ReviewState.IN_REVIEW, ReviewState.APPROVED): "reviewer",
+    (ReviewState.APPROVED, ReviewState.DRAFT): "reviewer",  # reopened
+}
+
+
+def is_reviewer(user) -> bool:
+    return user.is_authenticated and user.has_perm("generation.review_job")
+
+
+def _allowed(user, job: Job, who: str) -> bool:
+    owner, reviewer = job.owner_id == user.pk, is_reviewer(user)
+    return {"owner": owner, "reviewer": reviewer, "owner_or_reviewer": owner or reviewer}[who]
+
+
+def review_moves(job: Job, user) -> list[str]:
+    """The states this user may move this job to now."""
+    if job.status != JobStatus.SUCCEEDED:
+        return []
+    return [to for (frm, to), who in MOVES.items() if frm == job.review_state and _allowed(user, job, who)]
+
+
+def job_cancel(job: Job, *, user) -> bool:
+    """Stop a queued or running job. Returns False when it had already ended."""
+    if job.owner_id != user.pk:
+        raise PermissionDenied
+    cancelled = Job.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+        status=JobStatus.CANCELLED, finished_at=timezone.now()
+    )
+    if cancelled:
+        events.request_cancel(job.pk)  # a running job stops within a decoding step
+        if job.status == JobStatus.QUEUED:
+            events.publish_end(job.pk, JobStatus.CANCELLED)  # no worker will: end the stream for readers
+    return bool(cancelled)
+
+
+def feedback_set(output: JobOutput, *, user, rating: int, comment: str = "") -> Feedback:
+    """Thumbs up (1) or down (-1) with an optional comment; one per user and output, changed in place."""
+    if output.job.owner_id != user.pk and not is_reviewer(user):
+        raise PermissionDenied
+    if rating not in (1, -1):
+        raise ValidationError({"rating": "Choose thumbs up or thumbs down."})
+    if len(comment) > 2000:
+        raise ValidationError({"comment": "Keep the comment under 2000 characters."})
+    feedback, _ = Feedback.objects.update_or_create(
+        output=output, user=user,
+        defaults={"rating": rating, "comment": comment.strip(), "template_version_id": output.job.template_version_id},
+    )  # fmt: skip
+    return feedback
+
+
+def output_edit(output: JobOutput, *, user, text: str) -> JobOutput:
+    """The owner's final text for an output, kept beside the model's. Not once the job is approved."""
+    job = output.job
+    if job.owner_id != user.pk:
+        raise PermissionDenied
+    if job.review_state == ReviewState.APPROVED:
+        raise ValidationError({"text": "This job is approved; ask a reviewer to reopen it before editing."})
+    if not text.strip():
+        raise ValidationError({"text": "The final text cannot be empty."})
+    if len(text) > MAX_FINAL_TEXT:
+        raise ValidationError({"text": f"Keep the text under {MAX_FINAL_TEXT} characters."})
+    output.final_text, output.edited_at = text.replace("\r\n", "\n"), timezone.now()
+    output.save(update_fields=["final_text", "edited_at"])
+    return output
+
+
+def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
+    """Move a job through review, if this user may make this move; recorded as a ReviewEvent."""
+    who = MOVES.get((job.review_state, to_state))
+    if who is None:
+        raise ValidationError({"to_state": f"A job cannot go from {job.get_review_state_display()} to {to_state}."})
+    if not _allowed(user, job, who):
+        raise PermissionDenied
+    if job.status != JobStatus.SUCCEEDED:
+        raise ValidationError({"to_state": "Only a job that succeeded can be reviewed."})
+    with transaction.atomic():
+        moved = Job.objects.filter(pk=job.pk, review_state=job.review_state).update(review_state=to_state)
+        if not moved:
+            raise ValidationError({"to_state": "Someone else moved this job just now; reload the page."})
+        ReviewEvent.objects.create(job=job, actor=user, from_state=job.review_state, to_state=to_state, note=note.strip())
+    job.review_state = to_state
+    return job

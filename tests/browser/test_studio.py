@@ -1,0 +1,150 @@
+"""The studio in a real browser, on the real model: write, watch it stream, refresh mid-stream, rate, edit,
+submit, approve as a reviewer; and model output holding HTML or script runs nothing, live or final."""
+
+import pytest
+from django.contrib.auth.models import Group
+from playwright.sync_api import expect
+
+from generation import events
+from generation.models import Feedback, Job, JobOutput, JobStatus, PromptTemplate, ReviewState
+from tests.browser.conftest import shot
+
+pytestmark = pytest.mark.browser
+
+STORY = (
+    "The city council voted on Tuesday to build a new bridge over the Elm River, at a cost of 40 million dollars. "
+    "Construction starts next spring and should finish in 2028."
+)
+XSS = '<script>window.__xss = 1</script><img src="x" onerror="window.__xss = 2"> **bold** <a href="javascript:window.__xss=3">link</a>'
+
+
+def log_in(page, base, username, password):
+    page.goto(f"{base}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("link", name="My jobs")).to_be_visible()
+
+
+@pytest.fixture
+def people(django_user_model):
+    django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
+    reviewer = django_user_model.objects.create_user(username="chief", password="pw-chief-12345")
+    reviewer.groups.add(Group.objects.get(name="reviewer"))
+
+
+def test_write_watch_refresh_rate_edit_and_approve(live_server_url, page, browser, people):
+    log_in(page, live_server_url, "desk", "pw-desk-12345")
+    page.goto(f"{live_server_url}/jobs/new/headline/")
+    page.fill("#id_in_text", STORY)
+    shot(page, "studio-new-job")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_url("**/jobs/*/")
+    job = Job.objects.get()
+
+    # Text appears while the job is still running.
+    first = page.locator("#live-0")
+    expect(first).not_to_be_empty(timeout=120_000)
+    seen = first.text_content()
+    assert Job.objects.get(pk=job.pk).status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    shot(page, "studio-streaming")
+
+    # A refresh mid-stream shows everything so far (the stream replays from its start) and goes on.
+    page.reload()
+    if Job.objects.get(pk=job.pk).status == JobStatus.RUNNING:
+        expect(page.locator("#live-0")).not_to_be_empty(timeout=60_000)
+        assert page.locator("#live-0").text_content().startswith(seen.strip()[:10])
+    # When the job ends the page shows the final, server-rendered outputs.
+    expect(page.locator("#job-status")).to_have_text("Succeeded", timeout=300_000)
+    outputs = list(JobOutput.objects.filter(job=job).order_by("index"))
+    assert len(outputs) == 5
+    expect(page.locator("article.output-card")).to_have_count(5)
+    expect(page.locator("#output-0 .rendered")).to_contain_text(outputs[0].text.strip())
+    shot(page, "studio-finished")
+
+    # Rate the second headline.
+    page.locator("#output-1").get_by_role("button", name="Good").click()
+    expect(page.locator("#output-1 button[value='1']")).to_have_attribute("aria-pressed", "true")
+    feedback = Feedback.objects.get()
+    assert feedback.rating == 1 and feedback.template_version_id == job.template_version_id
+
+    # Edit it into the final text; the model's text stays beside it, with the changes shown.
+    page.locator("#output-1").get_by_role("link", name="Edit").click()
+    page.fill("#id_text", "Elm River bridge approved: work starts in spring")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#output-1 .rendered")).to_contain_text("Elm River bridge approved")
+    page.locator("#output-1 details.diff summary").click()
+    expect(page.locator("#output-1 .diff-body ins").first).to_be_visible()
+    assert JobOutput.objects.get(job=job, index=1).text == outputs[1].text
+
+    page.get_by_role("button", name="Submit for review").click()
+    expect(page.locator("#review-state")).to_have_text("In review")
+    shot(page, "studio-in-review")
+
+    # A reviewer approves it.
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    reviewer = context.new_page()
+    log_in(reviewer, live_server_url, "chief", "pw-chief-12345")
+    reviewer.goto(f"{live_server_url}/review/")
+    reviewer.get_by_role("link", name=job.created_at.strftime("%Y-%m-%d")).first.click()
+    reviewer.get_by_role("button", name="Approve").click()
+    expect(reviewer.locator("#review-state")).to_have_text("Approved")
+    shot(reviewer, "studio-approved")
+    context.close()
+    assert Job.objects.get(pk=job.pk).review_state == ReviewState.APPROVED
+
+    # The history finds it by its words and by its state.
+    page.goto(f"{live_server_url}/jobs/?q=Elm+River&review=approved")
+    expect(page.locator("table.jobs tbody tr")).to_have_count(1)
+    shot(page, "studio-history")
+
+
+def test_html_and_script_in_model_output_run_nothing(live_server_url, page, django_user_model):
+    """Live (streamed into the page) and final (rendered as markdown by the server)."""
+    owner = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
+    template = PromptTemplate.objects.get(slug="article")
+    job = Job.objects.create(
+        owner=owner, kind="writing", template=template, template_version=template.versions.get(number=1),
+        inputs={"topic": XSS}, params={"seed": 1}, status=JobStatus.RUNNING,
+    )  # fmt: skip
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    log_in(page, live_server_url, "desk", "pw-desk-12345")
+    page.goto(f"{live_server_url}/jobs/{job.pk}/")
+    events.publish_delta(job.pk, 0, XSS)
+    expect(page.locator("#live-0")).to_contain_text("<script>window.__xss = 1</script>")
+    assert page.evaluate("window.__xss") is None
+    shot(page, "xss-live")
+
+    JobOutput.objects.create(job=job, index=0, text=XSS)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    events.publish_end(job.pk, JobStatus.SUCCEEDED)
+    expect(page.locator("#job-status")).to_have_text("Succeeded")
+    rendered = page.locator("#output-0 .rendered")
+    expect(rendered.locator("strong")).to_have_text("bold")
+    assert rendered.locator("script, img, [onerror], a[href^='javascript']").count() == 0
+    assert page.evaluate("window.__xss") is None and dialogs == []
+    shot(page, "xss-final")
+
+
+def test_chinese_interface_dark_theme_and_chinese_content(live_server_url, page, django_user_model):
+    owner = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
+    template = PromptTemplate.objects.get(slug="summary")
+    job = Job.objects.create(
+        owner=owner, kind="summary", template=template, template_version=template.versions.get(number=1),
+        inputs={"text": "城市议会周二投票决定在榆树河上修建一座新桥。"}, params={"seed": 1}, status=JobStatus.SUCCEEDED,
+    )  # fmt: skip
+    JobOutput.objects.create(job=job, index=0, text="议会批准修建新桥，明年春天开工。")
+    log_in(page, live_server_url, "desk", "pw-desk-12345")
+    page.select_option("#language", "zh-hans")
+    expect(page.get_by_role("link", name="我的任务")).to_be_visible()
+    page.goto(f"{live_server_url}/jobs/{job.pk}/")
+    expect(page.locator("#output-0 .rendered")).to_contain_text("议会批准修建新桥，明年春天开工。")
+    expect(page.locator("#output-0 .words")).to_have_text("14 字")  # each Chinese character is a word
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    page.click("#theme-toggle")
+    assert page.evaluate("document.documentElement.dataset.theme") in ("dark", "light")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != light
+    page.reload()  # the choice is remembered
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != light
+    shot(page, "studio-zh-dark")

@@ -1,0 +1,100 @@
+"""Feedback, final text and review moves: who may do what, and what is kept."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from generation import services
+from generation.models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def done_job(user):
+    job = services.job_create(user=user, kind="headline", inputs={"text": "A council votes for a bridge."})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    job.refresh_from_db()
+    JobOutput.objects.create(job=job, index=0, text="Council backs new bridge")
+    return job
+
+
+@pytest.fixture
+def reviewer(django_user_model):
+    user = django_user_model.objects.create_user(username="reviewer", password="pw-reviewer-123")
+    user.groups.add(Group.objects.get(name="reviewer"))
+    return django_user_model.objects.get(pk=user.pk)  # fresh: permissions are cached per instance
+
+
+def test_new_users_are_editors_and_reviewers_have_the_permission(user, reviewer):
+    assert list(user.groups.values_list("name", flat=True)) == ["editor"]
+    assert not services.is_reviewer(user) and services.is_reviewer(reviewer)
+
+
+def test_feedback_is_one_per_user_and_output_and_keeps_the_version(done_job, user):
+    output = done_job.outputs.get()
+    services.feedback_set(output, user=user, rating=1, comment="Sharp")
+    services.feedback_set(output, user=user, rating=-1, comment="Too long after all")
+    feedback = Feedback.objects.get()
+    assert (feedback.rating, feedback.comment, feedback.template_version_id) == (-1, "Too long after all", done_job.template_version_id)
+    with pytest.raises(ValidationError) as err:
+        services.feedback_set(output, user=user, rating=5)
+    assert "rating" in err.value.message_dict
+
+
+def test_others_cannot_rate_edit_or_cancel(done_job, other_user):
+    output = done_job.outputs.get()
+    with pytest.raises(PermissionDenied):
+        services.feedback_set(output, user=other_user, rating=1)
+    with pytest.raises(PermissionDenied):
+        services.output_edit(output, user=other_user, text="mine now")
+    with pytest.raises(PermissionDenied):
+        services.job_cancel(done_job, user=other_user)
+
+
+def test_final_text_is_kept_beside_the_model_text(done_job, user):
+    output = services.output_edit(done_job.outputs.get(), user=user, text="Council approves Elm River bridge\r\n")
+    output.refresh_from_db()
+    assert output.text == "Council backs new bridge" and output.final_text == "Council approves Elm River bridge\n"
+    assert output.current_text == output.final_text
+    with pytest.raises(ValidationError) as err:
+        services.output_edit(output, user=user, text="   ")
+    assert "text" in err.value.message_dict
+
+
+def test_review_flow_owner_submits_reviewer_approves_and_edits_stop(done_job, user, reviewer):
+    assert services.review_moves(done_job, user) == [ReviewState.IN_REVIEW]
+    with pytest.raises(PermissionDenied):
+        services.review_move(done_job, user=reviewer, to_state=ReviewState.IN_REVIEW)  # only the owner submits
+    services.review_move(done_job, user=user, to_state=ReviewState.IN_REVIEW, note="please check")
+    with pytest.raises(PermissionDenied):
+        services.review_move(done_job, user=user, to_state=ReviewState.APPROVED)  # owners do not approve their own
+    assert set(services.review_moves(done_job, reviewer)) == {ReviewState.DRAFT, ReviewState.APPROVED}
+    services.review_move(done_job, user=reviewer, to_state=ReviewState.APPROVED)
+    assert Job.objects.get(pk=done_job.pk).review_state == ReviewState.APPROVED
+    with pytest.raises(ValidationError):
+        services.output_edit(done_job.outputs.get(), user=user, text="late change")
+    log = list(ReviewEvent.objects.values_list("from_state", "to_state", "actor__username", "note"))
+    assert log == [("draft", "in_review", "editor", "please check"), ("in_review", "approved", "reviewer", "")]
+
+
+def test_impossible_moves_and_unfinished_jobs_are_refused(done_job, user, reviewer):
+    with pytest.raises(ValidationError) as err:
+        services.review_move(done_job, user=reviewer, to_state=ReviewState.APPROVED)  # not submitted yet
+    assert "to_state" in err.value.message_dict
+    queued = services.job_create(user=user, kind="headline", inputs={"text": "story"})
+    with pytest.raises(ValidationError):
+        services.review_move(queued, user=user, to_state=ReviewState.IN_REVIEW)
+    assert not ReviewEvent.objects.exists()
+
+
+def test_cancel_a_queued_job_ends_its_stream(user, monkeypatch):
+    from generation import events
+
+    ended = []
+    monkeypatch.setattr(events, "publish_end", lambda job_id, status, error="": ended.append((job_id, status)))
+    job = services.job_create(user=user, kind="headline", inputs={"text": "story"})
+    assert services.job_cancel(job, user=user) is True
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED and ended == [(job.pk, "cancelled")]
+    assert services.job_cancel(Job.objects.get(pk=job.pk), user=user) is False
+    assert events.CancelFlag(job.pk)() is True  # a worker running it would stop at its next step

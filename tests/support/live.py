@@ -1,0 +1,81 @@
+"""Real processes for the tests that need them (tests/integration, tests/browser): a Redis broker and a Celery
+worker running the bundled model, all on the pytest test database. Registered in tests/conftest.py."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from generation import processes
+
+WORKER_START_TIMEOUT = 600  # the first start converts the bundled model (about a minute on 2 cores)
+
+
+def server_env(**overrides) -> dict:
+    """The environment for a server process: tests/browser sets DJANGO_ALLOW_ASYNC_UNSAFE for the test process
+    only; the servers keep Django's async-safety checks."""
+    env = processes.process_env(**overrides)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def broker_url():
+    """The configured Redis (CI's, via REDIS_URL), or an embedded one when none answers."""
+    from aigc_site.celery import app
+
+    url = settings.CELERY_BROKER_URL
+    if processes.redis_answers(url):
+        yield url
+        return
+    server, url = processes.embedded_redis()
+    app.conf.broker_url = url
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def live_database_url(django_db_setup, django_db_blocker) -> str:
+    """The test database as a URL, so processes started by tests open the very database the tests write."""
+    with django_db_blocker.unblock():
+        db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def celery_worker_process(broker_url, live_database_url, django_db_blocker, tmp_path_factory):
+    """A real `celery worker` process (threads pool, as in production) on a queue of its own."""
+    queue = f"itest-{uuid.uuid4().hex[:8]}"
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = server_env(DATABASE_URL=live_database_url, REDIS_URL=broker_url, CELERY_BROKER_URL=broker_url, AIGC_QUEUE=queue)
+    proc = processes.start_worker(env, queue, log_path, concurrency=4)
+    try:
+        processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    proc.queue = queue
+    proc.log_path = log_path
+    with django_db_blocker.unblock():
+        from generation.models import ModelInfo
+
+        # What the worker published at start; tests that flush the database put it back (see worker_queue).
+        proc.model_infos = list(ModelInfo.objects.values())
+    yield proc
+    processes.stop(proc)
+
+
+@pytest.fixture
+def worker_queue(celery_worker_process, settings):
+    """Route jobs created in this test to the test worker's queue."""
+    from generation.models import ModelInfo
+
+    settings.CELERY_TASK_DEFAULT_QUEUE = celery_worker_process.queue
+    for row in celery_worker_process.model_infos:
+        ModelInfo.objects.update_or_create(alias=row["alias"], defaults={k: v for k, v in row.items() if k not in ("id", "alias")})
+    return celery_worker_process
