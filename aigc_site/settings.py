@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "generation",
 ]
 
@@ -129,9 +131,24 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "generation.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["generation.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AIGC Studio API",
+    "DESCRIPTION": "Jobs (create, poll, stream, cancel), templates and usage for editorial tools. Authenticate with "
+    "`Authorization: Bearer <key>`; errors share one shape: {\"error\": {message, type, code, param, fields}}.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The Swagger UI's files come from the drf-spectacular-sidecar package, served by us: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Redis and Celery -------------------------------------------------------------------------------------
@@ -170,6 +187,14 @@ AIGC = {
     "MAX_CANDIDATES": env.int("AIGC_MAX_CANDIDATES", default=8),
     "MAX_ATTEMPTS": env.int("AIGC_MAX_ATTEMPTS", default=3),
     "WARMUP": env.bool("AIGC_WARMUP", default=True),
+    # API limits, checked before a job is queued; per key and per user overrides live in the admin.
+    "REQUESTS_PER_MINUTE": env.int("AIGC_REQUESTS_PER_MINUTE", default=120),
+    "TOKENS_PER_DAY": env.int("AIGC_TOKENS_PER_DAY", default=500_000),
+    "MAX_BATCH_JOBS": env.int("AIGC_MAX_BATCH_JOBS", default=100),
+    # Webhooks: attempts in all, the first retry's delay (doubling after each failure), per-request timeout.
+    "WEBHOOK_ATTEMPTS": env.int("AIGC_WEBHOOK_ATTEMPTS", default=5),
+    "WEBHOOK_BACKOFF_S": env.float("AIGC_WEBHOOK_BACKOFF_S", default=10.0),
+    "WEBHOOK_TIMEOUT_S": env.float("AIGC_WEBHOOK_TIMEOUT_S", default=10.0),
 }
 
 LOGGING = {

@@ -15,7 +15,17 @@ from django.utils.html import format_html
 
 from . import selectors, services
 from .forms import InputsForm, LabelMoveForm, TemplateAdminForm
-from .models import ApiKey, Feedback, Job, JobOutput, LabelMove, ModelInfo, PromptTemplate, TemplateLabel
+from .models import (
+    ApiKey,
+    Feedback,
+    Job,
+    JobOutput,
+    LabelMove,
+    ModelInfo,
+    PromptTemplate,
+    TemplateLabel,
+    WebhookDelivery,
+)
 
 
 class LabelFilter(admin.SimpleListFilter):
@@ -215,13 +225,42 @@ class JobOutputInline(admin.TabularInline):
     can_delete = False
 
 
+class WebhookDeliveryInline(admin.TabularInline):
+    """Each attempt to call the job's callback_url, newest first: what the receiver answered, or why not."""
+
+    model = WebhookDelivery
+    extra = 0
+    fields = readonly_fields = ("attempt", "url", "status_code", "ok", "error", "duration_ms", "created_at")
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ("id", "owner", "kind", "template_version", "status", "review_state", "completion_tokens", "created_at")
     list_filter = ("status", "kind", "review_state")
     search_fields = ("id", "owner__username")
     readonly_fields = [f.name for f in Job._meta.fields]
-    inlines = [JobOutputInline]
+    inlines = [JobOutputInline, WebhookDeliveryInline]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log of outgoing webhooks: written by the webhooks worker only, so read-only here."""
+
+    list_display = ("job", "url", "attempt", "status_code", "ok", "duration_ms", "created_at")
+    list_filter = ("ok",)
+    search_fields = ("job__id", "url")
+    list_select_related = ("job",)
+    readonly_fields = ("job", "url", "attempt", "status_code", "ok", "error", "duration_ms", "created_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ModelInfo)

@@ -1,5 +1,6 @@
 """Data of the studio. The database is the source of truth for jobs, their outputs and usage."""
 
+import secrets
 import uuid
 
 from django.conf import settings
@@ -194,10 +195,22 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.DRAFT, db_index=True)
+    # Through the API: the key that created it (its webhook secret signs callbacks), where to POST the result,
+    # the Idempotency-Key and a hash of the request body it came with, and the batch it belongs to.
+    api_key = models.ForeignKey("ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    callback_url = models.URLField(max_length=2000, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    batch = models.ForeignKey("JobBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"], condition=~models.Q(idempotency_key=""), name="one_job_per_idempotency_key"
+            )
+        ]
         permissions = [("review_job", "Can review jobs: see those in review, approve or send back")]
 
     def __str__(self) -> str:
@@ -206,6 +219,15 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def main_input(self) -> str:
+        """The value of the template's first declared variable: what the job is about, for lists. (PostgreSQL
+        stores JSON objects with their keys reordered, so the inputs' own order cannot be relied on.)"""
+        for var in self.template_version.variables:
+            if self.inputs.get(var["name"]) not in (None, ""):
+                return str(self.inputs[var["name"]])
+        return next((str(v) for v in self.inputs.values()), "")
 
 
 class JobOutput(models.Model):
@@ -257,6 +279,10 @@ class ReviewEvent(models.Model):
         ordering = ["created_at"]
 
 
+def _webhook_secret() -> str:
+    return secrets.token_hex(32)
+
+
 class ApiKey(models.Model):
     """A bearer key for the API. Only a SHA-256 of the secret is stored; the key is shown once.
 
@@ -271,6 +297,12 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    webhook_secret = models.CharField(
+        max_length=64, default=_webhook_secret, help_text="Signs this key's webhook callbacks (HMAC-SHA256)."
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the site's default (AIGC_REQUESTS_PER_MINUTE)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -278,3 +310,44 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"aigc_{self.prefix}_… ({self.user})"
+
+
+class JobBatch(models.Model):
+    """Jobs submitted together (a JSON list, a CSV or a JSONL file); its status is the aggregate of theirs."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_batches")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "job batches"
+
+
+class UserQuota(models.Model):
+    """Per-user limits set in the admin; a user without a row gets the site's defaults."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    tokens_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Prompt plus completion tokens per UTC day. Empty: AIGC_TOKENS_PER_DAY."
+    )
+
+    def __str__(self) -> str:
+        return f"quota of {self.user}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to POST a finished job to its callback_url: what was sent and what came back."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=2000)
+    attempt = models.PositiveSmallIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
+from datetime import timezone as dt_timezone
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum, TextField
+from django.db.models.functions import Cast, TruncDate
+from django.utils import timezone
 
-from .models import Job, JobStatus, ModelInfo, PromptTemplate, ReviewState, TemplateLabel, TemplateVersion
+from .models import FINAL_STATUSES, Job, JobBatch, JobStatus, ModelInfo, PromptTemplate, ReviewState, TemplateLabel, TemplateVersion
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
@@ -45,8 +49,9 @@ def queue_position(job: Job) -> int | None:
 def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None):
     """History filters. `q` looks in inputs, outputs (model and final text) and errors."""
     if q:
-        jobs = jobs.filter(
-            Q(inputs__icontains=q) | Q(outputs__text__icontains=q) | Q(outputs__final_text__icontains=q) | Q(error__icontains=q)
+        # The inputs as text (a JSON lookup would compare JSON-escaped strings and miss Chinese words).
+        jobs = jobs.annotate(inputs_text=Cast("inputs", TextField())).filter(
+            Q(inputs_text__icontains=q) | Q(outputs__text__icontains=q) | Q(outputs__final_text__icontains=q) | Q(error__icontains=q)
         ).distinct()
     filters = {"kind": kind, "status": status, "template__slug": template, "review_state": review}
     jobs = jobs.filter(**{k: v for k, v in filters.items() if v})
@@ -109,3 +114,32 @@ def versions_with_ratings(template: PromptTemplate) -> QuerySet[TemplateVersion]
         thumbs_up=Count("feedback", filter=Q(feedback__rating=1)),
         thumbs_down=Count("feedback", filter=Q(feedback__rating=-1)),
     ).order_by("-number")
+
+
+def api_jobs(user, *, status=None, kind=None, template=None, created_after=None, created_before=None) -> QuerySet[Job]:
+    """The API's job list filters, over the user's own jobs."""
+    jobs = jobs_visible_to(user)
+    filters = {"status": status, "kind": kind, "template__slug": template, "created_at__gte": created_after,
+               "created_at__lt": created_before}  # fmt: skip
+    return jobs.filter(**{k: v for k, v in filters.items() if v})
+
+
+def usage_by_day(user, days: int) -> list[dict]:
+    """Tokens by UTC day and template over the last `days` days, newest first (finished jobs only)."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        Job.objects.filter(owner=user, created_at__gte=since, status__in=FINAL_STATUSES)
+        .annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc))
+        .values("day", "template__slug")
+        .annotate(jobs=Count("id"), prompt_tokens=Sum("prompt_tokens", default=0), completion_tokens=Sum("completion_tokens", default=0))
+        .order_by("-day", "template__slug")
+    )
+    return [
+        {"day": r["day"], "template": r["template__slug"], "jobs": r["jobs"], "prompt_tokens": r["prompt_tokens"],
+         "completion_tokens": r["completion_tokens"], "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}  # fmt: skip
+        for r in rows
+    ]
+
+
+def batch_for_user(user, batch_id) -> JobBatch | None:
+    return JobBatch.objects.filter(owner=user, pk=batch_id).first()

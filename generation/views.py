@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from . import selectors, services
 from .diffing import word_diff
+from .services.limits import LimitExceeded
 from .shaping import count_words
 from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
 from .models import Feedback, JobStatus, Kind, ReviewState
@@ -35,6 +36,8 @@ def job_new(request, kind: str = Kind.HEADLINE):
             )
         except ValidationError as exc:
             form.add_service_errors(exc.message_dict)
+        except LimitExceeded as exc:
+            form.add_error(None, exc.message)
         else:
             return redirect("job-detail", job_id=job.pk)
     context = {"form": form, "kind": kind, "kinds": Kind.choices, "template": template, "templates": templates, "version": version}
@@ -210,7 +213,8 @@ def review_queue(request):
 
 @login_required
 def api_keys(request):
-    """Create, name and revoke API keys. A new key is shown once, on the response to its creation."""
+    """Create, name and revoke API keys. A new key is shown once, on the response to its creation; each key's
+    webhook secret stays visible to its owner (only the user's own keys are listed), to verify callbacks."""
     form = ApiKeyForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():

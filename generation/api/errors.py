@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..services.limits import LimitExceeded
+
 _TYPES = {
     status.HTTP_400_BAD_REQUEST: "invalid_request_error",
     status.HTTP_401_UNAUTHORIZED: "authentication_error",
@@ -41,6 +43,8 @@ def flatten(detail, prefix: str = "") -> dict[str, list[str]]:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, LimitExceeded):
+        exc = exceptions.Throttled(wait=exc.retry_after, detail=exc.message, code=exc.code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
     response = drf_exception_handler(exc, context)
@@ -65,3 +69,12 @@ def exception_handler(exc, context):
         }
     }
     return response
+
+
+def error_response(message: str, status_code: int, code: str, param: str | None = None):
+    """An error in the same shape, for cases a view answers itself (409s)."""
+    from rest_framework.response import Response
+
+    body = {"message": message, "type": _TYPES.get(status_code, "conflict_error" if status_code == 409 else "api_error"),
+            "code": code, "param": param, "fields": {param: [message]} if param else {}}  # fmt: skip
+    return Response({"error": body}, status=status_code)

@@ -1,7 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from ..models import Job, Kind, PromptTemplate, TemplateLabel, TemplateVersion
+from ..models import Job, JobStatus, Kind, PromptTemplate, TemplateLabel, TemplateVersion
 
 
 class StrictSerializer(serializers.Serializer):
@@ -24,6 +24,39 @@ class JobCreateSerializer(StrictSerializer):
     params = serializers.JSONField(
         required=False, default=dict, help_text="max_new_tokens, temperature, top_p, n, seed; defaults from the template."
     )
+    callback_url = serializers.URLField(
+        required=False, max_length=2000, help_text="POSTed the job's JSON when it ends, signed (see the API guide)."
+    )
+
+
+class JobListQuerySerializer(StrictSerializer):
+    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+    kind = serializers.ChoiceField(choices=Kind.choices, required=False)
+    template = serializers.SlugField(required=False)
+    created_after = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive.")
+    created_before = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive.")
+    cursor = serializers.CharField(required=False, help_text="From `next` / `previous` of the previous page.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class UsageQuerySerializer(StrictSerializer):
+    days = serializers.IntegerField(required=False, min_value=1, max_value=366, default=30)
+
+
+class UsageRowSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    template = serializers.CharField()
+    jobs = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class UsageReportSerializer(serializers.Serializer):
+    tokens_per_day = serializers.IntegerField(help_text="Your daily quota (prompt + completion tokens, UTC days).")
+    tokens_used_today = serializers.IntegerField(help_text="Including the most that jobs in flight may still use.")
+    requests_per_minute = serializers.IntegerField(allow_null=True, help_text="This key's limit; null for sessions.")
+    days = UsageRowSerializer(many=True)
 
 
 class JobOutputSerializer(serializers.Serializer):
@@ -48,7 +81,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage", "timings",
-            "error", "model", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
+            "callback_url", "batch", "error", "model", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
         ]  # fmt: skip
 
     def get_usage(self, job) -> dict:
@@ -125,3 +158,18 @@ class TemplateDetailSerializer(TemplateSerializer):
 
     class Meta(TemplateSerializer.Meta):
         fields = TemplateSerializer.Meta.fields + ["versions"]
+
+
+class BatchCreateSerializer(StrictSerializer):
+    jobs = serializers.ListField(child=serializers.DictField(), required=False, help_text="Job bodies, as for POST /jobs/.")
+    file = serializers.FileField(required=False, help_text="Instead of `jobs`: a CSV (columns kind or template, "
+                                 "version, label, callback_url, params.<name>, any other column an input) or JSONL file.")  # fmt: skip
+
+
+class BatchSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField(help_text="queued, running, succeeded, failed, cancelled, or mixed when all ended differently.")
+    total = serializers.IntegerField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    created_at = serializers.DateTimeField()
+    jobs = JobSerializer(many=True)

@@ -1,6 +1,8 @@
 """The verbs that change state. Views, API views, tasks and commands call these and nothing lower."""
 
+from .api_jobs import IdempotencyConflict, job_create_idempotent
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
+from .batches import batch_create, batch_status
 from .jobs import job_create, job_rerun, job_run
 from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_move, review_moves
 from .templates import (
@@ -13,11 +15,16 @@ from .templates import (
     templates_export,
     templates_import,
 )
+from .webhooks import webhook_deliver, webhook_schedule
 
 __all__ = [
+    "IdempotencyConflict",
+    "job_create_idempotent",
     "api_key_authenticate",
     "api_key_create",
     "api_key_revoke",
+    "batch_create",
+    "batch_status",
     "feedback_set",
     "is_reviewer",
     "job_cancel",
@@ -35,4 +42,6 @@ __all__ = [
     "template_version_create",
     "templates_export",
     "templates_import",
+    "webhook_deliver",
+    "webhook_schedule",
 ]

@@ -15,7 +15,9 @@ from django.utils import timezone
 
 from .. import codeedit, events, prompts, selectors, shaping
 from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
+from . import limits
 from .templates import param_limits, resolve_version
+from .webhooks import webhook_schedule
 
 log = logging.getLogger("generation.jobs")
 
@@ -76,12 +78,14 @@ def _check_context(version: TemplateVersion, messages: list[dict], inputs: dict,
 
 
 def job_create(
-    *, user, kind=None, template=None, version=None, label=None, inputs=None, params=None
+    *, user, kind=None, template=None, version=None, label=None, inputs=None, params=None, messages=None,
+    api_key=None, callback_url="", idempotency_key="", request_hash="", batch=None,
 ) -> Job:
-    """Validate, render the prompt, save the job as queued and, once committed, send it to a worker.
+    """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
+    send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt.
 
-    Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...);
-    nothing is written then.
+    Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
+    limits.LimitExceeded; nothing is written then.
     """
     tpl = _resolve_template(kind, template)
     tv = resolve_version(tpl, version=version, label=label)
@@ -97,8 +101,10 @@ def job_create(
     if cleaned_params["seed"] is None:
         # Record the seed the job will use, so that "run again" replays it exactly.
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
-    messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
+    if messages is None:
+        messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
     _check_context(tv, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
+    limits.check_token_quota(user, cleaned_params)
     if _documents_python(tv, cleaned_inputs):
         try:
             codeedit.undocumented_functions(cleaned_inputs.get("code", ""))
@@ -113,6 +119,11 @@ def job_create(
             inputs=cleaned_inputs,
             params=cleaned_params,
             messages=messages,
+            api_key=api_key,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            batch=batch,
         )
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
@@ -137,10 +148,14 @@ def _enqueue(job_id) -> None:
 
 def _finish(job_id, status: str, **fields) -> bool:
     """Move a running job to a final status; a job that is no longer running is left alone, so a job that
-    was cancelled or already completed elsewhere is never completed twice."""
-    return bool(
+    was cancelled or already completed elsewhere is never completed twice. A job that ends calls back its
+    callback_url once committed (with its outputs, which job_run saves in the same transaction)."""
+    done = bool(
         Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(status=status, finished_at=timezone.now(), **fields)
     )
+    if done:
+        transaction.on_commit(lambda: webhook_schedule(job_id))
+    return done
 
 
 def job_run(job_id, engine=None) -> None:

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from .. import events
 from ..models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
+from .webhooks import webhook_schedule
 
 MAX_FINAL_TEXT = 100_000
 
@@ -48,6 +49,7 @@ def job_cancel(job: Job, *, user) -> bool:
         events.request_cancel(job.pk)  # a running job stops within a decoding step
         if job.status == JobStatus.QUEUED:
             events.publish_end(job.pk, JobStatus.CANCELLED)  # no worker will: end the stream for readers
+        transaction.on_commit(lambda: webhook_schedule(job.pk))
     return bool(cancelled)
 
 

@@ -97,4 +97,66 @@ def test_another_users_job_is_404_and_not_listed(api, other_user):
 def test_list_shows_my_jobs_newest_first(api, user):
     ids = [str(services.job_create(user=user, kind="code", inputs={"instruction": f"task {i}"}).pk) for i in range(3)]
     body = api.get("/api/v1/jobs/").json()
-    assert body["count"] == 3 and [j["id"] for j in body["results"]] == ids[::-1]
+    assert [j["id"] for j in body["results"]] == ids[::-1] and body["next"] is None
+
+
+def test_list_filters_and_cursor_pages(api, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    codes = [services.job_create(user=user, kind="code", inputs={"instruction": f"task {i}"}) for i in range(5)]
+    headline = services.job_create(user=user, kind="headline", inputs={"text": STORY})
+    Job.objects.filter(pk=codes[0].pk).update(status=JobStatus.SUCCEEDED, created_at=timezone.now() - timedelta(days=3))
+    assert [j["id"] for j in api.get("/api/v1/jobs/?kind=headline").json()["results"]] == [str(headline.pk)]
+    assert [j["id"] for j in api.get("/api/v1/jobs/?status=succeeded").json()["results"]] == [str(codes[0].pk)]
+    assert len(api.get("/api/v1/jobs/?template=code").json()["results"]) == 5
+    since = (timezone.now() - timedelta(days=1)).isoformat()
+    assert len(api.get("/api/v1/jobs/", {"created_after": since}).json()["results"]) == 5
+    seen, url = [], "/api/v1/jobs/?page_size=2"
+    while url:
+        page = api.get(url).json()
+        seen += [j["id"] for j in page["results"]]
+        url = page["next"]
+    assert len(seen) == 6 == len(set(seen))
+    bad = api.get("/api/v1/jobs/?status=lost&page_size=500")
+    assert bad.status_code == 400 and set(bad.json()["error"]["fields"]) == {"status", "page_size"}
+
+
+def test_idempotency_key_returns_the_same_job_and_refuses_another_body(api):
+    body = {"kind": "headline", "inputs": {"text": STORY}}
+    first = post(api, body, HTTP_IDEMPOTENCY_KEY="story-42")
+    again = post(api, body, HTTP_IDEMPOTENCY_KEY="story-42")
+    assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
+    other = post(api, {"kind": "headline", "inputs": {"text": STORY + " Updated."}}, HTTP_IDEMPOTENCY_KEY="story-42")
+    assert other.status_code == 409 and other.json()["error"]["param"] == "Idempotency-Key"
+    assert Job.objects.count() == 1
+    assert post(api, body, HTTP_IDEMPOTENCY_KEY="story-43").status_code == 202 and Job.objects.count() == 2
+
+
+def test_cancel_a_queued_job_then_again_is_409(api, user):
+    job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
+    response = api.post(f"/api/v1/jobs/{job.pk}/cancel/")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    again = api.post(f"/api/v1/jobs/{job.pk}/cancel/")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
+
+
+def test_callback_url_is_kept_and_needs_an_api_key(api, client, user):
+    response = post(api, {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "https://cms.example.com/hook"})
+    assert response.status_code == 202 and response.json()["callback_url"] == "https://cms.example.com/hook"
+    assert Job.objects.get().api_key == user.api_keys.get()
+    client.force_login(user)
+    session = client.post("/api/v1/jobs/", {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "https://x.example/h"},
+                          content_type="application/json")  # fmt: skip
+    assert session.status_code == 400 and session.json()["error"]["param"] == "callback_url"
+    bad = post(api, {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "not a url"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "callback_url"
+
+
+def test_usage_by_day_and_template(api, user):
+    job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, prompt_tokens=90, completion_tokens=60)
+    body = api.get("/api/v1/usage/").json()
+    assert body["days"][0]["template"] == "headline" and body["days"][0]["total_tokens"] == 150
+    assert body["tokens_used_today"] == 150 and body["requests_per_minute"] == 120

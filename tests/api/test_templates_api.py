@@ -13,7 +13,7 @@ STORY = "The city council voted on Tuesday to build a new bridge over the Elm Ri
 def test_list_templates_with_variables_labels_and_defaults(api):
     body = api.get("/api/v1/templates/").json()
     by_slug = {t["slug"]: t for t in body}
-    assert len(body) == 11
+    assert len(body) == 12  # the 11 studio defaults and `chat`, behind the OpenAI-compatible API
     headline = by_slug["headline"]
     assert headline["kind"] == "headline" and headline["is_default"] is True
     assert headline["labels"] == {"production": 1, "staging": 1} and headline["production_version"] == 1
