@@ -24,6 +24,7 @@ from .models import (
     ModelInfo,
     PromptTemplate,
     TemplateLabel,
+    UserQuota,
     WebhookDelivery,
 )
 
@@ -275,14 +276,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are created with `manage.py create_api_key` (the secret is printed once); here they are listed
     and revoked."""
 
-    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix", "user", "name", "requests_per_minute", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "user__username", "name")
-    readonly_fields = ("prefix", "key_hash", "created_at", "last_used_at")
+    fields = ("user", "name", "prefix", "requests_per_minute", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("user", "prefix", "created_at", "last_used_at")
 
     def has_add_permission(self, request):
         return False
 
+
+@admin.register(UserQuota)
+class UserQuotaAdmin(admin.ModelAdmin):
+    """Tokens per UTC day for one user; users without a row get AIGC_TOKENS_PER_DAY."""
+
+    list_display = ("user", "tokens_per_day")
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
 
 
 @admin.register(Feedback)

@@ -97,6 +97,20 @@ def clean_inputs(variables: list[dict], inputs: object) -> dict[str, object]:
     return cleaned
 
 
+MAX_STOP = 4
+
+
+def _stop_strings(errors: dict, value) -> list[str]:
+    """Up to four strings at which generation stops (the text before them is kept)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(s, str) and s and len(s) <= 64 for s in items) or len(items) > MAX_STOP:
+        errors["params.stop"] = [f"A string or a list of at most {MAX_STOP} non-empty strings of at most 64 characters."]
+        return []
+    return items
+
+
 def check_variables(variables: object, texts: dict[str, str], length_variable: str = "") -> None:
     """Validate a version's declared variables and that its texts use only declared placeholders."""
     errors: dict[str, list[str]] = {}
@@ -174,7 +188,7 @@ def clean_params(params: object, defaults: dict, limits: ParamLimits) -> dict:
         params = {}
     if not isinstance(params, dict):
         raise InvalidInput({"params": ["Must be an object."]})
-    known = ("max_new_tokens", "temperature", "top_p", "n", "seed")
+    known = ("max_new_tokens", "temperature", "top_p", "n", "seed", "stop")
     errors: dict[str, list[str]] = {}
     for key in params:
         if key not in known:
@@ -198,6 +212,10 @@ def clean_params(params: object, defaults: dict, limits: ParamLimits) -> dict:
         cleaned["seed"] = _number(errors, merged, "seed", integer=True, low=0, high=MAX_SEED)
     else:
         cleaned["seed"] = None
+    if "stop" in params:
+        stop = _stop_strings(errors, params["stop"])
+        if stop:
+            cleaned["stop"] = stop
     if errors:
         raise InvalidInput(errors)
     return cleaned

@@ -67,5 +67,9 @@ def _fast_password_hashing(settings):
 def pytest_collection_modifyitems(items):
     """The tests that run real processes go last: the fast ones report first, and the database flushes that
     transactional tests end with cannot take the seeded templates from under the others."""
-    last = {"integration": 1, "browser": 2}
-    items[:] = sorted(items, key=lambda item: last.get(item.path.parent.name, 0))
+    def order(item) -> int:
+        if item.path.parent.name == "browser":
+            return 2
+        return 1 if item.get_closest_marker("integration") or item.path.parent.name == "integration" else 0
+
+    items[:] = sorted(items, key=order)

@@ -65,12 +65,14 @@ def _from_database(final, fresh: bool):
     stream gets one `replace` per candidate, so nothing is doubled or missed."""
     status, error, texts = final
     for index, text in enumerate(texts):
-        yield events.sse("delta" if fresh else "replace", json.dumps({"index": index, "text": text}, ensure_ascii=False), f"db-{index}")
+        yield "delta" if fresh else "replace", json.dumps({"index": index, "text": text}, ensure_ascii=False), f"db-{index}"
     end = "error" if status == "failed" else "done"
-    yield events.sse(end, json.dumps({"status": status, **({"error": error} if error else {})}, ensure_ascii=False), "db-end")
+    yield end, json.dumps({"status": status, **({"error": error} if error else {})}, ensure_ascii=False), "db-end"
 
 
-async def _stream(job_id, last_id: str):
+async def job_event_entries(job_id, last_id: str = "0-0"):
+    """A job's events after `last_id` as (event, data, id), ending with its done/error event; None while
+    nothing happens (every BLOCK_MS), so that a caller can keep its connection alive."""
     key = events.stream_key(job_id)
     client = aioredis.from_url(settings.REDIS_URL)
     try:
@@ -86,18 +88,23 @@ async def _stream(job_id, last_id: str):
             if not batch:
                 final = await _lost_and_final(client, key, job_id)
                 if final is None:
-                    yield ": waiting\n\n"  # keeps proxies from closing an idle stream
+                    yield None
                 continue
             for entry_id, fields in batch[0][1]:
                 last_id, fresh = entry_id.decode(), False
                 event = fields[b"event"].decode()
-                yield events.sse(event, fields[b"data"].decode(), last_id)
+                yield event, fields[b"data"].decode(), last_id
                 if event in ("done", "error"):
                     return
-        for chunk in _from_database(final, fresh):
-            yield chunk
+        for entry in _from_database(final, fresh):
+            yield entry
     finally:
         await client.aclose()
+
+
+async def _stream(job_id, last_id: str):
+    async for entry in job_event_entries(job_id, last_id):
+        yield ": waiting\n\n" if entry is None else events.sse(*entry)  # a comment keeps proxies from closing an idle stream
 
 
 async def _exists(client, key) -> bool:

@@ -3,7 +3,7 @@
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,6 +36,12 @@ class JobCursorPagination(CursorPagination):
     page_size = 20
     page_size_query_param = "page_size"
     max_page_size = 100
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:  # DRF answers a bad cursor 404; it is a bad parameter
+            raise ValidationError({"cursor": ["Invalid cursor: use the `next` or `previous` URL of a page."]}) from None
 
 
 CREATE_EXAMPLE = OpenApiExample(

@@ -259,7 +259,7 @@ def _generate(job: Job, engine, max_words: int | None, on_delta=None):
         top_p=p["top_p"],
         n=want,
         seed=p["seed"],
-        stop=["\n"] if fmt == "headline" else [],
+        stop=(["\n"] if fmt == "headline" else []) + p.get("stop", []),
         time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
         cancelled=events.CancelFlag(job.pk),
     )

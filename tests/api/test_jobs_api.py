@@ -119,6 +119,7 @@ def test_list_filters_and_cursor_pages(api, user):
         seen += [j["id"] for j in page["results"]]
         url = page["next"]
     assert len(seen) == 6 == len(set(seen))
+    assert api.get("/api/v1/jobs/?cursor=nonsense").json()["error"]["param"] == "cursor"
     bad = api.get("/api/v1/jobs/?status=lost&page_size=500")
     assert bad.status_code == 400 and set(bad.json()["error"]["fields"]) == {"status", "page_size"}
 

@@ -6,19 +6,15 @@ pytest_collection_modifyitems)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from generation import processes
-from tests.support.live import server_env
 
 # Playwright's sync API runs an asyncio event loop in the main thread, so Django would refuse the tests' ORM
 # calls (SynchronousOnlyOperation) although nothing in the test process is async. The servers keep the check
-# (see server_env).
+# (see tests/support/live.py: server_env).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
@@ -49,33 +45,6 @@ def shot(page, name: str) -> Path:
 def _fast_password_hashing():
     """Replaces tests/conftest.py's: users made here log in through the web process, which knows only the
     production password hashers."""
-
-
-@pytest.fixture(scope="module")
-def live_server_url(celery_worker_process, broker_url, live_database_url, tmp_path_factory):
-    """The site as production serves it (uvicorn, DEBUG off, collected static files), sending jobs to the test
-    worker's queue."""
-    env = server_env(
-        DATABASE_URL=live_database_url,
-        REDIS_URL=broker_url,
-        CELERY_BROKER_URL=broker_url,
-        AIGC_QUEUE=celery_worker_process.queue,
-        DJANGO_DEBUG="0",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",  # whatever a developer's .env says
-    )
-    # With DEBUG off static files come from collectstatic's manifest, as in the Dockerfile.
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=settings.BASE_DIR, env=env,
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    port = processes.free_port()
-    log_path = tmp_path_factory.mktemp("web") / "web.log"
-    proc = processes.start_web(env, port, log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        processes.wait_for_web(proc, f"{url}/accounts/login/", log_path)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    yield url
-    processes.stop(proc)
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ worker running the bundled model, all on the pytest test database. Registered in
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -79,3 +81,30 @@ def worker_queue(celery_worker_process, settings):
     for row in celery_worker_process.model_infos:
         ModelInfo.objects.update_or_create(alias=row["alias"], defaults={k: v for k, v in row.items() if k not in ("id", "alias")})
     return celery_worker_process
+
+
+@pytest.fixture(scope="module")
+def live_server_url(celery_worker_process, broker_url, live_database_url, tmp_path_factory):
+    """The site as production serves it (uvicorn, DEBUG off, collected static files), sending jobs to the test
+    worker's queue."""
+    env = server_env(
+        DATABASE_URL=live_database_url,
+        REDIS_URL=broker_url,
+        CELERY_BROKER_URL=broker_url,
+        AIGC_QUEUE=celery_worker_process.queue,
+        DJANGO_DEBUG="0",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",  # whatever a developer's .env says
+    )
+    # With DEBUG off static files come from collectstatic's manifest, as in the Dockerfile.
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=settings.BASE_DIR, env=env,
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    port = processes.free_port()
+    log_path = tmp_path_factory.mktemp("web") / "web.log"
+    proc = processes.start_web(env, port, log_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        processes.wait_for_web(proc, f"{url}/accounts/login/", log_path)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield url
+    processes.stop(proc)

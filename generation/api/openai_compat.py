@@ -1,0 +1,274 @@
+"""The OpenAI-compatible API: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`.
+
+Editorial tools built on the `openai` client point its base_url at `/v1` and use a studio API key. Each request
+runs as a job through the same path as every other (stored, in the user's history, under the user's limits)
+with the `chat` template: the caller's messages go to the model as they are. Answers wait on the job's event
+stream, so these are async views: a waiting or streaming request holds no server thread.
+
+Differences from OpenAI's API, by design: `/v1/completions` applies the model's chat template to the prompt
+(the served models are instruction-tuned); `logprobs`, tools and response formats are not offered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from rest_framework import serializers
+
+from .. import services
+from ..models import Job, ModelInfo
+from ..services.limits import LimitExceeded, check_request_rate
+from .streams import job_event_entries
+
+# Our job fields -> the request fields an OpenAI client sent.
+PARAM_NAMES = {"params.max_new_tokens": "max_tokens", "params.n": "n", "params.temperature": "temperature",
+               "params.top_p": "top_p", "params.seed": "seed", "params.stop": "stop"}  # fmt: skip
+FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
+
+
+def _error(message: str, status: int, kind: str = "invalid_request_error", param=None, code=None, headers=None):
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JsonResponse(body, status=status, headers=headers or {})
+
+
+class Message(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.JSONField()
+
+    def validate_content(self, value):
+        if isinstance(value, list):  # content parts: only text is understood
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value):
+                raise serializers.ValidationError("Only text content parts are supported.")
+            value = "".join(p["text"] for p in value)
+        if not isinstance(value, str):
+            raise serializers.ValidationError("Must be a string.")
+        return value
+
+
+class _Common(serializers.Serializer):
+    """Fields both endpoints share. Unknown fields are ignored, as OpenAI clients send optional ones freely."""
+
+    model = serializers.CharField()
+    n = serializers.IntegerField(required=False, default=1)
+    max_tokens = serializers.IntegerField(required=False, allow_null=True)
+    max_completion_tokens = serializers.IntegerField(required=False, allow_null=True)
+    temperature = serializers.FloatField(required=False, allow_null=True)
+    top_p = serializers.FloatField(required=False, allow_null=True)
+    stop = serializers.JSONField(required=False, allow_null=True)
+    seed = serializers.IntegerField(required=False, allow_null=True)
+    stream = serializers.BooleanField(required=False, default=False)
+    stream_options = serializers.DictField(required=False, allow_null=True)
+
+    def params(self) -> dict:
+        data = self.validated_data
+        params = {"n": data["n"]}
+        max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
+        for name, value in (("max_new_tokens", max_tokens), ("temperature", data.get("temperature")),
+                            ("top_p", data.get("top_p")), ("seed", data.get("seed")), ("stop", data.get("stop"))):  # fmt: skip
+            if value is not None:
+                params[name] = value
+        return params
+
+
+class ChatRequest(_Common):
+    messages = Message(many=True, allow_empty=False)
+
+
+class CompletionRequest(_Common):
+    prompt = serializers.JSONField()
+
+    def validate_prompt(self, value):
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if not isinstance(value, str) or not value:
+            raise serializers.ValidationError("One non-empty string (lists of several prompts are not supported).")
+        return value
+
+
+async def _authenticate(request):
+    """(key, None) or (None, error response). Only bearer keys: these views are CSRF-exempt."""
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    key = await sync_to_async(services.api_key_authenticate)(raw.strip()) if scheme.lower() == "bearer" else None
+    if key is None:
+        return None, _error("Invalid or missing API key: send `Authorization: Bearer <key>`.", 401, "invalid_request_error",
+                            code="invalid_api_key")  # fmt: skip
+    try:
+        await sync_to_async(check_request_rate)(key)
+    except LimitExceeded as exc:
+        return None, _limit_error(exc)
+    return key, None
+
+
+def _limit_error(exc: LimitExceeded):
+    return _error(exc.message, 429, "rate_limit_error" if exc.code == "rate_limit_exceeded" else "insufficient_quota",
+                  code=exc.code, headers={"Retry-After": str(exc.retry_after)})  # fmt: skip
+
+
+def _model_ids() -> list[str]:
+    ids = []
+    for info in ModelInfo.objects.order_by("alias"):
+        ids += [info.alias] + ([info.name] if info.name and info.name != info.alias else [])
+    return ids or list(settings.AIGC["MODEL_ALIASES"])
+
+
+@csrf_exempt
+@require_GET
+async def models(request):
+    key, error = await _authenticate(request)
+    if error:
+        return error
+    ids = await sync_to_async(_model_ids)()
+    return JsonResponse({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "aigc-studio"} for i in ids]})
+
+
+@csrf_exempt
+@require_POST
+async def chat_completions(request):
+    return await _complete(request, ChatRequest, chat=True)
+
+
+@csrf_exempt
+@require_POST
+async def completions(request):
+    return await _complete(request, CompletionRequest, chat=False)
+
+
+async def _complete(request, serializer_class, chat: bool):
+    key, error = await _authenticate(request)
+    if error:
+        return error
+    try:
+        body = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return _error("The body is not valid JSON.", 400)
+    if not isinstance(body, dict):
+        return _error("The body must be a JSON object.", 400)
+    payload = serializer_class(data=body)
+    if not payload.is_valid():
+        field, messages = _first_error(payload.errors)
+        return _error(f"{field}: {messages}", 400, param=field)
+    data = payload.validated_data
+    if data["model"] not in await sync_to_async(_model_ids)():
+        return _error(f"The model `{data['model']}` does not exist; GET /v1/models lists those served.", 404,
+                      param="model", code="model_not_found")  # fmt: skip
+    messages = [dict(m) for m in data["messages"]] if chat else [{"role": "user", "content": data["prompt"]}]
+    prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+    try:
+        job = await sync_to_async(services.job_create)(
+            user=key.user, template="chat", inputs={"prompt": prompt or " "}, messages=messages,
+            params=payload.params(), api_key=key,
+        )  # fmt: skip
+    except ValidationError as exc:
+        field, text = next(iter(exc.message_dict.items()))
+        return _error(" ".join(text), 400, param=PARAM_NAMES.get(field, field))
+    except LimitExceeded as exc:
+        return _limit_error(exc)
+    shape = _Shape(job, data["model"], chat, include_usage=bool((data.get("stream_options") or {}).get("include_usage")))
+    if data["stream"]:
+        response = StreamingHttpResponse(shape.stream(), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+    async for entry in job_event_entries(job.pk):
+        if entry is not None and entry[0] in ("done", "error"):
+            break
+    final = await sync_to_async(_finished)(job.pk)
+    if final.status != "succeeded":
+        return _error(final.error or f"The job ended {final.status}.", 500 if final.status == "failed" else 409,
+                      "server_error" if final.status == "failed" else "invalid_request_error", code=final.status)  # fmt: skip
+    return JsonResponse(shape.whole(final))
+
+
+def _first_error(errors, prefix=""):
+    if isinstance(errors, dict):
+        field, value = next(iter(errors.items()))
+        if field == "non_field_errors" and prefix:
+            return _first_error(value, prefix)
+        return _first_error(value, f"{prefix}.{field}" if prefix else str(field))
+    if isinstance(errors, list) and errors and isinstance(errors[0], (dict, list)):
+        index = next(i for i, e in enumerate(errors) if e)
+        return _first_error(errors[index], f"{prefix}.{index}")
+    return prefix, " ".join(str(e) for e in errors)
+
+
+def _finished(job_id) -> Job:
+    return Job.objects.prefetch_related("outputs").get(pk=job_id)
+
+
+class _Shape:
+    """A job in OpenAI's response shapes: whole (chat.completion / text_completion) or as stream chunks."""
+
+    def __init__(self, job, model: str, chat: bool, include_usage: bool) -> None:
+        self.job, self.model, self.chat, self.include_usage = job, model, chat, include_usage
+        self.id = f"{'chatcmpl' if chat else 'cmpl'}-{job.pk.hex}"
+        self.created = int(job.created_at.timestamp()) if job.created_at else int(time.time())
+        self.n = job.params.get("n", 1)
+
+    def _usage(self, job) -> dict:
+        p, c = job.prompt_tokens or 0, job.completion_tokens or 0
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+    def _choice(self, index: int, text: str | None, finish: str | None, delta: bool = False) -> dict:
+        if not self.chat:
+            return {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+        if delta:
+            return {"index": index, "delta": {} if text is None else {"content": text}, "logprobs": None, "finish_reason": finish}
+        return {"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
+
+    def _envelope(self, chunk: bool) -> dict:
+        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
+                "system_fingerprint": (self.job.weights_sha256 or "")[:16] or None}  # fmt: skip
+
+    def whole(self, job) -> dict:
+        choices = [self._choice(o.index, o.text, FINISH.get(o.finish_reason, "stop")) for o in job.outputs.all()]
+        return {**self._envelope(False), "system_fingerprint": (job.weights_sha256 or "")[:16] or None,
+                "choices": choices, "usage": self._usage(job)}  # fmt: skip
+
+    def _chunk(self, choices, usage=None) -> str:
+        body = {**self._envelope(True), "choices": choices}
+        if self.include_usage:
+            body["usage"] = usage
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    async def stream(self):
+        """Deltas as they are written; each choice's finish_reason from the stored job; then [DONE]."""
+        sent: dict[int, str] = {}
+        if self.chat:
+            yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                                "finish_reason": None} for i in range(self.n)])  # fmt: skip
+        async for entry in job_event_entries(self.job.pk):
+            if entry is None:
+                yield ": waiting\n\n"
+                continue
+            event, data, _ = entry
+            if event in ("done", "error"):
+                break
+            item = json.loads(data)
+            index, text = item["index"], item["text"]
+            if event == "replace":  # a client cannot take text back: send only what extends what it has
+                old = sent.get(index, "")
+                text = text[len(old):] if text.startswith(old) else ""
+                sent[index] = old + text
+            else:
+                sent[index] = sent.get(index, "") + text
+            if text:
+                yield self._chunk([self._choice(index, text, None, delta=True)])
+        job = await sync_to_async(_finished)(self.job.pk)
+        if job.status == "failed":
+            error = {"error": {"message": job.error or "The job failed.", "type": "server_error", "param": None, "code": "failed"}}
+            yield f"data: {json.dumps(error, ensure_ascii=False)}\n\n"
+        else:
+            yield self._chunk([self._choice(o.index, None if self.chat else "", FINISH.get(o.finish_reason, "stop"), delta=True)
+                               for o in job.outputs.all()])  # fmt: skip
+            if self.include_usage:
+                yield f"data: {json.dumps({**self._envelope(True), 'choices': [], 'usage': self._usage(job)})}\n\n"
+        yield "data: [DONE]\n\n"
+
