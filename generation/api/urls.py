@@ -8,8 +8,8 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<uuid:job_id>/events/", streams.job_events, name="api-job-events"),
     path("usage/", views.UsageApi.as_view(), name="api-usage"),
-    path("batches/", views.BatchCreateApi.as_view(), name="api-batches"),
-    path("batches/<uuid:batch_id>/", views.BatchDetailApi.as_view(), name="api-batch-detail"),
+    path("jobs/batch/", views.BatchCreateApi.as_view(), name="api-batches"),
+    path("jobs/batch/<uuid:batch_id>/", views.BatchDetailApi.as_view(), name="api-batch-detail"),
     path("templates/", views.TemplateListApi.as_view(), name="api-templates"),
     path("templates/<slug:slug>/", views.TemplateDetailApi.as_view(), name="api-template-detail"),
 ]

@@ -52,8 +52,29 @@ CREATE_EXAMPLE = OpenApiExample(
 )
 
 
+JOB = {
+    "id": "7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11", "status": "succeeded", "kind": "headline", "template": "headline",
+    "template_version": 1, "inputs": {"text": "The city council voted on Tuesday to build a new bridge."},
+    "params": {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 2, "seed": 7},
+    "outputs": [{"index": 0, "text": "Council approves new Elm River bridge"}, {"index": 1, "text": "A bridge for the city"}],
+    "usage": {"prompt_tokens": 93, "completion_tokens": 21}, "timings": {"total_s": 2.4, "first_token_s": 0.6},
+    "callback_url": "", "batch": None, "error": "", "model": "SmolLM2-135M-Instruct", "weights_sha256": "b179c952...",
+    "attempts": 1, "created_at": "2026-11-23T09:00:00Z", "started_at": "2026-11-23T09:00:00Z",
+    "finished_at": "2026-11-23T09:00:03Z", "html_url": "http://127.0.0.1:8000/jobs/7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11/",
+}  # fmt: skip
+JOB_EXAMPLE = OpenApiExample("A finished headline job", value=JOB, response_only=True)
+PAGE_EXAMPLE = OpenApiExample("A page of jobs", value={"next": "http://127.0.0.1:8000/api/v1/jobs/?cursor=cD0yMDI2", "previous": None,
+                                                       "results": [JOB]}, response_only=True)  # fmt: skip
+ERROR_EXAMPLE = OpenApiExample(
+    "A bad input", status_codes=["400"], response_only=True,
+    value={"error": {"message": "inputs.text: This field is required.", "type": "invalid_request_error", "code": "invalid",
+                     "param": "inputs.text", "fields": {"inputs.text": ["This field is required."]}}},
+)  # fmt: skip
+
+
 class JobListCreateApi(APIView):
-    @extend_schema(parameters=[JobListQuerySerializer], responses=JobSerializer(many=True), summary="List your jobs")
+    @extend_schema(parameters=[JobListQuerySerializer], responses=JobSerializer(many=True), examples=[PAGE_EXAMPLE],
+                   summary="List your jobs")  # fmt: skip
     def get(self, request):
         query = JobListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -65,7 +86,9 @@ class JobListCreateApi(APIView):
     @extend_schema(
         request=JobCreateSerializer, responses={202: JobSerializer, 200: JobSerializer, 409: OpenApiResponse(description="Idempotency-Key reused with another body")},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with the same key and body return the same job.")],
-        examples=[CREATE_EXAMPLE], summary="Create a job (answered 202; poll it, stream it, or get a webhook)",
+        examples=[CREATE_EXAMPLE, OpenApiExample("Queued", value={**JOB, "status": "queued", "outputs": [],
+                  "usage": {"prompt_tokens": None, "completion_tokens": None}}, response_only=True, status_codes=["202"]),
+                  ERROR_EXAMPLE], summary="Create a job (answered 202; poll it, stream it, or get a webhook)",
     )  # fmt: skip
     def post(self, request):
         payload = JobCreateSerializer(data=request.data)
@@ -91,13 +114,14 @@ class JobListCreateApi(APIView):
 
 
 class JobDetailApi(APIView):
-    @extend_schema(responses=JobSerializer, summary="Get a job")
+    @extend_schema(responses=JobSerializer, examples=[JOB_EXAMPLE], summary="Get a job")
     def get(self, request, job_id):
         return Response(JobSerializer(_own_job(request, job_id), context={"request": request}).data)
 
 
 class JobCancelApi(APIView):
     @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(description="The job had already ended")},
+                   examples=[OpenApiExample("Cancelled", value={**JOB, "status": "cancelled", "outputs": []}, response_only=True)],
                    summary="Cancel a queued or running job")  # fmt: skip
     def post(self, request, job_id):
         job = _own_job(request, job_id)
@@ -109,7 +133,13 @@ class JobCancelApi(APIView):
 
 
 class UsageApi(APIView):
-    @extend_schema(parameters=[UsageQuerySerializer], responses=UsageReportSerializer, summary="Your tokens by day and template")
+    @extend_schema(
+        parameters=[UsageQuerySerializer], responses=UsageReportSerializer, summary="Your tokens by day and template",
+        examples=[OpenApiExample("Usage", response_only=True, value={
+            "tokens_per_day": 500000, "tokens_used_today": 1432, "requests_per_minute": 120,
+            "days": [{"day": "2026-11-23", "template": "headline", "jobs": 3, "prompt_tokens": 279, "completion_tokens": 153,
+                      "total_tokens": 432}]})],
+    )  # fmt: skip
     def get(self, request):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -153,7 +183,10 @@ class BatchCreateApi(APIView):
 
 
 class BatchDetailApi(APIView):
-    @extend_schema(responses=BatchSerializer, summary="A batch's aggregate status and its jobs")
+    @extend_schema(responses=BatchSerializer, summary="A batch's aggregate status and its jobs", examples=[OpenApiExample(
+        "Half done", response_only=True, value={"id": "0b6f...", "status": "running", "total": 2, "created_at": "2026-11-23T09:00:00Z",
+                                                "counts": {"queued": 0, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0},
+                                                "jobs": [JOB]})])  # fmt: skip
     def get(self, request, batch_id):
         batch = selectors.batch_for_user(request.user, batch_id)
         if batch is None:
@@ -174,9 +207,18 @@ def _own_job(request, job_id):
     return job
 
 
+TEMPLATE = {
+    "slug": "headline", "kind": "headline", "name": "News headlines", "description": "Several headline candidates.",
+    "is_default": True, "labels": {"production": 1, "staging": 1}, "production_version": 1,
+    "variables": [{"name": "text", "type": "text", "label": "Story", "required": True, "max_length": 20000}],
+    "default_params": {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 5},
+}  # fmt: skip
+TEMPLATE_EXAMPLE = OpenApiExample("Templates", value=[TEMPLATE], response_only=True)
+
+
 class TemplateListApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("kind", str, enum=[k for k, _ in Kind.choices])],
-                   responses=TemplateSerializer(many=True), summary="List templates")  # fmt: skip
+                   responses=TemplateSerializer(many=True), summary="List templates", examples=[TEMPLATE_EXAMPLE])  # fmt: skip
     def get(self, request):
         templates = selectors.templates_with_versions().order_by("kind", "slug")
         kind = request.query_params.get("kind")
@@ -186,7 +228,10 @@ class TemplateListApi(APIView):
 
 
 class TemplateDetailApi(APIView):
-    @extend_schema(responses=TemplateDetailSerializer, summary="Get a template with its versions")
+    @extend_schema(responses=TemplateDetailSerializer, summary="Get a template with its versions", examples=[OpenApiExample(
+        "Headline template", response_only=True, value={**TEMPLATE, "versions": [{"number": 1, "labels": ["production", "staging"],
+        "system_prompt": "You are a news editor.", "user_template": "Write one headline for this story: {text}",
+        "variables": TEMPLATE["variables"], "default_params": TEMPLATE["default_params"], "output_format": "headline"}]})])  # fmt: skip
     def get(self, request, slug):
         template = selectors.templates_with_versions().filter(slug=slug).first()
         if template is None:

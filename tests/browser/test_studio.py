@@ -99,14 +99,18 @@ def test_write_watch_refresh_rate_edit_and_approve(live_server_url, page, browse
     shot(page, "studio-history")
 
 
+def desk_job(django_user_model, slug: str, inputs: dict, status: str) -> Job:
+    """A job of a `desk` user, written straight to the database (no worker involved)."""
+    owner = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
+    template = PromptTemplate.objects.get(slug=slug)
+    version = template.versions.get(number=1)
+    return Job.objects.create(owner=owner, kind=template.kind, template=template, template_version=version,
+                              inputs=inputs, params={"seed": 1}, status=status)  # fmt: skip
+
+
 def test_html_and_script_in_model_output_run_nothing(live_server_url, page, django_user_model):
     """Live (streamed into the page) and final (rendered as markdown by the server)."""
-    owner = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
-    template = PromptTemplate.objects.get(slug="article")
-    job = Job.objects.create(
-        owner=owner, kind="writing", template=template, template_version=template.versions.get(number=1),
-        inputs={"topic": XSS}, params={"seed": 1}, status=JobStatus.RUNNING,
-    )  # fmt: skip
+    job = desk_job(django_user_model, "article", {"topic": XSS}, JobStatus.RUNNING)
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     log_in(page, live_server_url, "desk", "pw-desk-12345")
@@ -128,12 +132,7 @@ def test_html_and_script_in_model_output_run_nothing(live_server_url, page, djan
 
 
 def test_chinese_interface_dark_theme_and_chinese_content(live_server_url, page, django_user_model):
-    owner = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
-    template = PromptTemplate.objects.get(slug="summary")
-    job = Job.objects.create(
-        owner=owner, kind="summary", template=template, template_version=template.versions.get(number=1),
-        inputs={"text": "城市议会周二投票决定在榆树河上修建一座新桥。"}, params={"seed": 1}, status=JobStatus.SUCCEEDED,
-    )  # fmt: skip
+    job = desk_job(django_user_model, "summary", {"text": "城市议会周二投票决定在榆树河上修建一座新桥。"}, JobStatus.SUCCEEDED)
     JobOutput.objects.create(job=job, index=0, text="议会批准修建新桥，明年春天开工。")
     log_in(page, live_server_url, "desk", "pw-desk-12345")
     page.select_option("#language", "zh-hans")
