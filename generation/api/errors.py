@@ -6,6 +6,8 @@
 `param` names the first field at fault, `fields` all of them.
 """
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -18,6 +20,7 @@ _TYPES = {
     status.HTTP_403_FORBIDDEN: "permission_error",
     status.HTTP_404_NOT_FOUND: "not_found_error",
     status.HTTP_405_METHOD_NOT_ALLOWED: "invalid_request_error",
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "invalid_request_error",
     status.HTTP_429_TOO_MANY_REQUESTS: "rate_limit_error",
 }
 
@@ -42,7 +45,15 @@ def flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "non_field_errors": [str(detail)]}
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
+        exc = PayloadTooLarge(f"The request body is larger than {limit} KiB; send less (or a batch file of fewer jobs).")
     if isinstance(exc, LimitExceeded):
         exc = exceptions.Throttled(wait=exc.retry_after, detail=exc.message, code=exc.code)
     if isinstance(exc, DjangoValidationError):

@@ -161,3 +161,12 @@ def test_usage_by_day_and_template(api, user):
     body = api.get("/api/v1/usage/").json()
     assert body["days"][0]["template"] == "headline" and body["days"][0]["total_tokens"] == 150
     assert body["tokens_used_today"] == 150 and body["requests_per_minute"] == 120
+
+
+def test_invalid_utf8_and_oversized_bodies_are_4xx_in_the_error_shape(api):
+    bad = api.post("/api/v1/jobs/", b'{"kind": "headline", "inputs": {"text": "\xff\xfe"}}', content_type="application/json")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "parse_error"
+    big = api.post("/api/v1/jobs/", '{"kind": "headline", "inputs": {"text": "' + "a" * 3_000_000 + '"}}',
+                   content_type="application/json")  # fmt: skip
+    assert big.status_code == 413 and "larger than" in big.json()["error"]["message"]
+    assert Job.objects.count() == 0
