@@ -170,6 +170,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("JOB_SOFT_TIME_LIMIT", default=600)
 CELERY_TASK_TIME_LIMIT = env.int("JOB_TIME_LIMIT", default=660)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The reconciler runs on the light queue (no model), sent by `celery beat` (Procfile: beat).
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-jobs": {
+        "task": "generation.reconcile_jobs",
+        "schedule": env.float("AIGC_RECONCILE_EVERY_S", default=30.0),
+        "options": {"queue": "webhooks"},
+    },
+}
 
 # --- Generation -------------------------------------------------------------------------------------------
 AIGC = {
@@ -187,6 +195,11 @@ AIGC = {
     "MAX_CANDIDATES": env.int("AIGC_MAX_CANDIDATES", default=8),
     "MAX_ATTEMPTS": env.int("AIGC_MAX_ATTEMPTS", default=3),
     "WARMUP": env.bool("AIGC_WARMUP", default=True),
+    # Liveness (see generation/services/reconcile.py): heartbeat period, how old a heartbeat may get before the
+    # job counts as lost, and after how long a queued job's message is sent again (AIGC_RECONCILE_EVERY_S: beat).
+    "HEARTBEAT_S": env.float("AIGC_HEARTBEAT_S", default=5.0),
+    "STALE_AFTER_S": env.float("AIGC_STALE_AFTER_S", default=60.0),
+    "RESEND_QUEUED_AFTER_S": env.float("AIGC_RESEND_QUEUED_AFTER_S", default=600.0),
     # API limits, checked before a job is queued; per key and per user overrides live in the admin.
     "REQUESTS_PER_MINUTE": env.int("AIGC_REQUESTS_PER_MINUTE", default=120),
     "TOKENS_PER_DAY": env.int("AIGC_TOKENS_PER_DAY", default=500_000),

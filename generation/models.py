@@ -195,6 +195,10 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.DRAFT, db_index=True)
+    # Liveness: the worker running a job touches heartbeat_at every few seconds; the reconciler re-sends a
+    # running job whose heartbeat stopped (its worker died) and a queued job sent long ago (a lost message).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     # Through the API: the key that created it (its webhook secret signs callbacks), where to POST the result,
     # the Idempotency-Key and a hash of the request body it came with, and the batch it belongs to.
     api_key = models.ForeignKey("ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")

@@ -17,6 +17,12 @@ def run_job(job_id: str) -> None:
     services.job_run(job_id)
 
 
+@shared_task(name="generation.reconcile_jobs", ignore_result=True)
+def reconcile_jobs() -> None:
+    """Sent by celery beat every AIGC_RECONCILE_EVERY_S, on the light queue."""
+    services.reconcile_jobs()
+
+
 @shared_task(name="generation.deliver_webhook", acks_late=True, ignore_result=True)
 def deliver_webhook(job_id: str, attempt: int = 1) -> None:
     """One attempt; a failed one is sent again, later, on the webhooks queue (never the generation workers')."""

@@ -52,3 +52,49 @@ def set_engine(engine) -> None:
     global _engine
     with _lock:
         _engine = engine
+
+
+class Heartbeat:
+    """Touches `heartbeat_at` of the jobs this process is running, every AIGC_HEARTBEAT_S, from one thread: one
+    UPDATE for all of them. A job whose heartbeat stops (its worker died) is re-sent by the reconciler."""
+
+    def __init__(self) -> None:
+        self._jobs: set = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, job_id) -> None:
+        with self._lock:
+            self._jobs.add(job_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="job-heartbeat", daemon=True)
+                self._thread.start()
+
+    def remove(self, job_id) -> None:
+        with self._lock:
+            self._jobs.discard(job_id)
+
+    def beat(self) -> int:
+        from django.db import DatabaseError, close_old_connections
+        from django.utils import timezone
+
+        from .models import Job, JobStatus
+
+        with self._lock:
+            ids = list(self._jobs)
+        if not ids:
+            return 0
+        try:
+            return Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+        except DatabaseError:  # the database is away for a moment: the next beat tries again
+            log.warning("could not record the heartbeat of %d running job(s)", len(ids), exc_info=True)
+            close_old_connections()
+            return 0
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(settings.AIGC["HEARTBEAT_S"])
+            self.beat()
+
+
+heartbeat = Heartbeat()

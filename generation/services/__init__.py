@@ -3,7 +3,7 @@
 from .api_jobs import IdempotencyConflict, job_create_idempotent
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .batches import batch_create, batch_status
-from .jobs import job_create, job_rerun, job_run
+from .jobs import job_create, job_rerun, job_run, reconcile_jobs
 from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_move, review_moves
 from .templates import (
     model_info_publish,
@@ -33,6 +33,7 @@ __all__ = [
     "job_run",
     "model_info_publish",
     "output_edit",
+    "reconcile_jobs",
     "resolve_version",
     "review_move",
     "review_moves",

@@ -6,15 +6,17 @@ import ast
 import logging
 import math
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .. import codeedit, events, prompts, selectors, shaping
 from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
+from ..worker import heartbeat
 from . import limits
 from .templates import param_limits, resolve_version
 from .webhooks import webhook_schedule
@@ -139,6 +141,7 @@ def job_rerun(job: Job, *, user) -> Job:
 def _enqueue(job_id) -> None:
     from ..tasks import run_job
 
+    Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
     try:
         # The queue is read at send time, so that deployments (and tests) can route jobs per queue.
         run_job.apply_async(args=[str(job_id)], queue=settings.CELERY_TASK_DEFAULT_QUEUE)
@@ -158,14 +161,30 @@ def _finish(job_id, status: str, **fields) -> bool:
     return done
 
 
+def runnable(now=None) -> Q:
+    """Jobs a worker may claim: queued ones, and running ones whose worker stopped beating (it died). A running
+    job with a live heartbeat is never claimed again, so a duplicate message cannot run it twice."""
+    stale = (now or timezone.now()) - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
+    return Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+
+
 def job_run(job_id, engine=None) -> None:
     """Run one job on this worker's engine and store its outputs. Never raises for a job's own failure."""
-    claimed = Job.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+    now = timezone.now()
+    claimed = Job.objects.filter(runnable(now), pk=job_id).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
     )
     if not claimed:
-        log.info("job %s is not runnable (missing, cancelled or finished); skipped", job_id)
+        log.info("job %s is not runnable (missing, cancelled, finished or running elsewhere); skipped", job_id)
         return
+    heartbeat.add(job_id)
+    try:
+        _run_claimed(job_id, engine)
+    finally:
+        heartbeat.remove(job_id)
+
+
+def _run_claimed(job_id, engine) -> None:
     job = Job.objects.select_related("template_version").get(pk=job_id)
     if job.attempts > settings.AIGC["MAX_ATTEMPTS"]:
         _finish(job.pk, JobStatus.FAILED, error=f"Gave up after {job.attempts - 1} attempts: the worker stopped each time.")
@@ -357,3 +376,26 @@ def _distinct(candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
             seen.add(text)
             out.append((text, reason))
     return out
+
+
+def reconcile_jobs() -> dict:
+    """Nothing stays stuck: a running job whose heartbeat stopped (its worker died) goes back to the queue and
+    is sent again; a queued job whose message was sent long ago (the broker lost it, or was down when the job
+    was created) is sent again. Duplicates are harmless: only one worker can claim a job (see `runnable`).
+    A job that keeps losing its worker fails after AIGC_MAX_ATTEMPTS, with the reason."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
+    lost = Job.objects.filter(status=JobStatus.RUNNING).filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+    requeued = [pk for pk in lost.values_list("pk", flat=True)
+                if Job.objects.filter(runnable(now), pk=pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)]  # fmt: skip
+    resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
+    waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
+        Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
+    )
+    resent = [pk for pk in waiting.values_list("pk", flat=True) if pk not in requeued]
+    for pk in requeued + resent:
+        _enqueue(pk)
+    if requeued or resent:
+        log.warning("reconciler: %d running job(s) lost their worker and were re-sent; %d queued job(s) re-sent",
+                    len(requeued), len(resent))  # fmt: skip
+    return {"requeued_running": len(requeued), "resent_queued": len(resent)}
