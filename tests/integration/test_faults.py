@@ -61,3 +61,23 @@ def test_a_worker_killed_mid_generation_loses_nothing(start_worker, user):
     assert job.status == JobStatus.SUCCEEDED, job.error + second.log_path.read_text()[-3000:]
     assert job.attempts == 2 and job.outputs.count() == 1 and job.outputs.get().text.strip()
     assert services.reconcile_jobs() == {"requeued_running": 0, "resent_queued": 0}  # nothing stuck
+
+
+def test_queued_jobs_survive_the_broker_losing_their_messages(start_worker, user, settings):
+    """Jobs queued while no worker runs; then the broker loses every message (the queue emptied, as after a
+    Redis restart without persistence). The reconciler sends them again and a worker runs each, once."""
+    from generation import events
+
+    settings.AIGC = {**settings.AIGC, "RESEND_QUEUED_AFTER_S": 1.0}
+    jobs = [services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16, "seed": i})
+            for i in range(3)]  # fmt: skip
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    assert events.client().llen(queue) == 3
+    events.client().delete(queue)  # the broker lost them
+    worker = start_worker("after-loss")
+    time.sleep(3)
+    assert all(j.status == JobStatus.QUEUED for j in Job.objects.filter(pk__in=[j.pk for j in jobs]))  # stuck, so far
+    assert services.reconcile_jobs()["resent_queued"] == 3
+    done = [wait_final(j.pk, timeout=300) for j in jobs]
+    assert [j.status for j in done] == [JobStatus.SUCCEEDED] * 3, worker.log_path.read_text()[-3000:]
+    assert all(j.attempts == 1 and j.outputs.count() == 1 for j in done)
