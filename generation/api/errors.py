@@ -20,6 +20,7 @@ _TYPES = {
     status.HTTP_403_FORBIDDEN: "permission_error",
     status.HTTP_404_NOT_FOUND: "not_found_error",
     status.HTTP_405_METHOD_NOT_ALLOWED: "invalid_request_error",
+    status.HTTP_409_CONFLICT: "conflict_error",
     status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "invalid_request_error",
     status.HTTP_429_TOO_MANY_REQUESTS: "rate_limit_error",
 }
@@ -86,6 +87,6 @@ def error_response(message: str, status_code: int, code: str, param: str | None 
     """An error in the same shape, for cases a view answers itself (409s)."""
     from rest_framework.response import Response
 
-    body = {"message": message, "type": _TYPES.get(status_code, "conflict_error" if status_code == 409 else "api_error"),
+    body = {"message": message, "type": _TYPES.get(status_code, "api_error"),
             "code": code, "param": param, "fields": {param: [message]} if param else {}}  # fmt: skip
     return Response({"error": body}, status=status_code)

@@ -25,6 +25,7 @@ from rest_framework import serializers
 from .. import services
 from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
+from .errors import flatten
 from .streams import job_event_entries
 
 # Our job fields -> the request fields an OpenAI client sent.
@@ -152,8 +153,8 @@ async def _complete(request, serializer_class, chat: bool):
         return _error("The body must be a JSON object.", 400)
     payload = serializer_class(data=body)
     if not payload.is_valid():
-        field, messages = _first_error(payload.errors)
-        return _error(f"{field}: {messages}", 400, param=field)
+        field, messages = next(iter(flatten(payload.errors).items()))  # the first field at fault, dotted
+        return _error(f"{field}: {' '.join(messages)}", 400, param=field)
     data = payload.validated_data
     if data["model"] not in await sync_to_async(_model_ids)():
         return _error(f"The model `{data['model']}` does not exist; GET /v1/models lists those served.", 404,
@@ -186,18 +187,6 @@ async def _complete(request, serializer_class, chat: bool):
     return JsonResponse(shape.whole(final))
 
 
-def _first_error(errors, prefix=""):
-    if isinstance(errors, dict):
-        field, value = next(iter(errors.items()))
-        if field == "non_field_errors" and prefix:
-            return _first_error(value, prefix)
-        return _first_error(value, f"{prefix}.{field}" if prefix else str(field))
-    if isinstance(errors, list) and errors and isinstance(errors[0], (dict, list)):
-        index = next(i for i, e in enumerate(errors) if e)
-        return _first_error(errors[index], f"{prefix}.{index}")
-    return prefix, " ".join(str(e) for e in errors)
-
-
 def _finished(job_id) -> Job:
     return Job.objects.prefetch_related("outputs").get(pk=job_id)
 
@@ -222,15 +211,15 @@ class _Shape:
             return {"index": index, "delta": {} if text is None else {"content": text}, "logprobs": None, "finish_reason": finish}
         return {"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
 
-    def _envelope(self, chunk: bool) -> dict:
+    def _envelope(self, chunk: bool, job=None) -> dict:
+        """`job`: the freshest copy at hand (its weights hash is known once it ran)."""
         kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
-                "system_fingerprint": (self.job.weights_sha256 or "")[:16] or None}  # fmt: skip
+                "system_fingerprint": ((job or self.job).weights_sha256 or "")[:16] or None}  # fmt: skip
 
     def whole(self, job) -> dict:
         choices = [self._choice(o.index, o.text, FINISH.get(o.finish_reason, "stop")) for o in job.outputs.all()]
-        return {**self._envelope(False), "system_fingerprint": (job.weights_sha256 or "")[:16] or None,
-                "choices": choices, "usage": self._usage(job)}  # fmt: skip
+        return {**self._envelope(False, job), "choices": choices, "usage": self._usage(job)}
 
     def _chunk(self, choices, usage=None) -> str:
         body = {**self._envelope(True), "choices": choices}

@@ -94,9 +94,7 @@ class JobListCreateApi(APIView):
         payload = JobCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         fields = dict(payload.validated_data)
-        api_key = request.auth if isinstance(request.auth, ApiKey) else None
-        if fields.get("callback_url") and api_key is None:
-            raise ValidationError({"callback_url": ["Webhooks are signed with an API key's secret: authenticate with a key."]})
+        api_key = _signing_key(request, [fields])
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 255:
             raise ValidationError({"Idempotency-Key": ["At most 255 characters."]})
@@ -143,7 +141,7 @@ class UsageApi(APIView):
     def get(self, request):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        api_key = request.auth if isinstance(request.auth, ApiKey) else None
+        api_key = _api_key(request)
         report = {
             "tokens_per_day": limits.tokens_per_day(request.user),
             "tokens_used_today": limits.tokens_used_today(request.user),
@@ -175,9 +173,7 @@ class BatchCreateApi(APIView):
             else:
                 items.append(None)
                 errors.update({f"jobs.{i}.{k}": v for k, v in flatten(item.errors).items()})
-        api_key = request.auth if isinstance(request.auth, ApiKey) else None
-        if api_key is None and any(item and item.get("callback_url") for item in items):
-            raise ValidationError({"callback_url": ["Webhooks are signed with an API key's secret: authenticate with a key."]})
+        api_key = _signing_key(request, [item for item in items if item])
         batch = services.batch_create(user=request.user, items=items, api_key=api_key, errors=errors)
         return Response(_batch_body(batch, request), status=status.HTTP_202_ACCEPTED)
 
@@ -198,6 +194,19 @@ def _batch_body(batch, request) -> dict:
     jobs = selectors.jobs_visible_to(request.user).filter(batch=batch).order_by("created_at")
     body = {"id": batch.pk, "created_at": batch.created_at, **services.batch_status(batch), "jobs": jobs}
     return BatchSerializer(body, context={"request": request}).data
+
+
+def _api_key(request) -> ApiKey | None:
+    """The key the request came with; None for a browser session."""
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def _signing_key(request, items: list[dict]) -> ApiKey | None:
+    """The request's key, which will sign the items' webhooks; callbacks without a key are refused."""
+    api_key = _api_key(request)
+    if api_key is None and any(item.get("callback_url") for item in items):
+        raise ValidationError({"callback_url": ["Webhooks are signed with an API key's secret: authenticate with a key."]})
+    return api_key
 
 
 def _own_job(request, job_id):

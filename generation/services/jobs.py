@@ -384,10 +384,8 @@ def reconcile_jobs() -> dict:
     was created) is sent again. Duplicates are harmless: only one worker can claim a job (see `runnable`).
     A job that keeps losing its worker fails after AIGC_MAX_ATTEMPTS, with the reason."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
-    lost = Job.objects.filter(status=JobStatus.RUNNING).filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
-    requeued = [pk for pk in lost.values_list("pk", flat=True)
-                if Job.objects.filter(runnable(now), pk=pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)]  # fmt: skip
+    lost = Job.objects.filter(runnable(now), status=JobStatus.RUNNING)  # running, and the heartbeat stopped
+    requeued = [pk for pk in lost.values_list("pk", flat=True) if lost.filter(pk=pk).update(status=JobStatus.QUEUED)]
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
     waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)

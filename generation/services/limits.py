@@ -73,13 +73,12 @@ def _most_tokens(params: dict) -> int:
 
 def check_token_quota(user, params: dict) -> None:
     """Refuses a job that could take the user past their tokens for today."""
-    limit = tokens_per_day(user)
-    used = tokens_used_today(user)
-    if used + _most_tokens(params) > limit:
+    limit, used, most = tokens_per_day(user), tokens_used_today(user), _most_tokens(params)
+    if used + most > limit:
         reset = _today_start() + timedelta(days=1)
         raise LimitExceeded(
             f"Daily token quota reached: {used} of {limit} tokens used today (UTC), and this job may use up to "
-            f"{_most_tokens(params)}. The quota resets at 00:00 UTC.",
+            f"{most}. The quota resets at 00:00 UTC.",
             retry_after=(reset - datetime.now(timezone.utc)).total_seconds(),
             code="quota_exceeded",
         )
