@@ -11,4 +11,5 @@ RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p /data/models && chown -R app /data /app/var
 USER app
 EXPOSE 8000
+# Plain HTTP, for a TLS-terminating proxy in front: run with DJANGO_BEHIND_TLS_PROXY=1 (README, Operations).
 CMD ["python", "-m", "uvicorn", "aigc_site.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

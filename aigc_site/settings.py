@@ -11,12 +11,18 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Values already in the environment win. DJANGO_ENV_FILE names another file, or none when empty (the settings
+# tests use that, so that a developer's .env cannot change what production settings mean).
+ENV_FILE = env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE:
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
-# A real secret is required unless DEBUG is on: a production process must never start with a known key.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="" if not DEBUG else "insecure-dev-only-key")
+# A real secret is required unless DEBUG is on: a production process must never start with a known key. Read
+# verbatim: django-environ takes a value starting with "$" (as 2% of Django's generated keys do) for the name of
+# another variable.
+SECRET_KEY = env.ENVIRON.get("DJANGO_SECRET_KEY", "" if not DEBUG else "insecure-dev-only-key")
 if not SECRET_KEY:
     from django.core.exceptions import ImproperlyConfigured
 
@@ -120,9 +126,33 @@ STORAGES = {
     },
 }
 
-SESSION_COOKIE_HTTPONLY = True
+# --- HTTPS and cookies ---------------------------------------------------------------------------------
+# Production is HTTPS only, so `manage.py check --deploy` is silent with DEBUG off and nothing else set. Every
+# process that serves plain HTTP with DEBUG off sets DJANGO_SSL_REDIRECT=0: the live servers of the tests and of
+# `bench` (generation/processes.py), and docker compose on a developer's machine.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe these over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# Behind a proxy that terminates TLS the app sees plain HTTP; the proxy says what the client used. Only with a
+# proxy that overwrites X-Forwarded-Proto, and an app port no client can reach directly: a client could claim
+# https itself otherwise. Without this, a redirecting app behind such a proxy redirects forever.
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS: browsers that saw the header use only HTTPS for this host, for this long. Sent on HTTPS responses only.
+# Preload lets the domain be submitted to the lists built into browsers (hstspreload.org): once listed, the
+# domain and every subdomain are HTTPS-only in those browsers, and leaving the list takes months. Turn preload
+# and subdomains off (check --deploy then warns) unless the whole domain is served over HTTPS for good.
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)
+
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # forms carry the token; no script reads the cookie
+# Lax: sent when following a link to the studio, never with another site's POST or subrequest.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -157,7 +187,12 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None  # results live in the database, not in Celery
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env.str("AIGC_QUEUE", default="generation")
-CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-job leaves the message to be redelivered
+# Webhook deliveries are acknowledged when done, so a worker that dies mid-delivery leaves them to be redelivered.
+# Generation jobs are acknowledged when they start: the reconciler re-sends a job whose worker died (tasks.py).
+CELERY_TASK_ACKS_LATE = True
+# Celery 6's default, set now: on a broker outage only acks_late tasks (webhook deliveries) are cancelled to be
+# redelivered; generation jobs, acknowledged at start, run on through it.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"

@@ -29,6 +29,20 @@ def test_bad_key_is_401(api_key):
     assert client.get("/api/v1/jobs/").status_code == 401
 
 
+def test_a_browser_session_needs_the_csrf_token_and_a_key_does_not(user, api_key):
+    session = APIClient(enforce_csrf_checks=True)
+    session.force_login(user)
+    body = {"kind": "headline", "inputs": {"text": STORY}}
+    refused = post(session, body)
+    assert refused.status_code == 403 and "CSRF" in refused.json()["error"]["message"]
+    assert Job.objects.count() == 0
+    session.get("/jobs/new/")  # a page with a form sets the CSRF cookie
+    assert post(session, body, HTTP_X_CSRFTOKEN=session.cookies["csrftoken"].value).status_code == 202
+    keyed = APIClient(enforce_csrf_checks=True)
+    keyed.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    assert post(keyed, body).status_code == 202 and Job.objects.count() == 2
+
+
 def test_create_is_202_with_the_job(api, user):
     response = post(api, {"kind": "headline", "inputs": {"text": STORY}, "params": {"seed": 4}})
     assert response.status_code == 202, response.content

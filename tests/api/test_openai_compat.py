@@ -71,6 +71,19 @@ def test_streamed_chat_and_completions(client_for, user):
 
 
 @pytest.mark.django_db
+def test_a_browser_session_is_not_a_credential(user):
+    """These views are CSRF-exempt (OpenAI clients send no token), so a cookie must never authenticate them."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.get("/v1/models").status_code == 401
+    for path, body in (("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "hi"}]}),
+                       ("/v1/completions", {"model": "default", "prompt": "hi"})):  # fmt: skip
+        response = client.post(path, json.dumps(body), content_type="application/json")
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_refusals_name_the_field_in_openai_shape(api_key):
     client = Client()
     auth = {"HTTP_AUTHORIZATION": f"Bearer {api_key}"}

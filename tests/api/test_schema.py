@@ -7,9 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
-
-from aigc_site.wsgi import application
 
 
 @pytest.fixture
@@ -18,7 +17,8 @@ def api_schema(db):
     # each request (its test client does the same).
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    yield schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+    # Built here, not at import: the application reads its middleware settings (plain HTTP in tests) when made.
+    yield schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 

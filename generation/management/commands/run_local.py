@@ -38,6 +38,7 @@ class Command(BaseCommand):
             self.stdout.write("Wrote .env for local development (DEBUG on, a random secret key).")
         env = process_env(WEB_PORT=port)
         env.setdefault("DJANGO_DEBUG", "1")
+        env.setdefault("DJANGO_SSL_REDIRECT", "0")  # plain HTTP on 127.0.0.1, even with DEBUG off
         redis_server = None
         if not os.environ.get("REDIS_URL"):
             (var / "redis").mkdir(exist_ok=True)
