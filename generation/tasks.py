@@ -12,8 +12,11 @@ from .services.webhooks import WEBHOOK_QUEUE
 log = logging.getLogger("generation.tasks")
 
 
-@shared_task(name="generation.run_job", acks_late=True, ignore_result=True)
+@shared_task(name="generation.run_job", acks_late=False, ignore_result=True)
 def run_job(job_id: str) -> None:
+    """Acknowledged when a worker thread starts it, not when it ends. A job whose worker dies is found by its
+    stopped heartbeat and sent again by the reconciler, so an unacknowledged message adds nothing; and with one
+    unacknowledged while Redis restarts, the worker (celery/kombu 5.7) crashes restoring it."""
     services.job_run(job_id)
 
 

@@ -6,11 +6,12 @@ import ast
 import logging
 import math
 import secrets
+import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -33,6 +34,10 @@ TOKENS_PER_WORD = 1.4
 TRIM_RATIO = {Kind.WRITING: 1.5}
 SUMMARY_MAX_SHARE = 0.8
 PYTHON = ("python", "py", "python3")
+# A worker that lost its database connection (PostgreSQL restarted, a failover, a proxy dropped an idle
+# connection while the model ran) waits this long in all, on fresh connections, before giving the job up
+# to the reconciler: minutes of generated text are not thrown away for a hiccup.
+DATABASE_RETRY_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8, 15)
 
 
 def _resolve_template(kind: str | None, template_slug: str | None) -> PromptTemplate:
@@ -168,13 +173,33 @@ def runnable(now=None) -> Q:
     return Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
 
 
+def with_database(operation, what: str):
+    """Run `operation` (one unit of work with its own transaction, safe to repeat: every status change is
+    conditional) and run it again on a fresh connection if the connection dropped under it."""
+    for delay in (*DATABASE_RETRY_DELAYS_S, None):
+        try:
+            return operation()
+        except (OperationalError, InterfaceError):
+            if delay is None or connection.in_atomic_block:
+                raise
+            log.warning("database connection lost while %s; retrying in %.1f s", what, delay, exc_info=True)
+            try:
+                connection.close()
+            except Exception:  # closing a dead connection may itself fail; the next query opens a new one
+                pass
+            time.sleep(delay)
+
+
 def job_run(job_id, engine=None) -> None:
     """Run one job on this worker's engine and store its outputs. Never raises for a job's own failure."""
-    now = timezone.now()
-    claimed = Job.objects.filter(runnable(now), pk=job_id).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
-    )
-    if not claimed:
+
+    def claim():
+        now = timezone.now()
+        return Job.objects.filter(runnable(now), pk=job_id).update(
+            status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+        )
+
+    if not with_database(claim, f"claiming job {job_id}"):
         log.info("job %s is not runnable (missing, cancelled, finished or running elsewhere); skipped", job_id)
         return
     heartbeat.add(job_id)
@@ -185,7 +210,7 @@ def job_run(job_id, engine=None) -> None:
 
 
 def _run_claimed(job_id, engine) -> None:
-    job = Job.objects.select_related("template_version").get(pk=job_id)
+    job = with_database(lambda: Job.objects.select_related("template_version").get(pk=job_id), f"loading job {job_id}")
     if job.attempts > settings.AIGC["MAX_ATTEMPTS"]:
         _finish(job.pk, JobStatus.FAILED, error=f"Gave up after {job.attempts - 1} attempts: the worker stopped each time.")
         return
@@ -213,27 +238,32 @@ def _run_claimed(job_id, engine) -> None:
         return
     streamer.finish(texts)
     timings["first_delta_at"] = streamer.first_sent_at
-    with transaction.atomic():
-        done = _finish(
-            job.pk,
-            JobStatus.SUCCEEDED,
-            model_name=engine.model_name,
-            weights_sha256=engine.weights_sha256,
-            prompt_tokens=usage[0],
-            completion_tokens=usage[1],
-            timings=timings,
-        )
-        if done:
-            JobOutput.objects.bulk_create(
-                JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r) for i, (t, r) in enumerate(zip(texts, reasons))
+
+    def save() -> str | None:
+        with transaction.atomic():
+            done = _finish(
+                job.pk,
+                JobStatus.SUCCEEDED,
+                model_name=engine.model_name,
+                weights_sha256=engine.weights_sha256,
+                prompt_tokens=usage[0],
+                completion_tokens=usage[1],
+                timings=timings,
             )
-    final = JobStatus.SUCCEEDED if done else Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+            if done:
+                JobOutput.objects.bulk_create(
+                    JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r) for i, (t, r) in enumerate(zip(texts, reasons))
+                )
+        # Not done: cancelled meanwhile, or saved by an earlier try whose answer the dropped connection lost.
+        return JobStatus.SUCCEEDED if done else Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+
+    final = with_database(save, f"saving job {job.pk}")
     events.publish_end(job.pk, final or JobStatus.CANCELLED)
     log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, final, timings["total_s"], usage[1])
 
 
 def _fail(job_id, error: str, engine) -> None:
-    if _finish(job_id, JobStatus.FAILED, error=error, model_name=engine.model_name):
+    if with_database(lambda: _finish(job_id, JobStatus.FAILED, error=error, model_name=engine.model_name), f"failing job {job_id}"):
         events.publish_end(job_id, JobStatus.FAILED, error)
 
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from generation.engine import EngineError, GenerationRequest
+from generation.engine import EngineError, GenerationRequest, GenerationTimeout
 
 PROMPTS = [
     "The council voted.",
@@ -65,6 +65,29 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(tiny_engine)
     results = run_together(tiny_engine, [victim] + [request(i, max_new_tokens=25) for i in range(3)])
     assert results[0].finish_reasons == ["cancelled"] and results[0].completion_tokens == 4
     assert [r.texts for r in results[1:]] == expected
+
+
+def test_a_request_past_its_time_limit_fails_and_frees_its_rows(tiny_engine):
+    """The victim fails with the reason; from then on the batch holds only the others' rows, and they finish
+    with the text they would have had alone."""
+    others = [request(i, max_new_tokens=40) for i in range(3)]
+    expected = [tiny_engine.generate(r).texts for r in others]
+    failed_at, rows_after = [], []
+    scheduler = tiny_engine._scheduler
+
+    def watch(index, text, tokens):  # runs on the model thread, between steps
+        if failed_at:
+            rows_after.append((tokens, scheduler._batch.rows))
+
+    victim = tiny_engine.submit(request(0, max_new_tokens=200, n=2, temperature=1.0, time_limit=0.05))
+    victim.add_done_callback(lambda f: failed_at.append(1))
+    futures = [tiny_engine.submit(request(i, max_new_tokens=40), on_delta=watch) for i in range(3)]
+    with pytest.raises(GenerationTimeout, match="time limit of 0.05 s"):
+        victim.result(timeout=120)
+    assert [f.result(timeout=120).texts for f in futures] == expected
+    # Rows leave the batch at the end of the step in which the victim failed: every later step has 3 rows or fewer.
+    later = [rows for tokens, rows in rows_after if tokens > rows_after[0][0]]
+    assert later and max(later) <= 3
 
 
 def test_each_request_keeps_its_own_limits_and_candidates(tiny_engine):

@@ -1,11 +1,16 @@
-"""Faults injected for real: a worker killed with SIGKILL mid-generation. Its job is not lost and not stuck:
-the heartbeat stops, the reconciler sends it again, another worker finishes it, once."""
+"""Faults injected for real, against real Redis, Celery workers and the test database: a worker killed with
+SIGKILL mid-generation, the broker losing its messages, Redis restarted empty mid-job, database connections
+dropped mid-job, a job past its time limit, a job cancelled while queued. No job is lost, none stays stuck,
+none completes twice."""
 
+import json
 import signal
 import time
 import uuid
 
 import pytest
+import requests
+from django.db import connection
 
 from generation import processes, services
 from generation.models import Job, JobStatus
@@ -25,21 +30,34 @@ def start_worker(broker_url, live_database_url, tmp_path, settings):
     settings.AIGC = {**settings.AIGC, "STALE_AFTER_S": 3.0}
     started = []
 
-    def start(name: str):
-        env = server_env(DATABASE_URL=live_database_url, REDIS_URL=broker_url, CELERY_BROKER_URL=broker_url,
-                         AIGC_QUEUE=queue, **LIVENESS)  # fmt: skip
+    def start(name: str, redis_url: str = broker_url, also: tuple[str, ...] = (), **extra_env):
+        env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
+                         AIGC_QUEUE=queue, **LIVENESS, **extra_env)  # fmt: skip
         log_path = tmp_path / f"{name}.log"
-        proc = processes.start_worker(env, queue, log_path, concurrency=4)
+        proc = processes.start_worker(env, queue, log_path, concurrency=4, also=also)
         processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
         proc.log_path = log_path
         started.append(proc)
         return proc
 
+    start.queue = queue
+    start.started = started  # other processes of the test (web, beat, redis) join the list to be killed
     yield start
     for proc in started:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def log_tail(*procs) -> str:
+    return "\n".join(f"--- {p.log_path.name}\n{p.log_path.read_text()[-2500:]}" for p in procs)
+
+
+def wait_status(job_id, status, timeout=120, *procs):
+    deadline = time.monotonic() + timeout
+    while Job.objects.get(pk=job_id).status != status:
+        assert time.monotonic() < deadline, f"job {job_id} never became {status}\n" + log_tail(*procs)
+        time.sleep(0.2)
 
 
 def test_a_worker_killed_mid_generation_loses_nothing(start_worker, user):
@@ -81,3 +99,132 @@ def test_queued_jobs_survive_the_broker_losing_their_messages(start_worker, user
     done = [wait_final(j.pk, timeout=300) for j in jobs]
     assert [j.status for j in done] == [JobStatus.SUCCEEDED] * 3, worker.log_path.read_text()[-3000:]
     assert all(j.attempts == 1 and j.outputs.count() == 1 for j in done)
+
+
+def read_events(url: str, job_id, key: str) -> tuple[dict[int, str], list[str]]:
+    """Read a job's server-sent events to the end as the studio does: what it shows per candidate, and the ids."""
+    texts: dict[int, str] = {}
+    ids, event = [], None
+    headers = {"Authorization": f"Bearer {key}"}
+    with requests.get(f"{url}/api/v1/jobs/{job_id}/events/", headers=headers, stream=True, timeout=60) as response:
+        response.raise_for_status()
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("id: "):
+                ids.append(line[4:])
+            elif line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event:
+                data = json.loads(line[6:])
+                if event == "delta":
+                    texts[data["index"]] = texts.get(data["index"], "") + data["text"]
+                elif event == "replace":
+                    texts[data["index"]] = data["text"]
+                elif event in ("done", "error"):
+                    return texts, ids
+    pytest.fail(f"the stream of job {job_id} ended without done/error")
+
+
+def test_redis_restarted_empty_mid_job_loses_nothing(start_worker, user, live_database_url, tmp_path):
+    """A private Redis (broker, streams, limits) for a real web server, worker and beat: it is killed while a job
+    runs, two jobs are posted while it is down, and it comes back empty, as a Redis without persistence does."""
+    port = processes.free_port()
+    redis_url = f"redis://127.0.0.1:{port}/0"
+
+    def start_redis():
+        proc = processes.start_redis(port, tmp_path / "redis.log")
+        start_worker.started.append(proc)
+        return proc
+
+    redis_server = start_redis()
+    fast = {"AIGC_RECONCILE_EVERY_S": "1", "AIGC_RESEND_QUEUED_AFTER_S": "2"}
+    worker = start_worker("worker", redis_url=redis_url, also=("webhooks",), **fast)  # webhooks: the reconciler's queue
+    env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
+                     AIGC_QUEUE=start_worker.queue, DJANGO_DEBUG="0", DJANGO_SSL_REDIRECT="0",
+                     DJANGO_ALLOWED_HOSTS="127.0.0.1", **LIVENESS, **fast)  # fmt: skip
+    web_port = processes.free_port()
+    web = processes.start_web(env, web_port, tmp_path / "web.log")
+    beat = processes.start_beat(env, tmp_path / "beat.log")
+    web.log_path, beat.log_path = tmp_path / "web.log", tmp_path / "beat.log"
+    start_worker.started += [web, beat]
+    url = f"http://127.0.0.1:{web_port}"
+    processes.wait_for_web(web, f"{url}/api/v1/templates/", web.log_path)
+    key = services.api_key_create(user, name="faults")[1]
+
+    def post(body):
+        return requests.post(f"{url}/api/v1/jobs/", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+    response = post({"kind": "writing", "inputs": {"topic": NEWS, "words": 80}, "params": {"seed": 5}})
+    assert response.status_code == 202, response.text
+    running = response.json()["id"]
+    wait_status(running, JobStatus.RUNNING, 120, worker)
+    time.sleep(2)  # its text is streaming
+    redis_server.kill()
+    redis_server.wait()
+    down = [post({"kind": "summary", "inputs": {"text": NEWS}, "params": {"max_new_tokens": 16, "seed": i}}) for i in range(2)]
+    assert [r.status_code for r in down] == [202, 202], [r.text for r in down] + [log_tail(web)]  # saved, not sent
+    queued = [r.json()["id"] for r in down]
+    assert set(Job.objects.filter(pk__in=queued).values_list("status", flat=True)) == {JobStatus.QUEUED}
+    time.sleep(1)
+    redis_server = start_redis()  # back, empty
+
+    done = [wait_final(pk, timeout=300) for pk in [running, *queued]]
+    assert [j.status for j in done] == [JobStatus.SUCCEEDED] * 3, [j.error for j in done] + [log_tail(worker, beat)]
+    assert [(j.attempts, j.outputs.count()) for j in done] == [(1, 1)] * 3
+    final_text = done[0].outputs.get().text
+    # The running job's stream lost its start with Redis; it ends with a `replace`, so a reader shows the final text.
+    texts, ids = read_events(url, running, key)
+    assert texts == {0: final_text} and not ids[0].startswith("db-")
+    # Redis restarted again after the jobs ended: the streams are gone, readers get the text from the database.
+    redis_server.kill()
+    redis_server.wait()
+    redis_server = start_redis()
+    texts, ids = read_events(url, running, key)
+    assert texts == {0: final_text} and ids == ["db-0", "db-end"]
+
+
+def drop_database_connections() -> int:
+    """Terminate every other session on the test database (the workers'), as a PostgreSQL restart would."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_database_connections_dropped_mid_job_lose_nothing(start_worker, user):
+    """Every second while the job runs, the worker's connections are killed on the server. The job still ends
+    succeeded on its first attempt: the worker saves it again on a fresh connection."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (as in CI): an SQLite file has no connection to drop")
+    worker = start_worker("worker")
+    job = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 60}, params={"seed": 4})
+    wait_status(job.pk, JobStatus.RUNNING, 120, worker)
+    dropped, deadline = 0, time.monotonic() + 300
+    while not Job.objects.get(pk=job.pk).is_final and time.monotonic() < deadline:
+        time.sleep(1)
+        dropped += drop_database_connections()
+    job = wait_final(job.pk, timeout=60)
+    assert job.status == JobStatus.SUCCEEDED, job.error + log_tail(worker)
+    assert job.attempts == 1 and job.outputs.count() == 1 and job.outputs.get().text.strip()
+    assert dropped >= 2 and "database connection lost while saving job" in worker.log_path.read_text()
+
+
+def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(start_worker, user):
+    cancelled = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16})
+    assert services.job_cancel(cancelled, user=user)
+    worker = start_worker("worker", JOB_SOFT_TIME_LIMIT="15")
+    deadline = time.monotonic() + 60
+    while f"job {cancelled.pk} is not runnable" not in worker.log_path.read_text():  # its message was delivered
+        assert time.monotonic() < deadline, log_tail(worker)
+        time.sleep(0.2)
+
+    slow = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 400}, params={"seed": 1})
+    quick = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 4, "seed": 2})
+    slow, quick = wait_final(slow.pk, timeout=120), wait_final(quick.pk, timeout=120)
+    assert slow.status == JobStatus.FAILED and "time limit of 15 s" in slow.error, slow.error
+    assert (slow.finished_at - slow.started_at).total_seconds() < 30 and not slow.outputs.exists()
+    assert quick.status == JobStatus.SUCCEEDED and quick.outputs.count() == 1, log_tail(worker)  # batched beside it
+    cancelled = Job.objects.get(pk=cancelled.pk)
+    assert (cancelled.status, cancelled.attempts, cancelled.started_at) == (JobStatus.CANCELLED, 0, None)
+    assert not cancelled.outputs.exists()
