@@ -78,13 +78,14 @@ def process_env(**overrides) -> dict:
     return env
 
 
-def start_worker(env: dict, queue: str, log_path: Path, concurrency: int, also: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_worker(env: dict, queue: str, log_path: Path, concurrency: int, also: tuple[str, ...] = (),
+                 name: str | None = None) -> subprocess.Popen:
     """`celery worker` with the threads pool, as the Procfile runs it, on a queue of its own (and the queues
-    in `also`, such as the reconciler's)."""
+    in `also`, such as the reconciler's). Several workers on one host need distinct names."""
     log = open(log_path, "w")
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "aigc_site", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-         "--queues", ",".join((queue, *also)), "--loglevel", "INFO", "--hostname", f"{queue}@%h", "--without-mingle", "--without-gossip"],
+         "--queues", ",".join((queue, *also)), "--loglevel", "INFO", "--hostname", f"{name or queue}@%h", "--without-mingle", "--without-gossip"],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
 

@@ -92,9 +92,12 @@ class Heartbeat:
             return 0
 
     def _loop(self) -> None:
+        from django.db import connection
+
         while True:
             time.sleep(settings.AIGC["HEARTBEAT_S"])
-            self.beat()
+            if not self.beat():
+                connection.close()  # this thread's own connection: none held while no job runs here
 
 
 heartbeat = Heartbeat()

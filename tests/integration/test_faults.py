@@ -6,7 +6,6 @@ none completes twice."""
 import json
 import signal
 import time
-import uuid
 
 import pytest
 import requests
@@ -14,54 +13,13 @@ from django.db import connection
 
 from generation import processes, services
 from generation.models import Job, JobStatus
+from tests.integration.conftest import log_tail, wait_status
 from tests.integration.test_full_path import NEWS, wait_final
-from tests.support.live import WORKER_START_TIMEOUT, server_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-LIVENESS = {"AIGC_HEARTBEAT_S": "0.5", "AIGC_STALE_AFTER_S": "3"}
-
-
-@pytest.fixture
-def start_worker(broker_url, live_database_url, tmp_path, settings):
-    """Starts workers on a queue of this test's own (with fast heartbeats); kills what is left at the end."""
-    queue = f"faults-{uuid.uuid4().hex[:8]}"
-    settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    settings.AIGC = {**settings.AIGC, "STALE_AFTER_S": 3.0}
-    started = []
-
-    def start(name: str, redis_url: str = broker_url, also: tuple[str, ...] = (), **extra_env):
-        env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-                         AIGC_QUEUE=queue, **LIVENESS, **extra_env)  # fmt: skip
-        log_path = tmp_path / f"{name}.log"
-        proc = processes.start_worker(env, queue, log_path, concurrency=4, also=also)
-        processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
-        proc.log_path = log_path
-        started.append(proc)
-        return proc
-
-    start.queue = queue
-    start.started = started  # other processes of the test (web, beat, redis) join the list to be killed
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def log_tail(*procs) -> str:
-    return "\n".join(f"--- {p.log_path.name}\n{p.log_path.read_text()[-2500:]}" for p in procs)
-
-
-def wait_status(job_id, status, timeout=120, *procs):
-    deadline = time.monotonic() + timeout
-    while Job.objects.get(pk=job_id).status != status:
-        assert time.monotonic() < deadline, f"job {job_id} never became {status}\n" + log_tail(*procs)
-        time.sleep(0.2)
-
-
-def test_a_worker_killed_mid_generation_loses_nothing(start_worker, user):
-    first = start_worker("first")
+def test_a_worker_killed_mid_generation_loses_nothing(cluster, user):
+    first = cluster.worker("first")
     job = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 250}, params={"seed": 3})
     deadline = time.monotonic() + 120
     while Job.objects.get(pk=job.pk).status != JobStatus.RUNNING:
@@ -72,7 +30,7 @@ def test_a_worker_killed_mid_generation_loses_nothing(start_worker, user):
     first.wait()
     assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING  # what the dead worker left behind
 
-    second = start_worker("second")
+    second = cluster.worker("second")
     time.sleep(3.5)  # the heartbeat is now older than AIGC_STALE_AFTER_S
     assert services.reconcile_jobs()["requeued_running"] == 1  # what beat does every AIGC_RECONCILE_EVERY_S
     job = wait_final(job.pk, timeout=300)
@@ -81,7 +39,7 @@ def test_a_worker_killed_mid_generation_loses_nothing(start_worker, user):
     assert services.reconcile_jobs() == {"requeued_running": 0, "resent_queued": 0}  # nothing stuck
 
 
-def test_queued_jobs_survive_the_broker_losing_their_messages(start_worker, user, settings):
+def test_queued_jobs_survive_the_broker_losing_their_messages(cluster, user, settings):
     """Jobs queued while no worker runs; then the broker loses every message (the queue emptied, as after a
     Redis restart without persistence). The reconciler sends them again and a worker runs each, once."""
     from generation import events
@@ -92,7 +50,7 @@ def test_queued_jobs_survive_the_broker_losing_their_messages(start_worker, user
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     assert events.client().llen(queue) == 3
     events.client().delete(queue)  # the broker lost them
-    worker = start_worker("after-loss")
+    worker = cluster.worker("after-loss")
     time.sleep(3)
     assert all(j.status == JobStatus.QUEUED for j in Job.objects.filter(pk__in=[j.pk for j in jobs]))  # stuck, so far
     assert services.reconcile_jobs()["resent_queued"] == 3
@@ -124,30 +82,16 @@ def read_events(url: str, job_id, key: str) -> tuple[dict[int, str], list[str]]:
     pytest.fail(f"the stream of job {job_id} ended without done/error")
 
 
-def test_redis_restarted_empty_mid_job_loses_nothing(start_worker, user, live_database_url, tmp_path):
+def test_redis_restarted_empty_mid_job_loses_nothing(cluster, user):
     """A private Redis (broker, streams, limits) for a real web server, worker and beat: it is killed while a job
     runs, two jobs are posted while it is down, and it comes back empty, as a Redis without persistence does."""
     port = processes.free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
-
-    def start_redis():
-        proc = processes.start_redis(port, tmp_path / "redis.log")
-        start_worker.started.append(proc)
-        return proc
-
-    redis_server = start_redis()
+    redis_server = cluster.redis(port)
     fast = {"AIGC_RECONCILE_EVERY_S": "1", "AIGC_RESEND_QUEUED_AFTER_S": "2"}
-    worker = start_worker("worker", redis_url=redis_url, also=("webhooks",), **fast)  # webhooks: the reconciler's queue
-    env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-                     AIGC_QUEUE=start_worker.queue, DJANGO_DEBUG="0", DJANGO_SSL_REDIRECT="0",
-                     DJANGO_ALLOWED_HOSTS="127.0.0.1", **LIVENESS, **fast)  # fmt: skip
-    web_port = processes.free_port()
-    web = processes.start_web(env, web_port, tmp_path / "web.log")
-    beat = processes.start_beat(env, tmp_path / "beat.log")
-    web.log_path, beat.log_path = tmp_path / "web.log", tmp_path / "beat.log"
-    start_worker.started += [web, beat]
-    url = f"http://127.0.0.1:{web_port}"
-    processes.wait_for_web(web, f"{url}/api/v1/templates/", web.log_path)
+    worker = cluster.worker("worker", redis_url=redis_url, also=("webhooks",), **fast)  # webhooks: the reconciler's queue
+    web, url = cluster.web(redis_url, **fast)
+    beat = cluster.beat(redis_url, **fast)
     key = services.api_key_create(user, name="faults")[1]
 
     def post(body):
@@ -165,7 +109,7 @@ def test_redis_restarted_empty_mid_job_loses_nothing(start_worker, user, live_da
     queued = [r.json()["id"] for r in down]
     assert set(Job.objects.filter(pk__in=queued).values_list("status", flat=True)) == {JobStatus.QUEUED}
     time.sleep(1)
-    redis_server = start_redis()  # back, empty
+    redis_server = cluster.redis(port)  # back, empty
 
     done = [wait_final(pk, timeout=300) for pk in [running, *queued]]
     assert [j.status for j in done] == [JobStatus.SUCCEEDED] * 3, [j.error for j in done] + [log_tail(worker, beat)]
@@ -177,7 +121,7 @@ def test_redis_restarted_empty_mid_job_loses_nothing(start_worker, user, live_da
     # Redis restarted again after the jobs ended: the streams are gone, readers get the text from the database.
     redis_server.kill()
     redis_server.wait()
-    redis_server = start_redis()
+    redis_server = cluster.redis(port)
     texts, ids = read_events(url, running, key)
     assert texts == {0: final_text} and ids == ["db-0", "db-end"]
 
@@ -192,12 +136,12 @@ def drop_database_connections() -> int:
         return cursor.fetchone()[0]
 
 
-def test_database_connections_dropped_mid_job_lose_nothing(start_worker, user):
+def test_database_connections_dropped_mid_job_lose_nothing(cluster, user):
     """Every second while the job runs, the worker's connections are killed on the server. The job still ends
     succeeded on its first attempt: the worker saves it again on a fresh connection."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (as in CI): an SQLite file has no connection to drop")
-    worker = start_worker("worker")
+    worker = cluster.worker("worker")
     job = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 60}, params={"seed": 4})
     wait_status(job.pk, JobStatus.RUNNING, 120, worker)
     dropped, deadline = 0, time.monotonic() + 300
@@ -210,10 +154,10 @@ def test_database_connections_dropped_mid_job_lose_nothing(start_worker, user):
     assert dropped >= 2 and "database connection lost while saving job" in worker.log_path.read_text()
 
 
-def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(start_worker, user):
+def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(cluster, user):
     cancelled = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16})
     assert services.job_cancel(cancelled, user=user)
-    worker = start_worker("worker", JOB_SOFT_TIME_LIMIT="15")
+    worker = cluster.worker("worker", JOB_SOFT_TIME_LIMIT="15")
     deadline = time.monotonic() + 60
     while f"job {cancelled.pk} is not runnable" not in worker.log_path.read_text():  # its message was delivered
         assert time.monotonic() < deadline, log_tail(worker)
