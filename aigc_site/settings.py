@@ -186,6 +186,7 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None  # results live in the database, not in Celery
 CELERY_TASK_IGNORE_RESULT = True
+# The queue of the model alias "default"; another alias X has the queue "<AIGC_QUEUE>.X" (generation/registry.py).
 CELERY_TASK_DEFAULT_QUEUE = env.str("AIGC_QUEUE", default="generation")
 # Webhook deliveries are acknowledged when done, so a worker that dies mid-delivery leaves them to be redelivered.
 # Generation jobs are acknowledged when they start: the reconciler re-sends a job whose worker died (tasks.py).
@@ -216,16 +217,23 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Generation -------------------------------------------------------------------------------------------
 AIGC = {
-    # Empty: the bundled SmolLM2-135M-Instruct. Otherwise a local Hugging Face LLaMA-family checkpoint folder.
-    "MODEL_PATH": env.str("AIGC_MODEL_PATH", default=""),
-    "MODEL_NAME": env.str("AIGC_MODEL_NAME", default=""),
-    # Template versions name a model alias; this worker serves MODEL_ALIAS; MODEL_ALIASES are those known.
-    "MODEL_ALIAS": env.str("AIGC_MODEL_ALIAS", default="default"),
-    "MODEL_ALIASES": env.list("AIGC_MODEL_ALIASES", default=["default"]),
+    # The model registry: alias -> how it is served (generation/registry.py checks the entries at start).
+    # AIGC_MODELS is a JSON object, e.g. {"default": {"path": "/models/llama-8b", "device": "cuda"},
+    # "big": {"backend": "openai", "url": "http://vllm:8000/v1", "model": "llama-70b", "api_key_env": "VLLM_KEY"}}.
+    # Unset: one alias, "default", from the AIGC_MODEL_* variables (an empty path is the bundled SmolLM2).
+    # Template versions name an alias; each alias has its own Celery queue; a worker hosts the aliases whose
+    # queues it consumes.
+    "MODELS": env.json("AIGC_MODELS", default={
+        "default": {
+            "backend": "local",
+            "path": env.str("AIGC_MODEL_PATH", default=""),
+            "name": env.str("AIGC_MODEL_NAME", default=""),
+            "device": env.str("AIGC_DEVICE", default="auto"),  # auto | cpu | cuda | cuda:1 ...
+            "dtype": env.str("AIGC_DTYPE", default="auto"),  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
+        }
+    }),  # fmt: skip
     # Where converted weights are cached (the bundled GGUF is dequantized once into safetensors here).
     "MODEL_CACHE_DIR": env.str("AIGC_MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "models")),
-    "DEVICE": env.str("AIGC_DEVICE", default="auto"),  # auto | cpu | cuda | cuda:1 ...
-    "DTYPE": env.str("AIGC_DTYPE", default="auto"),  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
     "MAX_NEW_TOKENS": env.int("AIGC_MAX_NEW_TOKENS", default=1024),
     "MAX_CANDIDATES": env.int("AIGC_MAX_CANDIDATES", default=8),
     "MAX_ATTEMPTS": env.int("AIGC_MAX_ATTEMPTS", default=3),
@@ -243,13 +251,30 @@ AIGC = {
     "WEBHOOK_ATTEMPTS": env.int("AIGC_WEBHOOK_ATTEMPTS", default=5),
     "WEBHOOK_BACKOFF_S": env.float("AIGC_WEBHOOK_BACKOFF_S", default=10.0),
     "WEBHOOK_TIMEOUT_S": env.float("AIGC_WEBHOOK_TIMEOUT_S", default=10.0),
+    # /metrics: empty serves it to anyone who reaches it (keep it off the public internet at the proxy); set, a
+    # scraper must send it as a bearer token.
+    "METRICS_TOKEN": env.str("AIGC_METRICS_TOKEN", default=""),
 }
 
+# LOG_FORMAT=json: one JSON object per line for log stores; plain otherwise. Both carry the job id of the job a
+# worker thread is running (generation/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"job_id": {"()": "generation.logs.JobIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(job_tag)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(job_id)s %(process)d %(threadName)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
+                    "filters": ["job_id"]},  # fmt: skip
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from generation import views as generation_views
 from generation.api import openai_compat
 
 urlpatterns = [
@@ -13,6 +14,8 @@ urlpatterns = [
     path("v1/models", openai_compat.models, name="openai-models"),
     path("v1/chat/completions", openai_compat.chat_completions, name="openai-chat-completions"),
     path("v1/completions", openai_compat.completions, name="openai-completions"),
+    path("healthz", generation_views.healthz, name="healthz"),
+    path("metrics", generation_views.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("generation.urls")),

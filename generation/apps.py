@@ -7,4 +7,8 @@ class GenerationConfig(AppConfig):
     verbose_name = "Generation"
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the receivers)
+        from django.conf import settings
+
+        from . import registry, signals  # noqa: F401  (signals connects the receivers)
+
+        registry.validate(settings.AIGC["MODELS"])

@@ -183,6 +183,8 @@ class Job(models.Model):
     inputs = models.JSONField(default=dict, encoder=UnicodeJSONEncoder)
     params = models.JSONField(default=dict, help_text="Sampling params as run, the seed included.")
     messages = models.JSONField(default=list, help_text="The chat messages the model received.")
+    # The registry alias that runs it, and so its queue: the template version's, or the model an OpenAI client named.
+    model_alias = models.CharField(max_length=64, default="default")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     model_name = models.CharField(max_length=200, blank=True)
@@ -209,7 +211,7 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["status", "model_alias"])]
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "idempotency_key"], condition=~models.Q(idempotency_key=""), name="one_job_per_idempotency_key"

@@ -6,10 +6,12 @@ import threading
 from datetime import timedelta
 from datetime import timezone as dt_timezone
 
+import redis
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum, TextField
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
+from . import events, presence, registry
 from .models import FINAL_STATUSES, Job, JobBatch, JobStatus, ModelInfo, PromptTemplate, ReviewState, TemplateLabel, TemplateVersion
 
 
@@ -43,7 +45,49 @@ def queue_position(job: Job) -> int | None:
     """1 for the next job to run; None when the job is not waiting."""
     if job.status != JobStatus.QUEUED:
         return None
-    return Job.objects.filter(status=JobStatus.QUEUED, created_at__lt=job.created_at).count() + 1
+    ahead = Job.objects.filter(status=JobStatus.QUEUED, model_alias=job.model_alias, created_at__lt=job.created_at)
+    return ahead.count() + 1
+
+
+def job_notice(job: Job) -> str | None:
+    """Why a queued job may wait for good: no live worker hosts its model. Said in the API and on the job page
+    rather than leaving the job silently queued; it runs as soon as such a worker starts."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    queue = registry.queue_for(job.model_alias)
+    live = presence.live_workers([queue], max_age_s=2.0)
+    if live is None or live[queue]:
+        return None
+    return (f"No worker is serving the model '{job.model_alias}' (queue {queue}) right now; "
+            f"the job waits until one starts.")  # fmt: skip
+
+
+def model_health() -> dict[str, dict]:
+    """Per alias: backend, queue, live workers, messages waiting in the queue and jobs queued in the database.
+    `stranded` marks an alias with queued jobs and no live worker. Counts are None when Redis does not answer."""
+    entries = registry.entries()
+    queues = {alias: registry.queue_for(alias) for alias in entries}
+    live = presence.live_workers(list(queues.values()))
+    queued = dict(Job.objects.filter(status=JobStatus.QUEUED).values("model_alias").annotate(n=Count("pk"))
+                  .values_list("model_alias", "n"))  # fmt: skip
+    depth = None
+    try:
+        pipe = events.client().pipeline()
+        for queue in queues.values():
+            pipe.llen(queue)
+        depth = dict(zip(queues.values(), pipe.execute()))
+    except redis.RedisError:
+        pass
+    report = {}
+    for alias, item in entries.items():
+        queue = queues[alias]
+        workers = None if live is None else live[queue]
+        report[alias] = {
+            "backend": item["backend"], "queue": queue, "live_workers": workers,
+            "queue_depth": None if depth is None else depth[queue], "queued_jobs": queued.get(alias, 0),
+            "stranded": workers == 0 and queued.get(alias, 0) > 0,
+        }  # fmt: skip
+    return report
 
 
 def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None):
@@ -143,3 +187,29 @@ def usage_by_day(user, days: int) -> list[dict]:
 
 def batch_for_user(user, batch_id) -> JobBatch | None:
     return JobBatch.objects.filter(owner=user, pk=batch_id).first()
+
+
+def health_report() -> dict:
+    """For /healthz: the database, Redis, and per model alias its queue and live workers. "down" when the
+    database or Redis does not answer; "degraded" when an alias has no live worker (its jobs would wait)."""
+    from django.db import DatabaseError, connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = "ok"
+    except DatabaseError as exc:
+        database = f"error: {type(exc).__name__}"
+    try:
+        events.client().ping()
+        redis_state = "ok"
+    except redis.RedisError as exc:
+        redis_state = f"error: {type(exc).__name__}"
+    models = model_health() if database == "ok" else {}
+    if database != "ok" or redis_state != "ok":
+        status = "down"
+    elif any(row["live_workers"] == 0 for row in models.values()):
+        status = "degraded"
+    else:
+        status = "ok"
+    return {"status": status, "database": database, "redis": redis_state, "models": models}

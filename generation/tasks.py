@@ -4,9 +4,9 @@ import logging
 import os
 
 from celery import shared_task
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_shutdown
 
-from . import services
+from . import presence, registry, services
 from .services.webhooks import WEBHOOK_QUEUE
 
 log = logging.getLogger("generation.tasks")
@@ -34,36 +34,46 @@ def deliver_webhook(job_id: str, attempt: int = 1) -> None:
         deliver_webhook.apply_async(args=[job_id, attempt + 1], countdown=delay, queue=WEBHOOK_QUEUE)
 
 
-def loads_model(consumed_queues, generation_queue: str, environ=os.environ) -> bool:
-    """Whether this worker needs the model: only if it takes generation jobs, so that a webhooks-only worker
-    starts in a second without the weights. AIGC_LOAD_MODEL=0 turns loading off whatever the queues."""
+def hosted_aliases(consumed_queues, environ=os.environ) -> list[str]:
+    """The model aliases this worker serves: those whose queues it consumes, so that a webhooks-only worker
+    starts in a second without weights. AIGC_LOAD_MODEL=0 hosts none whatever the queues."""
     if environ.get("AIGC_LOAD_MODEL", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return generation_queue in consumed_queues
+        return []
+    return registry.aliases_for_queues(consumed_queues)
 
 
 @worker_init.connect
 def load_model_before_consuming(sender=None, **kwargs) -> None:
-    """Load and warm up the model in the worker's main process before it takes any job (threads pool: no
-    fork afterwards, no 4 s limit as in prefork's worker_process_init). The queues are the ones the worker
-    really consumes: `-Q`/`-X` are applied to the app's queues before worker_init is sent."""
+    """Load and warm up the engine of each hosted alias in the worker's main process before it takes any job
+    (threads pool: no fork afterwards, no 4 s limit as in prefork's worker_process_init). The queues are the ones
+    the worker really consumes: `-Q`/`-X` are applied to the app's queues before worker_init is sent. Then the
+    worker announces itself on those queues, for /healthz and the jobs waiting on them."""
     queues = sorted(sender.app.amqp.queues.consume_from)
-    if not loads_model(queues, sender.app.conf.task_default_queue):
+    aliases = hosted_aliases(queues)
+    if not aliases:
         load = os.environ.get("AIGC_LOAD_MODEL", "1")
-        log.info("not loading the model (queues: %s; AIGC_LOAD_MODEL=%s)", ", ".join(queues), load)
+        log.info("hosting no model (queues: %s; AIGC_LOAD_MODEL=%s)", ", ".join(queues), load)
         return
     from .worker import get_engine
 
-    log.info("loading the model engine before taking jobs")
-    engine = get_engine()
-    publish_model_info(engine)
+    log.info("loading the engines of %s before taking jobs", ", ".join(aliases))
+    for alias in aliases:
+        publish_model_info(alias, get_engine(alias))
+    presence.start(sender.hostname, [registry.queue_for(a) for a in aliases])
 
 
-def publish_model_info(engine) -> None:
-    """Tell the web tier what this worker serves (context size, tokenizer, chat template)."""
-    from django.conf import settings
+@worker_shutdown.connect
+def leave(sender=None, **kwargs) -> None:
+    presence.stop()
 
+
+def publish_model_info(alias: str, engine) -> None:
+    """Tell the web tier what this worker serves (context size, tokenizer, chat template). A remote engine has
+    nothing to publish: its server checks the context itself."""
+    description = engine.describe()
+    if description is None:
+        return
     try:
-        services.model_info_publish(settings.AIGC["MODEL_ALIAS"], engine.describe())
+        services.model_info_publish(alias, description)
     except Exception:  # the database may be briefly away at start; jobs are still checked by the engine
         log.exception("could not publish the model's description")

@@ -1,5 +1,6 @@
 """Studio pages. Thin: forms validate the shape, services do the work, selectors scope reads to the user."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -7,8 +8,9 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
 from .diffing import word_diff
@@ -80,6 +82,7 @@ def job_detail(request, job_id):
         "review_moves": [(to, ReviewState(to).label) for to in services.review_moves(job, request.user)],
         "review_events": job.review_events.select_related("actor"),
         "queue_position": selectors.queue_position(job),
+        "notice": selectors.job_notice(job),
         "feedback_form": FeedbackForm(),
     }
     return render(request, "generation/job_detail.html", context)
@@ -89,7 +92,7 @@ def job_detail(request, job_id):
 def job_state(request, job_id):
     """Polled by the job page while a job waits: its status and place in the queue."""
     job = _own_job(request, job_id)
-    return JsonResponse({"status": job.status, "queue_position": selectors.queue_position(job)})
+    return JsonResponse({"status": job.status, "queue_position": selectors.queue_position(job), "notice": selectors.job_notice(job)})
 
 
 @login_required
@@ -237,3 +240,24 @@ def api_key_revoke(request, key_id: int):
 
 def home(request):
     return redirect("job-new")
+
+
+@require_GET
+def healthz(request):
+    """Load balancers and operators: 200 while the database and Redis answer (503 otherwise), with each model
+    alias's queue, live workers and queued jobs; an alias whose jobs no worker would run shows as stranded."""
+    report = selectors.health_report()
+    return JsonResponse(report, status=503 if report["status"] == "down" else 200)
+
+
+@require_GET
+def metrics(request):
+    """Prometheus text. With AIGC_METRICS_TOKEN set, scrapers send it as a bearer token."""
+    token = settings.AIGC["METRICS_TOKEN"]
+    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from . import metrics as studio_metrics
+
+    return HttpResponse(studio_metrics.render(), content_type=CONTENT_TYPE_LATEST)

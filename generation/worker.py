@@ -7,51 +7,59 @@ calls `get_engine`, so it never imports torch.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 from django.conf import settings
 
+from . import registry
+
 log = logging.getLogger("generation.worker")
 
-_engine = None
+_engines: dict = {}
 _lock = threading.Lock()
 
 
-def engine_config():
+def engine_config(alias: str = registry.DEFAULT_ALIAS):
+    """How to build the engine of a local alias (generation/registry.py)."""
     from .engine import EngineConfig
 
-    cfg = settings.AIGC
-    return EngineConfig(
-        model_path=cfg["MODEL_PATH"],
-        model_name=cfg["MODEL_NAME"],
-        cache_dir=cfg["MODEL_CACHE_DIR"],
-        device=cfg["DEVICE"],
-        dtype=cfg["DTYPE"],
-    )
+    item = registry.entry(alias)
+    return EngineConfig(model_path=item["path"], model_name=item["name"], cache_dir=settings.AIGC["MODEL_CACHE_DIR"],
+                        device=item["device"], dtype=item["dtype"])  # fmt: skip
 
 
-def get_engine():
-    """The process's engine, loading (and warming up) the model on first use."""
-    global _engine
+def _build(alias: str):
+    item = registry.entry(alias)
+    if item["backend"] == "openai":
+        from .engine.remote import RemoteEngine
+
+        api_key = os.environ.get(item["api_key_env"], "") if item.get("api_key_env") else ""
+        return RemoteEngine(item["url"], item["model"], api_key=api_key, name=item.get("name", ""),
+                            timeout_s=float(item.get("timeout_s", 600)))  # fmt: skip
+    from .engine import load_engine
+
+    return load_engine(engine_config(alias))
+
+
+def get_engine(alias: str = registry.DEFAULT_ALIAS):
+    """The engine of `alias` in this process, loaded (and warmed up) on first use."""
     with _lock:
-        if _engine is None:
-            from .engine import load_engine
-
+        if alias not in _engines:
             started = time.monotonic()
-            engine = load_engine(engine_config())
+            engine = _build(alias)
             if settings.AIGC["WARMUP"]:
-                log.info("warm-up generation took %.2f s", engine.warmup())
-            log.info("engine ready in %.1f s", time.monotonic() - started)
-            _engine = engine
-        return _engine
+                log.info("%s: warm-up generation took %.2f s", alias, engine.warmup())
+            log.info("%s: engine ready in %.1f s (%s)", alias, time.monotonic() - started, engine.model_name)
+            _engines[alias] = engine
+        return _engines[alias]
 
 
-def set_engine(engine) -> None:
+def set_engine(engine, alias: str = registry.DEFAULT_ALIAS) -> None:
     """Install an already-built engine (tests build a tiny one)."""
-    global _engine
     with _lock:
-        _engine = engine
+        _engines[alias] = engine
 
 
 class Heartbeat:

@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework import serializers
 
-from .. import services
+from .. import registry, services
 from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
 from .errors import flatten
@@ -112,11 +112,14 @@ def _limit_error(exc: LimitExceeded):
                   code=exc.code, headers={"Retry-After": str(exc.retry_after)})  # fmt: skip
 
 
-def _model_ids() -> list[str]:
-    ids = []
-    for info in ModelInfo.objects.order_by("alias"):
-        ids += [info.alias] + ([info.name] if info.name and info.name != info.alias else [])
-    return ids or list(settings.AIGC["MODEL_ALIASES"])
+def _model_ids() -> dict[str, str]:
+    """The model ids clients may send, each with the alias it runs on: every alias of the registry, and the
+    name of the model a worker published for it."""
+    ids = {alias: alias for alias in registry.aliases()}
+    for alias, name in ModelInfo.objects.filter(alias__in=list(ids)).order_by("alias").values_list("alias", "name"):
+        if name:
+            ids.setdefault(name, alias)
+    return ids
 
 
 @csrf_exempt
@@ -156,7 +159,8 @@ async def _complete(request, serializer_class, chat: bool):
         field, messages = next(iter(flatten(payload.errors).items()))  # the first field at fault, dotted
         return _error(f"{field}: {' '.join(messages)}", 400, param=field)
     data = payload.validated_data
-    if data["model"] not in await sync_to_async(_model_ids)():
+    alias = (await sync_to_async(_model_ids)()).get(data["model"])
+    if alias is None:
         return _error(f"The model `{data['model']}` does not exist; GET /v1/models lists those served.", 404,
                       param="model", code="model_not_found")  # fmt: skip
     messages = [dict(m) for m in data["messages"]] if chat else [{"role": "user", "content": data["prompt"]}]
@@ -164,7 +168,7 @@ async def _complete(request, serializer_class, chat: bool):
     try:
         job = await sync_to_async(services.job_create)(
             user=key.user, template="chat", inputs={"prompt": prompt or " "}, messages=messages,
-            params=payload.params(), api_key=key,
+            params=payload.params(), api_key=key, model_alias=alias,
         )  # fmt: skip
     except ValidationError as exc:
         field, text = next(iter(exc.message_dict.items()))

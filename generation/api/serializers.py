@@ -1,6 +1,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from .. import selectors
 from ..models import Job, JobStatus, Kind, PromptTemplate, TemplateLabel, TemplateVersion
 
 
@@ -75,17 +76,23 @@ class JobSerializer(serializers.ModelSerializer):
     outputs = JobOutputSerializer(many=True, read_only=True)
     usage = serializers.SerializerMethodField()
     model = serializers.CharField(source="model_name", read_only=True)
+    model_alias = serializers.CharField(read_only=True)
+    notice = serializers.SerializerMethodField()
     html_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
         fields = [
             "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage", "timings",
-            "callback_url", "batch", "error", "model", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
+            "callback_url", "batch", "error", "notice", "model", "model_alias", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
         ]  # fmt: skip
 
     def get_usage(self, job) -> dict:
         return {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
+
+    def get_notice(self, job) -> str | None:
+        """Set while the job is queued and no live worker serves its model."""
+        return selectors.job_notice(job)
 
     def get_html_url(self, job) -> str:
         path = reverse("job-detail", args=[job.pk])

@@ -1,12 +1,13 @@
-"""The model engine: loads a LLaMA-family model and generates text. No Django imports here.
+"""The model engine: loads a LLaMA-family model and generates text, or passes requests to a remote
+OpenAI-compatible server (remote.py). No Django imports here.
 
-The web process never imports this package (it pulls in torch); only the Celery worker and the management
-commands that run the model do.
+The web process never imports this package's model side (it pulls in torch); only the Celery worker and the
+management commands that run the model do. Errors and request types import without torch, and so does the
+remote engine: a worker that only forwards to a serving engine needs no torch at all.
 """
 
-from .engine import Engine, GenerationRequest, GenerationResult
 from .errors import EngineError, GenerationTimeout, PromptTooLong
-from .loading import EngineConfig, load_engine
+from .types import GenerationRequest, GenerationResult
 
 __all__ = [
     "Engine",
@@ -18,3 +19,15 @@ __all__ = [
     "PromptTooLong",
     "load_engine",
 ]
+
+
+def __getattr__(name: str):
+    if name == "Engine":
+        from .engine import Engine
+
+        return Engine
+    if name in ("EngineConfig", "load_engine"):
+        from . import loading
+
+        return getattr(loading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import codeedit, events, prompts, selectors, shaping
+from .. import codeedit, events, logs, metrics, prompts, registry, selectors, shaping
 from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
 from ..worker import heartbeat
 from . import limits
@@ -63,10 +63,10 @@ def _word_budget(version: TemplateVersion, inputs: dict) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def _check_context(version: TemplateVersion, messages: list[dict], inputs: dict, max_new_tokens: int) -> None:
+def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_tokens: int) -> None:
     """Refuse a prompt that cannot fit the model's context with room for the requested output."""
-    counter = selectors.prompt_counter(version.model_alias)
-    if counter is None:  # no worker has published the model yet; the worker checks again before running
+    counter = selectors.prompt_counter(alias)
+    if counter is None:  # not published (yet, or a remote engine): the engine or the remote server checks it
         return
     prompt_tokens = counter.count(messages)
     if prompt_tokens + max_new_tokens <= counter.context_length:
@@ -86,10 +86,11 @@ def _check_context(version: TemplateVersion, messages: list[dict], inputs: dict,
 
 def job_create(
     *, user, kind=None, template=None, version=None, label=None, inputs=None, params=None, messages=None,
-    api_key=None, callback_url="", idempotency_key="", request_hash="", batch=None,
+    api_key=None, callback_url="", idempotency_key="", request_hash="", batch=None, model_alias=None,
 ) -> Job:
     """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
-    send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt.
+    send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt, and `model_alias`
+    the template version's model.
 
     Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
     limits.LimitExceeded; nothing is written then.
@@ -110,7 +111,10 @@ def job_create(
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
     if messages is None:
         messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
-    _check_context(tv, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
+    alias = model_alias or tv.model_alias
+    if alias not in registry.aliases():
+        raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})
+    _check_context(alias, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
     limits.check_token_quota(user, cleaned_params)
     if _documents_python(tv, cleaned_inputs):
         try:
@@ -126,13 +130,14 @@ def job_create(
             inputs=cleaned_inputs,
             params=cleaned_params,
             messages=messages,
+            model_alias=alias,
             api_key=api_key,
             callback_url=callback_url,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             batch=batch,
         )
-        transaction.on_commit(lambda: _enqueue(job.pk))
+        transaction.on_commit(lambda: _enqueue(job.pk, alias))
     return job
 
 
@@ -143,13 +148,13 @@ def job_rerun(job: Job, *, user) -> Job:
     )
 
 
-def _enqueue(job_id) -> None:
+def _enqueue(job_id, alias: str) -> None:
+    """Send the job to its model's queue, which only workers hosting that model consume."""
     from ..tasks import run_job
 
     Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
     try:
-        # The queue is read at send time, so that deployments (and tests) can route jobs per queue.
-        run_job.apply_async(args=[str(job_id)], queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+        run_job.apply_async(args=[str(job_id)], queue=registry.queue_for(alias))
     except Exception:  # the broker is down: the job stays queued in the database and is sent again later
         log.exception("could not send job %s to the broker", job_id)
 
@@ -203,9 +208,11 @@ def job_run(job_id, engine=None) -> None:
         log.info("job %s is not runnable (missing, cancelled, finished or running elsewhere); skipped", job_id)
         return
     heartbeat.add(job_id)
+    token = logs.current_job.set(str(job_id))  # every log line of this thread carries the job id until the end
     try:
         _run_claimed(job_id, engine)
     finally:
+        logs.current_job.reset(token)
         heartbeat.remove(job_id)
 
 
@@ -217,7 +224,7 @@ def _run_claimed(job_id, engine) -> None:
     if engine is None:
         from ..worker import get_engine
 
-        engine = get_engine()
+        engine = get_engine(job.model_alias)
     from ..engine import EngineError
 
     log.info("job %s: running (%s, attempt %d)", job.pk, job.kind, job.attempts)
@@ -259,6 +266,8 @@ def _run_claimed(job_id, engine) -> None:
 
     final = with_database(save, f"saving job {job.pk}")
     events.publish_end(job.pk, final or JobStatus.CANCELLED)
+    if final == JobStatus.SUCCEEDED:
+        metrics.record_job(job.model_alias, timings.get("first_token_s"), usage[1], timings["total_s"])
     log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, final, timings["total_s"], usage[1])
 
 
@@ -421,8 +430,9 @@ def reconcile_jobs() -> dict:
         Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
     )
     resent = [pk for pk in waiting.values_list("pk", flat=True) if pk not in requeued]
+    aliases = dict(Job.objects.filter(pk__in=requeued + resent).values_list("pk", "model_alias"))
     for pk in requeued + resent:
-        _enqueue(pk)
+        _enqueue(pk, aliases[pk])
     if requeued or resent:
         log.warning("reconciler: %d running job(s) lost their worker and were re-sent; %d queued job(s) re-sent",
                     len(requeued), len(resent))  # fmt: skip

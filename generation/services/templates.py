@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from .. import prompts, selectors, shaping
+from .. import prompts, registry, selectors, shaping
 from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
 
@@ -44,8 +44,8 @@ def check_content(content: dict) -> dict:
         errors.update({key.replace("params", "default_params", 1): v for key, v in exc.errors.items()})
     if content["output_format"] not in shaping.OUTPUT_FORMATS:
         errors["output_format"] = [f"One of {', '.join(shaping.OUTPUT_FORMATS)}."]
-    if content["model_alias"] not in settings.AIGC["MODEL_ALIASES"]:
-        errors["model_alias"] = [f"Unknown model alias; configured: {', '.join(settings.AIGC['MODEL_ALIASES'])}."]
+    if content["model_alias"] not in registry.aliases():
+        errors["model_alias"] = [f"Unknown model alias; configured: {', '.join(registry.aliases())}."]
     if errors:
         raise ValidationError(errors)
     return content

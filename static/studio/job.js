@@ -9,6 +9,7 @@
   var live = document.getElementById("job-live");
   var statusEl = document.getElementById("job-status");
   var queueEl = document.getElementById("queue-note");
+  var noticeEl = document.getElementById("job-notice");
   var tokensEl = document.getElementById("job-tokens");
   var elapsedEl = document.getElementById("job-elapsed");
   var started = Date.now();
@@ -59,6 +60,10 @@
   function poll() {
     if (running) return;
     fetch(box.dataset.stateUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (s) {
+      if (noticeEl) {  // no worker serves the job's model: say so rather than wait in silence
+        noticeEl.textContent = s.notice || "";
+        noticeEl.hidden = !s.notice;
+      }
       if (s.status === "queued" && s.queue_position) {
         queueEl.textContent = box.dataset.labelQueued.replace("%(n)s", s.queue_position);
       } else if (s.status === "running") {

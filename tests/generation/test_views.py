@@ -204,11 +204,15 @@ def test_history_search_and_filters(browser, user, finished):
     assert "trains" in listed("since=not-a-date")  # a bad filter is ignored, not an error
 
 
-def test_queued_job_shows_its_place_in_line(browser, user):
+def test_queued_job_shows_its_place_in_line_and_that_no_worker_serves_its_model(browser, user, settings):
+    settings.CELERY_TASK_DEFAULT_QUEUE = "no-worker-consumes-this"
     first = services.job_create(user=user, kind="headline", inputs={"text": "one"})
     second = services.job_create(user=user, kind="headline", inputs={"text": "two"})
-    assert browser.get(f"/jobs/{second.pk}/state/").json() == {"status": "queued", "queue_position": 2}
-    assert "number 1 in line" in browser.get(f"/jobs/{first.pk}/").content.decode()
+    state = browser.get(f"/jobs/{second.pk}/state/").json()
+    assert (state["status"], state["queue_position"]) == ("queued", 2)
+    assert "No worker is serving the model 'default'" in state["notice"]
+    page = browser.get(f"/jobs/{first.pk}/").content.decode()
+    assert "number 1 in line" in page and "No worker is serving the model" in page
 
 
 def test_cancel_from_the_page(browser, user):

@@ -31,18 +31,19 @@ class Cluster:
         self.started.append(proc)
         return proc
 
-    def worker(self, name: str, redis_url: str | None = None, also: tuple[str, ...] = (), concurrency: int = 4, **extra):
-        """A worker on the test's queue (and `also`), once it has loaded the model."""
+    def worker(self, name: str, redis_url: str | None = None, also: tuple[str, ...] = (), concurrency: int = 4,
+               queue: str | None = None, **extra):
+        """A worker on the test's queue, or `queue` (and `also`), once it has loaded its models."""
         log_path = self.tmp_path / f"{name}.log"
-        proc = processes.start_worker(self.env(redis_url, **extra), self.queue, log_path, concurrency=concurrency,
+        proc = processes.start_worker(self.env(redis_url, **extra), queue or self.queue, log_path, concurrency=concurrency,
                                       also=also, name=f"{self.queue}-{name}")  # fmt: skip
         self._keep(proc, name)
         processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
         return proc
 
-    def web(self, redis_url: str | None = None, **extra) -> tuple[object, str]:
+    def web(self, redis_url: str | None = None, port: int | None = None, **extra) -> tuple[object, str]:
         """uvicorn as production runs it (DEBUG off), once it answers. Returns (process, base URL)."""
-        port = processes.free_port()
+        port = port or processes.free_port()
         env = self.env(redis_url, DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", **extra)
         proc = self._keep(processes.start_web(env, port, self.tmp_path / "web.log"), "web")
         url = f"http://127.0.0.1:{port}"

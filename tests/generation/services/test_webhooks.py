@@ -261,12 +261,16 @@ def test_a_failed_attempt_is_sent_again_later_on_the_webhooks_queue(job_factory,
 # The webhooks worker never loads the model.
 
 
-def test_only_workers_that_take_generation_jobs_load_the_model():
-    assert tasks.loads_model(["generation"], "generation", environ={})
-    assert tasks.loads_model(["generation", "webhooks"], "generation", environ={})
-    assert not tasks.loads_model(["webhooks"], "generation", environ={})
-    assert not tasks.loads_model(["generation"], "generation", environ={"AIGC_LOAD_MODEL": "0"})
-    assert tasks.loads_model(["itest-1"], "itest-1", environ={"AIGC_LOAD_MODEL": "1"})  # AIGC_QUEUE renames it
+def test_only_workers_that_take_generation_jobs_load_the_model(settings):
+    settings.CELERY_TASK_DEFAULT_QUEUE = "generation"
+    settings.AIGC = {**settings.AIGC, "MODELS": {"default": {}, "big": {"device": "cuda"}}}
+    assert tasks.hosted_aliases(["generation"], environ={}) == ["default"]
+    assert tasks.hosted_aliases(["generation", "webhooks"], environ={}) == ["default"]
+    assert tasks.hosted_aliases(["generation.big", "generation"], environ={}) == ["default", "big"]
+    assert tasks.hosted_aliases(["webhooks"], environ={}) == []
+    assert tasks.hosted_aliases(["generation"], environ={"AIGC_LOAD_MODEL": "0"}) == []
+    settings.CELERY_TASK_DEFAULT_QUEUE = "itest-1"  # AIGC_QUEUE renames every model's queue
+    assert tasks.hosted_aliases(["itest-1.big"], environ={"AIGC_LOAD_MODEL": "1"}) == ["big"]
 
 
 @pytest.mark.parametrize("queues, loads", [(None, True), ("webhooks", False), ("generation,webhooks", True)])
@@ -278,8 +282,9 @@ def test_worker_init_sees_the_queues_given_with_dash_q(queues, loads, monkeypatc
 
     loaded = []
     monkeypatch.delenv("AIGC_LOAD_MODEL", raising=False)
-    monkeypatch.setattr(generation.worker, "get_engine", lambda: loaded.append("engine") or "engine")
-    monkeypatch.setattr(tasks, "publish_model_info", lambda engine: None)
+    monkeypatch.setattr(generation.worker, "get_engine", lambda alias: loaded.append("engine") or "engine")
+    monkeypatch.setattr(tasks, "publish_model_info", lambda alias, engine: None)
+    monkeypatch.setattr(tasks.presence, "start", lambda hostname, queues: None)
     app = Celery("probe", set_as_current=False)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.task_default_queue = "generation"
