@@ -27,6 +27,9 @@ if not SECRET_KEY:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development).")
+# Rotation: the new key signs; the old ones, comma-separated here, are still accepted until removed, so nobody
+# is logged out at the switch. Read verbatim, as the key is.
+SECRET_KEY_FALLBACKS = [k for k in env.ENVIRON.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

@@ -28,7 +28,7 @@ class Command(BaseCommand):
         seconds = time.monotonic() - started
         from generation.tasks import publish_model_info
 
-        publish_model_info(engine)
+        publish_model_info("default", engine)
         if as_json:
             self.stdout.write(json.dumps({"model": engine.model_name, "device": str(engine.device), "load_s": round(seconds, 2)}))
         else:

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from generation import registry
 from generation.processes import embedded_redis, process_env
 
 
@@ -39,6 +40,8 @@ class Command(BaseCommand):
         env = process_env(WEB_PORT=port)
         env.setdefault("DJANGO_DEBUG", "1")
         env.setdefault("DJANGO_SSL_REDIRECT", "0")  # plain HTTP on 127.0.0.1, even with DEBUG off
+        # The one local worker hosts every alias of the registry (AIGC_MODELS): it consumes all their queues.
+        env.setdefault("AIGC_WORKER_QUEUES", ",".join(registry.queue_for(alias) for alias in registry.aliases()))
         redis_server = None
         if not os.environ.get("REDIS_URL"):
             (var / "redis").mkdir(exist_ok=True)
