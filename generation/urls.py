@@ -17,5 +17,6 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/outputs/<int:index>/edit/", views.output_edit, name="output-edit"),
     path("review/", views.review_queue, name="review-queue"),
     path("keys/", views.api_keys, name="api-keys"),
+    path("health/", views.health_page, name="health"),
     path("keys/<int:key_id>/revoke/", views.api_key_revoke, name="api-key-revoke"),
 ]

@@ -242,6 +242,14 @@ def home(request):
     return redirect("job-new")
 
 
+@login_required
+def health_page(request):
+    """The same report as /healthz, for staff in the studio: which models have workers, which jobs would wait."""
+    if not request.user.is_staff:
+        raise Http404
+    return render(request, "generation/health.html", {"report": selectors.health_report()})
+
+
 @require_GET
 def healthz(request):
     """Load balancers and operators: 200 while the database and Redis answer (503 otherwise), with each model

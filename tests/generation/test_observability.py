@@ -120,3 +120,12 @@ def test_json_logs_are_one_object_per_line_with_the_job_id():
                          text=True, timeout=60)  # fmt: skip
     line = json.loads(out.stderr.strip().splitlines()[-1])
     assert (line["level"], line["logger"], line["job_id"], line["message"]) == ("WARNING", "generation.jobs", "job-42", "saving it")
+
+
+def test_staff_see_the_health_page_and_editors_do_not(client, user, own_queues, django_user_model, django_capture_on_commit_callbacks):
+    queue_one(user, "big", django_capture_on_commit_callbacks)
+    client.force_login(user)
+    assert client.get("/health/").status_code == 404
+    client.force_login(django_user_model.objects.create_user("ops", password="pw-ops-12345", is_staff=True))
+    page = client.get("/health/").content.decode()
+    assert own_queues[1] in page and "no worker serves this model" in page and "degraded" in page

@@ -36,8 +36,8 @@ def test_each_alias_has_its_own_queue_and_a_worker_hosts_the_aliases_it_consumes
         registry.entry("nope")
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_job_is_sent_to_its_alias_queue_only(user, settings):
+@pytest.mark.django_db
+def test_a_job_is_sent_to_its_alias_queue_only(user, settings, django_capture_on_commit_callbacks):
     """Through the real broker: the message lands on the alias's queue, which only its workers consume."""
     base = "routing-test"
     settings.CELERY_TASK_DEFAULT_QUEUE = base
@@ -45,10 +45,12 @@ def test_a_job_is_sent_to_its_alias_queue_only(user, settings):
     redis = events.client()
     redis.delete(base, f"{base}.big")
     try:
-        job = services.job_create(user=user, kind="summary", inputs={"text": "A short text to sum up."}, model_alias="big")
+        with django_capture_on_commit_callbacks(execute=True):  # sent as on commit
+            job = services.job_create(user=user, kind="summary", inputs={"text": "A short text to sum up."}, model_alias="big")
         assert job.model_alias == "big"
         assert (redis.llen(base), redis.llen(f"{base}.big")) == (0, 1)
-        services.job_create(user=user, kind="summary", inputs={"text": "Another short text."})  # the template's alias
+        with django_capture_on_commit_callbacks(execute=True):
+            services.job_create(user=user, kind="summary", inputs={"text": "Another short text."})  # the template's alias
         assert (redis.llen(base), redis.llen(f"{base}.big")) == (1, 1)
     finally:
         redis.delete(base, f"{base}.big")
