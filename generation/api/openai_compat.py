@@ -12,6 +12,7 @@ Differences from OpenAI's API, by design: `/v1/completions` applies the model's 
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 from asgiref.sync import sync_to_async
@@ -27,6 +28,8 @@ from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
 from .errors import flatten
 from .streams import job_event_entries
+
+log = logging.getLogger("generation.openai")
 
 # Our job fields -> the request fields an OpenAI client sent.
 PARAM_NAMES = {"params.max_new_tokens": "max_tokens", "params.n": "n", "params.temperature": "temperature",
@@ -195,6 +198,12 @@ def _finished(job_id) -> Job:
     return Job.objects.prefetch_related("outputs").get(pk=job_id)
 
 
+def _abandon(job_id) -> None:
+    job = Job.objects.select_related("owner").get(pk=job_id)
+    if services.job_cancel(job, user=job.owner):
+        log.info("job %s: cancelled, its client left before the end", job_id)
+
+
 class _Shape:
     """A job in OpenAI's response shapes: whole (chat.completion / text_completion) or as stream chunks."""
 
@@ -232,7 +241,19 @@ class _Shape:
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     async def stream(self):
-        """Deltas as they are written; each choice's finish_reason from the stored job; then [DONE]."""
+        """Deltas as they are written; each choice's finish_reason from the stored job; then [DONE]. A client that
+        goes away before the end (as a worker relaying to this server does when its own job is cancelled) cancels
+        the job: nobody is left to read it."""
+        complete = False
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+            complete = True
+        finally:
+            if not complete:
+                await sync_to_async(_abandon)(self.job.pk)
+
+    async def _chunks(self):
         sent: dict[int, str] = {}
         if self.chat:
             yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,

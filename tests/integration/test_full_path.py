@@ -56,7 +56,7 @@ def test_a_failing_job_ends_failed_and_the_worker_lives_on(worker_queue, user):
         params={"max_new_tokens": 16, "temperature": 0, "top_p": 1.0, "n": 1, "seed": 1},
         messages=[{"role": "user", "content": "word " * 9000}],
     )
-    services.jobs._enqueue(bad.pk)
+    services.jobs._enqueue(bad.pk, bad.model_alias)
     good = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 24})
     bad, good = wait_final(bad.pk), wait_final(good.pk)
     assert bad.status == JobStatus.FAILED and "exceed the model's context of 8192 tokens" in bad.error

@@ -4,6 +4,7 @@ process), an alias no worker serves reported instead of waiting in silence, and 
 reading it all back."""
 
 import json
+import time
 
 import pytest
 import requests
@@ -82,6 +83,21 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
         tokens = ("aigc_generated_tokens_total", (("alias", alias),))
         assert samples[tokens] > before.get(tokens, 0)
     events.client().delete(registry.queue_for("idle"))  # the message nobody will take
+
+    # Cancelling a relayed job stops the remote server's work too: the relay closes its stream, and the server
+    # cancels the job whose reader left.
+    long = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 300}, model_alias="relay",
+                               params={"seed": 5})  # fmt: skip
+    deadline = time.monotonic() + 120
+    while events.client().xlen(events.stream_key(long.pk)) < 3:  # text is flowing through the relay
+        assert time.monotonic() < deadline, log_tail(relay, first)
+        time.sleep(0.2)
+    remote = user.jobs.filter(template__slug="chat").exclude(pk=upstream.pk).get()
+    assert remote.status == JobStatus.RUNNING
+    assert services.job_cancel(long, user=user)
+    assert wait_final(long.pk, timeout=60).status == JobStatus.CANCELLED
+    remote = wait_final(remote.pk, timeout=60)
+    assert remote.status == JobStatus.CANCELLED and "its client left before the end" in web.log_path.read_text()
 
 
 def metric_samples(url: str) -> dict:
