@@ -61,6 +61,8 @@ class Command(BaseCommand):
                 )
             )
             honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile"], env=env, cwd=settings.BASE_DIR)
+            # `kill` (or a service manager) stops everything as Ctrl-C does, rather than orphaning the processes.
+            signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGTERM))
             try:
                 honcho.wait()
             except KeyboardInterrupt:
