@@ -9,6 +9,8 @@ refusal becomes the job's error, word for word.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 
 import openai
@@ -44,6 +46,9 @@ class RemoteEngine:
         return time.monotonic() - started
 
     def generate(self, request: GenerationRequest, on_delta: DeltaCallback | None = None) -> GenerationResult:
+        """Stream one request. The stream is read by a thread of its own while this one watches the job's cancel
+        flag and deadline, so that both act at once even while the server sends nothing (a queued job upstream,
+        or a server that only sends keep-alive comments)."""
         started = time.monotonic()
         limit = request.time_limit or self.timeout_s
         texts, reasons, counts = [""] * request.n, ["stop"] * request.n, [0] * request.n
@@ -54,28 +59,41 @@ class RemoteEngine:
                 temperature=request.temperature, top_p=request.top_p, n=request.n, seed=request.seed,
                 stop=request.stop or None, stream=True, stream_options={"include_usage": True}, timeout=limit,
             )  # fmt: skip
-            with stream:
-                for chunk in stream:
-                    usage = chunk.usage or usage
-                    for choice in chunk.choices:
-                        i, text = choice.index, choice.delta.content or ""
-                        if text:
-                            first_token_s = first_token_s if first_token_s is not None else time.monotonic() - started
-                            texts[i] += text
-                            counts[i] += 1  # a server sends about one token per chunk; usage, when sent, is exact
-                            if on_delta:
-                                on_delta(i, text, counts[i])
-                        if choice.finish_reason:
-                            reasons[i] = FINISH.get(choice.finish_reason, "stop")
-                    if request.cancelled is not None and request.cancelled():
-                        reasons = ["cancelled"] * request.n  # closing the stream stops the server's work
-                        break
-                    if time.monotonic() - started > limit:
-                        raise GenerationTimeout(f"The job ran past its time limit of {limit:g} s.")
         except openai.APITimeoutError:
             raise GenerationTimeout(f"The job ran past its time limit of {limit:g} s.") from None
         except openai.OpenAIError as exc:
             raise EngineError(f"The model server refused or failed the request: {_reason(exc)}") from exc
+        chunks: queue.Queue = queue.Queue()
+        threading.Thread(target=_read, args=(stream, chunks), name="remote-stream", daemon=True).start()
+        try:
+            while True:
+                if request.cancelled is not None and request.cancelled():
+                    reasons = ["cancelled"] * request.n  # closing the stream stops the server's work
+                    break
+                remaining = limit - (time.monotonic() - started)
+                if remaining <= 0:
+                    raise GenerationTimeout(f"The job ran past its time limit of {limit:g} s.")
+                try:
+                    chunk = chunks.get(timeout=min(POLL_S, remaining))
+                except queue.Empty:
+                    continue
+                if chunk is _END:
+                    break
+                if isinstance(chunk, Exception):
+                    raise EngineError(f"The model server refused or failed the request: {_reason(chunk)}") from chunk
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    i, text = choice.index, choice.delta.content or ""
+                    if text:
+                        first_token_s = first_token_s if first_token_s is not None else time.monotonic() - started
+                        texts[i] += text
+                        counts[i] += 1  # a server sends about one token per chunk; usage, when sent, is exact
+                        if on_delta:
+                            on_delta(i, text, counts[i])
+                    if choice.finish_reason:
+                        reasons[i] = FINISH.get(choice.finish_reason, "stop")
+        finally:
+            stream.close()
         total_s = time.monotonic() - started
         return GenerationResult(
             texts=texts,
@@ -87,6 +105,21 @@ class RemoteEngine:
         )
 
 
+_END = object()
+POLL_S = 0.25  # how often a waiting request looks at its cancel flag and deadline
+
+
+def _read(stream, chunks: queue.Queue) -> None:
+    """Move the server's chunks onto the queue, then _END or the exception that ended the stream. After the
+    consumer closed the stream, whatever this raises goes nowhere."""
+    try:
+        for chunk in stream:
+            chunks.put(chunk)
+        chunks.put(_END)
+    except Exception as exc:  # the connection broke, or was closed under it
+        chunks.put(exc)
+
+
 def _reason(exc: openai.OpenAIError) -> str:
     """The server's own message where it sent one (OpenAI's error shape), else the exception's."""
     body = getattr(exc, "body", None)
@@ -94,4 +127,4 @@ def _reason(exc: openai.OpenAIError) -> str:
         error = body["error"] if isinstance(body.get("error"), dict) else body
         if error.get("message"):
             return f"{getattr(exc, 'status_code', '')} {error['message']}".strip()
-    return str(exc)
+    return str(exc) or type(exc).__name__
