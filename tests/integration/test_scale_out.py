@@ -51,6 +51,10 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
         done["default"].model_name, "smollm2-second", "relayed-smollm2")
     assert "smollm2" in done["default"].model_name.lower()
 
+    # Only local models load torch: the relay worker forwards to the server and never imports it.
+    assert "libtorch" in open(f"/proc/{first.pid}/maps").read()
+    assert "libtorch" not in open(f"/proc/{relay.pid}/maps").read()
+
     # The relay passed the remote server's stream through: several deltas before the end, not one block.
     relayed = [e for _, e in events.client().xrange(events.stream_key(jobs["relay"].pk))]
     deltas = [json.loads(e[b"data"]) for e in relayed if e[b"event"] == b"delta"]
