@@ -12,7 +12,17 @@ from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
 from . import events, presence, registry
-from .models import FINAL_STATUSES, Job, JobBatch, JobStatus, ModelInfo, PromptTemplate, ReviewState, TemplateLabel, TemplateVersion
+from .models import (
+    FINAL_STATUSES,
+    Job,
+    JobBatch,
+    JobStatus,
+    ModelInfo,
+    PromptTemplate,
+    ReviewState,
+    TemplateLabel,
+    TemplateVersion,
+)
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:

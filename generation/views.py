@@ -14,10 +14,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
 from .diffing import word_diff
-from .services.limits import LimitExceeded
-from .shaping import count_words
 from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
 from .models import Feedback, JobStatus, Kind, ReviewState
+from .services.limits import LimitExceeded
+from .shaping import count_words
 
 
 @login_required

@@ -72,20 +72,19 @@ def _fast_password_hashing(settings):
 
 def pytest_collection_modifyitems(items):
     """The tests that run real processes go last: the fast ones report first, and the database flushes that
-    transactional tests end with cannot take the seeded templates from under the others."""
-    def order(item) -> int:
-        if item.path.parent.name == "browser":
-            return 2
-        return 1 if item.get_closest_marker("integration") or item.path.parent.name == "integration" else 0
+    transactional tests end with cannot take the seeded templates from under the others.
 
-    items[:] = sorted(items, key=order)
-
-
-def pytest_collection_modifyitems(items):
-    """Transactional tests must also ask for serialized_rollback: one that does not is flushed afterwards with
+    Transactional tests must also ask for serialized_rollback: one that does not is flushed afterwards with
     post_migrate (content types, permissions) re-run, and every serialized test after it then fails to restore
     the seeded rows. Caught here, by name, rather than as IntegrityErrors in unrelated tests."""
     for item in items:
         marker = item.get_closest_marker("django_db")
         if marker and marker.kwargs.get("transaction") and not marker.kwargs.get("serialized_rollback"):
             raise pytest.UsageError(f"{item.nodeid}: django_db(transaction=True) needs serialized_rollback=True too")
+
+    def order(item) -> int:
+        if item.path.parent.name == "browser":
+            return 2
+        return 1 if item.get_closest_marker("integration") or item.path.parent.name == "integration" else 0
+
+    items[:] = sorted(items, key=order)

@@ -1,20 +1,19 @@
 """The REST API for editorial tools. Thin: parse, call a service or selector, serialise."""
 
+from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django.conf import settings
-from rest_framework.parsers import JSONParser, MultiPartParser
-
 from .. import selectors, services
 from ..models import ApiKey, Kind
-from . import batches
 from ..services import limits
+from . import batches
 from .errors import error_response, flatten
 from .serializers import (
     BatchCreateSerializer,

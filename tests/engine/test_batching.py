@@ -28,6 +28,23 @@ def run_together(engine, requests):
     return [f.result(timeout=120) for f in futures]
 
 
+def run_in_one_admission(engine, requests):
+    """As run_together, but the model thread finds every request waiting when it next looks, rather than the
+    first one alone while the others are still being encoded."""
+    scheduler, held = engine._scheduler, []
+    scheduler.submit = lambda active: held.append(active) or active.future  # hold them back for a moment
+    try:
+        futures = [engine.submit(r) for r in requests]
+    finally:
+        del scheduler.submit
+    waiting = scheduler._waiting
+    with waiting.mutex:  # all in, then one wake-up
+        waiting.queue.extend(held)
+        waiting.unfinished_tasks += len(held)
+        waiting.not_empty.notify()
+    return [f.result(timeout=120) for f in futures]
+
+
 def test_greedy_output_is_the_same_alone_or_batched(tiny_engine):
     requests = [request(i) for i in range(8)]
     alone = [tiny_engine.generate(r).texts for r in requests]
@@ -70,7 +87,9 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(tiny_engine)
 def test_a_request_past_its_time_limit_fails_and_frees_its_rows(tiny_engine):
     """The victim fails with the reason; from then on the batch holds only the others' rows, and they finish
     with the text they would have had alone."""
-    others = [request(i, max_new_tokens=40) for i in range(3)]
+    # The others are long enough to outlive the victim's deadline whatever the machine's speed: they are
+    # submitted first and need far more steps than fit in 0.05 s.
+    others = [request(i, max_new_tokens=180) for i in range(3)]
     expected = [tiny_engine.generate(r).texts for r in others]
     failed_at, rows_after = [], []
     scheduler = tiny_engine._scheduler
@@ -79,9 +98,9 @@ def test_a_request_past_its_time_limit_fails_and_frees_its_rows(tiny_engine):
         if failed_at:
             rows_after.append((tokens, scheduler._batch.rows))
 
-    victim = tiny_engine.submit(request(0, max_new_tokens=200, n=2, temperature=1.0, time_limit=0.05))
+    futures = [tiny_engine.submit(r, on_delta=watch) for r in others]
+    victim = tiny_engine.submit(request(0, max_new_tokens=180, n=2, temperature=1.0, time_limit=0.05))
     victim.add_done_callback(lambda f: failed_at.append(1))
-    futures = [tiny_engine.submit(request(i, max_new_tokens=40), on_delta=watch) for i in range(3)]
     with pytest.raises(GenerationTimeout, match="time limit of 0.05 s"):
         victim.result(timeout=120)
     assert [f.result(timeout=120).texts for f in futures] == expected
@@ -125,12 +144,12 @@ def test_out_of_memory_splits_the_batch_and_every_request_still_finishes(tiny_en
     requests = lambda: [request(i, max_new_tokens=24) for i in range(6)]  # noqa: E731
     alone = [tiny_engine.generate(r).texts for r in requests()]
     lengths = [len(tiny_engine.encode_chat(r.messages)) for r in requests()]
-    # Room for three prompts, but not for three rows five tokens later: whatever order the requests arrive
-    # in, the batch fills to three rows, then a step runs out.
+    # Room for three prompts, but not for three rows five tokens later: six prompts at once run out (admitted
+    # three at a time), then a decoding step of three rows runs out.
     with DeviceMemory(tiny_engine.model, limit=3 * (max(lengths) + 5)) as memory:
-        results = run_together(tiny_engine, requests())
+        results = run_in_one_admission(tiny_engine, requests())
     assert [r.texts for r in results] == alone
-    assert "out of memory in a decoding step" in caplog.text
+    assert "out of memory while admitting requests" in caplog.text and "out of memory in a decoding step" in caplog.text
     assert any(r.timings["preempted"] for r in results) and memory.raised >= 2
 
 
