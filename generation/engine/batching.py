@@ -405,7 +405,7 @@ class Scheduler:
             _finish(active)
             return True
         if r.time_limit and now - active.started > r.time_limit:
-            _fail(active, GenerationTimeout(f"The job ran past its time limit of {r.time_limit:g} s."))
+            _fail(active, GenerationTimeout.after(r.time_limit))
             return True
         return False
 

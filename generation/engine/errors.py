@@ -11,3 +11,8 @@ class PromptTooLong(EngineError):
 
 class GenerationTimeout(EngineError):
     """The request ran past its deadline."""
+
+    @classmethod
+    def after(cls, seconds: float) -> "GenerationTimeout":
+        """The one wording, whichever engine enforced the limit."""
+        return cls(f"The job ran past its time limit of {seconds:g} s.")

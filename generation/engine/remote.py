@@ -60,9 +60,9 @@ class RemoteEngine:
                 stop=request.stop or None, stream=True, stream_options={"include_usage": True}, timeout=limit,
             )  # fmt: skip
         except openai.APITimeoutError:
-            raise GenerationTimeout(f"The job ran past its time limit of {limit:g} s.") from None
+            raise GenerationTimeout.after(limit) from None
         except openai.OpenAIError as exc:
-            raise EngineError(f"The model server refused or failed the request: {_reason(exc)}") from exc
+            raise _refused(exc) from exc
         chunks: queue.Queue = queue.Queue()
         threading.Thread(target=_read, args=(stream, chunks), name="remote-stream", daemon=True).start()
         try:
@@ -72,7 +72,7 @@ class RemoteEngine:
                     break
                 remaining = limit - (time.monotonic() - started)
                 if remaining <= 0:
-                    raise GenerationTimeout(f"The job ran past its time limit of {limit:g} s.")
+                    raise GenerationTimeout.after(limit)
                 try:
                     chunk = chunks.get(timeout=min(POLL_S, remaining))
                 except queue.Empty:
@@ -80,7 +80,7 @@ class RemoteEngine:
                 if chunk is _END:
                     break
                 if isinstance(chunk, Exception):
-                    raise EngineError(f"The model server refused or failed the request: {_reason(chunk)}") from chunk
+                    raise _refused(chunk) from chunk
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
                     i, text = choice.index, choice.delta.content or ""
@@ -120,7 +120,11 @@ def _read(stream, chunks: queue.Queue) -> None:
         chunks.put(exc)
 
 
-def _reason(exc: openai.OpenAIError) -> str:
+def _refused(exc: Exception) -> EngineError:
+    return EngineError(f"The model server refused or failed the request: {_reason(exc)}")
+
+
+def _reason(exc: Exception) -> str:
     """The server's own message where it sent one (OpenAI's error shape), else the exception's."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):

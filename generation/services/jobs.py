@@ -424,15 +424,16 @@ def reconcile_jobs() -> dict:
     A job that keeps losing its worker fails after AIGC_MAX_ATTEMPTS, with the reason."""
     now = timezone.now()
     lost = Job.objects.filter(runnable(now), status=JobStatus.RUNNING)  # running, and the heartbeat stopped
-    requeued = [pk for pk in lost.values_list("pk", flat=True) if lost.filter(pk=pk).update(status=JobStatus.QUEUED)]
+    # Each job with its model alias, whose queue it goes back to.
+    requeued = {pk: alias for pk, alias in lost.values_list("pk", "model_alias")
+                if lost.filter(pk=pk).update(status=JobStatus.QUEUED)}  # fmt: skip
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
     waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
     )
-    resent = [pk for pk in waiting.values_list("pk", flat=True) if pk not in requeued]
-    aliases = dict(Job.objects.filter(pk__in=requeued + resent).values_list("pk", "model_alias"))
-    for pk in requeued + resent:
-        _enqueue(pk, aliases[pk])
+    resent = {pk: alias for pk, alias in waiting.values_list("pk", "model_alias") if pk not in requeued}
+    for pk, alias in {**requeued, **resent}.items():
+        _enqueue(pk, alias)
     if requeued or resent:
         log.warning("reconciler: %d running job(s) lost their worker and were re-sent; %d queued job(s) re-sent",
                     len(requeued), len(resent))  # fmt: skip
