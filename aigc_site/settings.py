@@ -221,21 +221,25 @@ CELERY_BEAT_SCHEDULE = {
 # --- Generation -------------------------------------------------------------------------------------------
 AIGC = {
     # The model registry: alias -> how it is served (generation/registry.py checks the entries at start).
-    # AIGC_MODELS is a JSON object, e.g. {"default": {"path": "/models/llama-8b", "device": "cuda"},
+    # AIGC_MODELS is a JSON object, e.g. {"default": {"path": "/models/smollm2.gguf", "threads": 8},
+    # "gpu": {"backend": "transformers", "path": "/models/llama-8b", "device": "cuda"},
     # "big": {"backend": "openai", "url": "http://vllm:8000/v1", "model": "llama-70b", "api_key_env": "VLLM_KEY"}}.
-    # Unset: one alias, "default", from the AIGC_MODEL_* variables (an empty path is the bundled SmolLM2).
+    # Backends: llamacpp (GGUF files; the default), transformers (Hugging Face folders), openai (a remote server).
+    # Unset: one alias, "default", from the AIGC_* variables below, each only when set (an empty path is the
+    # bundled SmolLM2 GGUF, served by llama.cpp); registry.DEFAULTS fills in the rest.
     # Template versions name an alias; each alias has its own Celery queue; a worker hosts the aliases whose
     # queues it consumes.
-    "MODELS": env.json("AIGC_MODELS", default={
-        "default": {
-            "backend": "local",
-            "path": env.str("AIGC_MODEL_PATH", default=""),
-            "name": env.str("AIGC_MODEL_NAME", default=""),
-            "device": env.str("AIGC_DEVICE", default="auto"),  # auto | cpu | cuda | cuda:1 ...
-            "dtype": env.str("AIGC_DTYPE", default="auto"),  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16 | float16
-        }
-    }),  # fmt: skip
-    # Where converted weights are cached (the bundled GGUF is dequantized once into safetensors here).
+    "MODELS": env.json("AIGC_MODELS", default={"default": {key: value for key, value in {
+        "backend": env.str("AIGC_BACKEND", default=None),  # llamacpp | transformers | openai
+        "path": env.str("AIGC_MODEL_PATH", default=""),  # a .gguf file (llamacpp) or a checkpoint folder (transformers)
+        "name": env.str("AIGC_MODEL_NAME", default=""),
+        "threads": env.int("AIGC_THREADS", default=None),  # llamacpp: 0 = every core of the process
+        "context": env.int("AIGC_CONTEXT", default=None),  # llamacpp: positions per candidate row (default 2048)
+        "max_rows": env.int("AIGC_MAX_ROWS", default=None),  # candidate rows decoded together (llamacpp 32, transformers 64)
+        "device": env.str("AIGC_DEVICE", default=None),  # transformers: auto | cpu | cuda | cuda:1 ...
+        "dtype": env.str("AIGC_DTYPE", default=None),  # transformers: auto (bf16 on CUDA and bf16 CPUs, else fp32) | ...
+    }.items() if value is not None}}),  # fmt: skip
+    # Where weight hashes, the web tier's tokenizers and (transformers only) the dequantized bundled GGUF are cached.
     "MODEL_CACHE_DIR": env.str("AIGC_MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "models")),
     "MAX_NEW_TOKENS": env.int("AIGC_MAX_NEW_TOKENS", default=1024),
     "MAX_CANDIDATES": env.int("AIGC_MAX_CANDIDATES", default=8),

@@ -266,8 +266,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(ModelInfo)
 class ModelInfoAdmin(admin.ModelAdmin):
-    list_display = ("alias", "name", "context_length", "weights_sha256", "updated_at")
-    readonly_fields = ("alias", "name", "context_length", "weights_sha256", "updated_at", "special_tokens")
+    list_display = ("alias", "name", "backend", "context_length", "weights_sha256", "updated_at")
+    readonly_fields = ("alias", "name", "backend", "context_length", "weights_sha256", "updated_at", "special_tokens")
     exclude = ("tokenizer_json", "chat_template")
 
 

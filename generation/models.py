@@ -134,6 +134,7 @@ class ModelInfo(models.Model):
 
     alias = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    backend = models.CharField(max_length=32, blank=True)  # llamacpp | transformers
     weights_sha256 = models.CharField(max_length=64)
     context_length = models.PositiveIntegerField()
     chat_template = models.TextField()
@@ -188,6 +189,8 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     error = models.TextField(blank=True)
     model_name = models.CharField(max_length=200, blank=True)
+    # The engine that ran it (llamacpp | transformers | openai): a seeded job replays exactly on the same one.
+    backend = models.CharField(max_length=32, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)

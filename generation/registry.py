@@ -14,20 +14,35 @@ from django.core.exceptions import ImproperlyConfigured
 DEFAULT_ALIAS = "default"
 BACKENDS = {
     # backend -> (keys it requires, keys it accepts)
-    "local": (set(), {"backend", "path", "name", "device", "dtype", "queue"}),
+    "llamacpp": (set(), {"backend", "path", "name", "threads", "context", "max_rows", "flash_attn", "queue"}),
+    "transformers": (set(), {"backend", "path", "name", "device", "dtype", "max_rows", "queue"}),
     "openai": ({"url", "model"}, {"backend", "url", "model", "name", "api_key_env", "timeout_s", "queue"}),
 }
-LOCAL_DEFAULTS = {"path": "", "name": "", "device": "auto", "dtype": "auto"}
+SYNONYMS = {"local": "transformers"}  # the name the transformers backend had before llama.cpp joined it
+DEFAULTS = {
+    "llamacpp": {"path": "", "name": "", "threads": 0, "context": 2048, "max_rows": 32, "flash_attn": "auto"},
+    "transformers": {"path": "", "name": "", "device": "auto", "dtype": "auto", "max_rows": 64},
+    "openai": {},
+}
+LOCAL_BACKENDS = ("llamacpp", "transformers")
+
+
+def backend_of(item: dict) -> str:
+    """An entry's backend; without one, a GGUF file (or no path: the bundled GGUF) is llamacpp, a checkpoint
+    folder transformers."""
+    backend = item.get("backend")
+    if backend:
+        return SYNONYMS.get(backend, backend)
+    path = str(item.get("path", ""))
+    return "llamacpp" if not path or path.endswith(".gguf") else "transformers"
 
 
 def entries() -> dict[str, dict]:
     """Every alias with its entry, defaults filled in."""
     out = {}
-    for alias, entry in settings.AIGC["MODELS"].items():
-        entry = {"backend": "local", **entry}
-        if entry["backend"] == "local":
-            entry = {**LOCAL_DEFAULTS, **entry}
-        out[alias] = entry
+    for alias, item in settings.AIGC["MODELS"].items():
+        backend = backend_of(item)
+        out[alias] = {**DEFAULTS.get(backend, {}), **item, "backend": backend}
     return out
 
 
@@ -66,11 +81,16 @@ def validate(models: dict) -> None:
             raise ImproperlyConfigured(f"{where}: an alias is letters, digits, '-' and '_' only")
         if not isinstance(item, dict):
             raise ImproperlyConfigured(f"{where} must be an object")
-        backend = item.get("backend", "local")
+        backend = backend_of(item)
         if backend not in BACKENDS:
-            raise ImproperlyConfigured(f"{where}: unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+            raise ImproperlyConfigured(f"{where}: unknown backend {item.get('backend')!r}; use one of {', '.join(BACKENDS)}")
         required, allowed = BACKENDS[backend]
         if missing := sorted(required - set(item)):
             raise ImproperlyConfigured(f"{where}: the {backend} backend needs {', '.join(missing)}")
         if unknown := sorted(set(item) - allowed):
             raise ImproperlyConfigured(f"{where}: unknown key(s) {', '.join(unknown)} for the {backend} backend")
+        if "flash_attn" in item and item["flash_attn"] not in ("auto", "on", "off"):
+            raise ImproperlyConfigured(f"{where}: flash_attn is auto, on or off")
+        for key in ("threads", "context", "max_rows"):
+            if key in item and (not isinstance(item[key], int) or isinstance(item[key], bool) or item[key] < (0 if key == "threads" else 1)):
+                raise ImproperlyConfigured(f"{where}: {key} must be a whole number" + (" (0: every core)" if key == "threads" else " of at least 1"))

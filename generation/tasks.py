@@ -2,6 +2,7 @@
 
 import logging
 import os
+import threading
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
@@ -57,8 +58,10 @@ def load_model_before_consuming(sender=None, **kwargs) -> None:
     from .worker import get_engine
 
     log.info("loading the engines of %s before taking jobs", ", ".join(aliases))
-    for alias in aliases:
-        publish_model_info(alias, get_engine(alias))
+    engines = {alias: get_engine(alias) for alias in aliases}
+    # Published from a thread: the llama.cpp engine converts its GGUF's tokenizer for the web tier once (some
+    # seconds), and the worker need not wait for that to take jobs; its engine checks each prompt meanwhile.
+    threading.Thread(target=_publish_all, args=(engines,), name="publish-model-info", daemon=True).start()
     presence.start(sender.hostname, [registry.queue_for(a) for a in aliases])
 
 
@@ -67,13 +70,22 @@ def leave(sender=None, **kwargs) -> None:
     presence.stop()
 
 
+def _publish_all(engines: dict) -> None:
+    from django.db import connection
+
+    try:
+        for alias, engine in engines.items():
+            publish_model_info(alias, engine)
+    finally:
+        connection.close()  # this thread's own
+
+
 def publish_model_info(alias: str, engine) -> None:
     """Tell the web tier what this worker serves (context size, tokenizer, chat template). A remote engine has
     nothing to publish: its server checks the context itself."""
-    description = engine.describe()
-    if description is None:
-        return
     try:
-        services.model_info_publish(alias, description)
+        description = engine.describe()
+        if description is not None:
+            services.model_info_publish(alias, description)
     except Exception:  # the database may be briefly away at start; jobs are still checked by the engine
-        log.exception("could not publish the model's description")
+        log.exception("could not publish the description of model %s", alias)

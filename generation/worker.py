@@ -26,8 +26,11 @@ def engine_config(alias: str = registry.DEFAULT_ALIAS):
     from .engine import EngineConfig
 
     item = registry.entry(alias)
+    if item["backend"] not in registry.LOCAL_BACKENDS:
+        raise ValueError(f"alias {alias!r} is served by the {item['backend']} backend, not in this process")
+    options = {k: item[k] for k in ("device", "dtype", "threads", "context", "max_rows", "flash_attn") if k in item}
     return EngineConfig(model_path=item["path"], model_name=item["name"], cache_dir=settings.AIGC["MODEL_CACHE_DIR"],
-                        device=item["device"], dtype=item["dtype"])  # fmt: skip
+                        backend=item["backend"], **options)  # fmt: skip
 
 
 def _build(alias: str):

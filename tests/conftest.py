@@ -19,7 +19,18 @@ def tiny_model_dir(tmp_path_factory):
 def tiny_engine(tiny_model_dir, tmp_path_factory):
     from generation.engine import EngineConfig, load_engine
 
-    return load_engine(EngineConfig(model_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache"))))
+    return load_engine(EngineConfig(model_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache")), dtype="float32"))
+
+
+@pytest.fixture(scope="session")
+def gguf_engine(tmp_path_factory):
+    """The bundled SmolLM2 GGUF served by llama.cpp (loads in about a second). Flash attention off: then a row
+    computes exactly what it computes alone, which the batching tests assert (bench reports the agreement with
+    it on, llama.cpp's default)."""
+    from generation.engine import EngineConfig, load_engine
+
+    cache = tmp_path_factory.mktemp("gguf-cache")
+    return load_engine(EngineConfig(backend="llamacpp", cache_dir=str(cache), max_rows=16, flash_attn="off"))
 
 
 @pytest.fixture

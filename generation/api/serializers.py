@@ -84,7 +84,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage", "timings",
-            "callback_url", "batch", "error", "notice", "model", "model_alias", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
+            "callback_url", "batch", "error", "notice", "model", "model_alias", "backend", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
         ]  # fmt: skip
 
     def get_usage(self, job) -> dict:

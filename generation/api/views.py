@@ -57,7 +57,7 @@ JOB = {
     "params": {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 2, "seed": 7},
     "outputs": [{"index": 0, "text": "Council approves new Elm River bridge"}, {"index": 1, "text": "A bridge for the city"}],
     "usage": {"prompt_tokens": 93, "completion_tokens": 21}, "timings": {"total_s": 2.4, "first_token_s": 0.6},
-    "callback_url": "", "batch": None, "error": "", "model": "SmolLM2-135M-Instruct", "weights_sha256": "b179c952...",
+    "callback_url": "", "batch": None, "error": "", "model": "SmolLM2-135M-Instruct", "backend": "llamacpp", "weights_sha256": "b179c952...",
     "attempts": 1, "created_at": "2026-11-23T09:00:00Z", "started_at": "2026-11-23T09:00:00Z",
     "finished_at": "2026-11-23T09:00:03Z", "html_url": "http://127.0.0.1:8000/jobs/7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11/",
 }  # fmt: skip

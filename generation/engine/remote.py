@@ -22,6 +22,7 @@ FINISH = {"stop": "stop", "length": "length"}
 
 
 class RemoteEngine:
+    backend = "openai"
     def __init__(self, url: str, model: str, api_key: str = "", name: str = "", timeout_s: float = 600.0) -> None:
         # No retries by the client: a retried streaming request may generate twice on the server (and, against
         # another deployment of this studio, create a second job). A failed request fails the job, with the reason.

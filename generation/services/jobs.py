@@ -252,6 +252,7 @@ def _run_claimed(job_id, engine) -> None:
                 job.pk,
                 JobStatus.SUCCEEDED,
                 model_name=engine.model_name,
+                backend=engine.backend,
                 weights_sha256=engine.weights_sha256,
                 prompt_tokens=usage[0],
                 completion_tokens=usage[1],
@@ -272,7 +273,8 @@ def _run_claimed(job_id, engine) -> None:
 
 
 def _fail(job_id, error: str, engine) -> None:
-    if with_database(lambda: _finish(job_id, JobStatus.FAILED, error=error, model_name=engine.model_name), f"failing job {job_id}"):
+    if with_database(lambda: _finish(job_id, JobStatus.FAILED, error=error, model_name=engine.model_name,
+                                   backend=engine.backend), f"failing job {job_id}"):
         events.publish_end(job_id, JobStatus.FAILED, error)
 
 

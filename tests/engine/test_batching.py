@@ -1,4 +1,4 @@
-"""Requests from many threads share forward passes; each gets what it would get alone."""
+"""Requests from many threads share forward passes; each gets what it would get alone (on every local backend)."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -45,30 +45,30 @@ def run_in_one_admission(engine, requests):
     return [f.result(timeout=120) for f in futures]
 
 
-def test_greedy_output_is_the_same_alone_or_batched(tiny_engine):
+def test_greedy_output_is_the_same_alone_or_batched(engine):
     requests = [request(i) for i in range(8)]
-    alone = [tiny_engine.generate(r).texts for r in requests]
-    together = [res.texts for res in run_together(tiny_engine, [request(i) for i in range(8)])]
+    alone = [engine.generate(r).texts for r in requests]
+    together = [res.texts for res in run_together(engine, [request(i) for i in range(8)])]
     assert together == alone
 
 
-def test_seeded_sampling_is_the_same_alone_or_batched(tiny_engine):
+def test_seeded_sampling_is_the_same_alone_or_batched(engine):
     make = lambda i: request(i, temperature=1.0, top_p=0.9, n=2, seed=100 + i)  # noqa: E731
-    alone = [tiny_engine.generate(make(i)).texts for i in range(6)]
-    together = [res.texts for res in run_together(tiny_engine, [make(i) for i in range(6)])]
+    alone = [engine.generate(make(i)).texts for i in range(6)]
+    together = [res.texts for res in run_together(engine, [make(i) for i in range(6)])]
     assert together == alone
 
 
-def test_requests_from_many_threads_join_a_running_batch(tiny_engine):
+def test_requests_from_many_threads_join_a_running_batch(engine):
     """Threads arriving at different moments (as Celery's threads do) still get their own outputs."""
     requests = [request(i, max_new_tokens=20) for i in range(12)]
-    alone = [tiny_engine.generate(r).texts for r in requests]
+    alone = [engine.generate(r).texts for r in requests]
     with ThreadPoolExecutor(max_workers=12) as pool:
-        together = list(pool.map(lambda r: tiny_engine.generate(r).texts, [request(i, max_new_tokens=20) for i in range(12)]))
+        together = list(pool.map(lambda r: engine.generate(r).texts, [request(i, max_new_tokens=20) for i in range(12)]))
     assert together == alone
 
 
-def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(tiny_engine):
+def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(engine):
     stop = threading.Event()
     steps = []
 
@@ -77,29 +77,29 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(tiny_engine)
         return stop.is_set() or len(steps) >= 4
 
     others = [request(i, max_new_tokens=25) for i in range(3)]
-    expected = [tiny_engine.generate(r).texts for r in others]
+    expected = [engine.generate(r).texts for r in others]
     victim = request(0, max_new_tokens=200, cancelled=cancelled)
-    results = run_together(tiny_engine, [victim] + [request(i, max_new_tokens=25) for i in range(3)])
+    results = run_together(engine, [victim] + [request(i, max_new_tokens=25) for i in range(3)])
     assert results[0].finish_reasons == ["cancelled"] and results[0].completion_tokens == 4
     assert [r.texts for r in results[1:]] == expected
 
 
-def test_a_request_past_its_time_limit_fails_and_frees_its_rows(tiny_engine):
+def test_a_request_past_its_time_limit_fails_and_frees_its_rows(engine):
     """The victim fails with the reason; from then on the batch holds only the others' rows, and they finish
     with the text they would have had alone."""
     # The others are long enough to outlive the victim's deadline whatever the machine's speed: they are
     # submitted first and need far more steps than fit in 0.05 s.
     others = [request(i, max_new_tokens=180) for i in range(3)]
-    expected = [tiny_engine.generate(r).texts for r in others]
+    expected = [engine.generate(r).texts for r in others]
     failed_at, rows_after = [], []
-    scheduler = tiny_engine._scheduler
+    scheduler = engine._scheduler
 
     def watch(index, text, tokens):  # runs on the model thread, between steps
         if failed_at:
-            rows_after.append((tokens, scheduler._batch.rows))
+            rows_after.append((tokens, scheduler.rows))
 
-    futures = [tiny_engine.submit(r, on_delta=watch) for r in others]
-    victim = tiny_engine.submit(request(0, max_new_tokens=180, n=2, temperature=1.0, time_limit=0.05))
+    futures = [engine.submit(r, on_delta=watch) for r in others]
+    victim = engine.submit(request(0, max_new_tokens=180, n=2, temperature=1.0, time_limit=0.05))
     victim.add_done_callback(lambda f: failed_at.append(1))
     with pytest.raises(GenerationTimeout, match="time limit of 0.05 s"):
         victim.result(timeout=120)
@@ -109,8 +109,8 @@ def test_a_request_past_its_time_limit_fails_and_frees_its_rows(tiny_engine):
     assert later and max(later) <= 3
 
 
-def test_each_request_keeps_its_own_limits_and_candidates(tiny_engine):
-    results = run_together(tiny_engine, [request(0, max_new_tokens=3, n=3, temperature=1.0), request(1, max_new_tokens=9)])
+def test_each_request_keeps_its_own_limits_and_candidates(engine):
+    results = run_together(engine, [request(0, max_new_tokens=3, n=3, temperature=1.0), request(1, max_new_tokens=9)])
     assert len(results[0].texts) == 3 and results[0].completion_tokens <= 9
     assert results[1].completion_tokens <= 9 and len(results[1].texts) == 1
 
@@ -155,6 +155,6 @@ def test_out_of_memory_splits_the_batch_and_every_request_still_finishes(tiny_en
 
 def test_a_request_too_big_for_memory_fails_alone_and_the_engine_goes_on(tiny_engine):
     with DeviceMemory(tiny_engine.model, limit=8):
-        with pytest.raises(EngineError, match="does not fit in the model device's memory"):
+        with pytest.raises(EngineError, match="does not fit in the model's memory"):
             tiny_engine.generate(request(1))
     assert tiny_engine.generate(request(0)).texts == tiny_engine.generate(request(0)).texts

@@ -38,9 +38,9 @@ def test_health_reports_each_alias_and_a_stranded_one(client, user, own_queues, 
     response = client.get("/healthz")
     report = response.json()
     assert response.status_code == 200 and report["status"] == "degraded"
-    assert report["models"]["default"] == {"backend": "local", "queue": base, "live_workers": 1, "queue_depth": 0,
+    assert report["models"]["default"] == {"backend": "llamacpp", "queue": base, "live_workers": 1, "queue_depth": 0,
                                            "queued_jobs": 0, "stranded": False}  # fmt: skip
-    assert report["models"]["big"] == {"backend": "local", "queue": big, "live_workers": 0, "queue_depth": 1,
+    assert report["models"]["big"] == {"backend": "llamacpp", "queue": big, "live_workers": 0, "queue_depth": 1,
                                        "queued_jobs": 1, "stranded": True}  # fmt: skip
     presence.announce("gpu-2@host", [big])
     assert client.get("/healthz").json()["status"] == "ok"

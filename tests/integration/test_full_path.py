@@ -91,9 +91,7 @@ def test_the_web_counts_prompt_tokens_exactly_as_the_engine(worker_queue, user):
     for text in (NEWS, "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。", "Code: def f(x):\n    return {x}"):
         job = services.job_create(user=user, kind="headline", inputs={"text": text})
         assert counter.count(job.messages) == engine.count_tokens(job.messages)
-        assert counter.render(job.messages) == engine.tokenizer.apply_chat_template(
-            job.messages, tokenize=False, add_generation_prompt=True
-        )
+        assert counter.render(job.messages) == engine.render_chat(job.messages)
 
 
 def test_a_prompt_beyond_the_context_is_refused_before_queueing(worker_queue, api):

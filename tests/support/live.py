@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -13,7 +15,8 @@ from django.db import connection
 
 from generation import processes
 
-WORKER_START_TIMEOUT = 600  # the first start converts the bundled model (about a minute on 2 cores)
+WORKER_START_TIMEOUT = 600  # generous: a transformers worker's first start converts the bundled GGUF (about a minute)
+PUBLISH_TIMEOUT = 120  # a llama.cpp worker's first start converts its tokenizer for the web tier (some seconds)
 
 
 def server_env(**overrides) -> dict:
@@ -56,6 +59,7 @@ def celery_worker_process(broker_url, live_database_url, django_db_blocker, tmp_
     queue = f"itest-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = server_env(DATABASE_URL=live_database_url, REDIS_URL=broker_url, CELERY_BROKER_URL=broker_url, AIGC_QUEUE=queue)
+    started = time.time()
     proc = processes.start_worker(env, queue, log_path, concurrency=4)
     try:
         processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
@@ -65,6 +69,13 @@ def celery_worker_process(broker_url, live_database_url, django_db_blocker, tmp_
     proc.log_path = log_path
     with django_db_blocker.unblock():
         from generation.models import ModelInfo
+
+        # The worker takes jobs as soon as its engine is loaded and publishes its tokenizer just after.
+        since, deadline = datetime.fromtimestamp(started, tz=UTC), time.monotonic() + PUBLISH_TIMEOUT
+        while not ModelInfo.objects.filter(updated_at__gte=since).exists():
+            if time.monotonic() > deadline:
+                pytest.fail(f"the worker did not publish its model within {PUBLISH_TIMEOUT} s; see {log_path}")
+            time.sleep(0.2)
 
         # What the worker published at start; tests that flush the database put it back (see worker_queue).
         proc.model_infos = list(ModelInfo.objects.values())
