@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 
 import redis
 from django.conf import settings
@@ -148,19 +149,57 @@ def request_cancel(job_id) -> None:
 
 
 class CancelFlag:
-    """Polled by the engine between decoding steps: has this job been cancelled? Asks Redis at most every
-    `every` seconds, so dozens of jobs in one batch cost a few cheap reads per step."""
+    """Polled by the engine between decoding steps: has this job been cancelled? Answered from memory: one
+    watcher thread per process asks Redis about every running job's flag in one round trip every `EVERY`
+    seconds, so the model's thread never waits on Redis, however many jobs share its batch."""
 
-    def __init__(self, job_id, every: float = 0.05) -> None:
-        self.key, self.every = cancel_key(job_id), every
-        self.checked, self.value = 0.0, False
+    EVERY = 0.1
+
+    def __init__(self, job_id) -> None:
+        self.key = cancel_key(job_id)
+        self.value = False
+        _watcher.check([self])  # once now, from the job's own thread: a job cancelled already stops at once
+        _watcher.add(self)
 
     def __call__(self) -> bool:
-        now = time.monotonic()
-        if not self.value and now - self.checked >= self.every:
-            self.checked = now
-            try:
-                self.value = bool(client().exists(self.key))
-            except redis.RedisError:
-                pass
         return self.value
+
+
+class _CancelWatcher:
+    def __init__(self) -> None:
+        self._flags: weakref.WeakSet[CancelFlag] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, flag: CancelFlag) -> None:
+        with self._lock:
+            self._flags.add(flag)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
+                self._thread.start()
+
+    def poll(self) -> None:
+        with self._lock:
+            flags = [f for f in self._flags if not f.value]  # a flag once set stays set; jobs' flags go with them
+        self.check(flags)
+
+    @staticmethod
+    def check(flags: list) -> None:
+        if not flags:
+            return
+        try:
+            pipe = client().pipeline(transaction=False)
+            for flag in flags:
+                pipe.exists(flag.key)
+            for flag, found in zip(flags, pipe.execute()):
+                flag.value = flag.value or bool(found)
+        except redis.RedisError:  # Redis away: jobs go on, and are cancelled when it answers again
+            pass
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(CancelFlag.EVERY)
+            self.poll()
+
+
+_watcher = _CancelWatcher()

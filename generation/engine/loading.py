@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -229,23 +231,21 @@ def load_llamacpp(config: EngineConfig):
 
 
 def gguf_tokenizer_json(gguf: Path, digest: str, cache_dir: Path) -> str:
-    """The GGUF's vocabulary as a Hugging Face tokenizer.json, for the web tier's prompt counts: converted by
-    transformers once (several seconds), then read from the cache."""
+    """The GGUF's vocabulary as a Hugging Face tokenizer.json, for the web tier's prompt counts: converted once,
+    in a child process (gguf_tokenizer.py says why), then read from the cache."""
     path = cache_dir / "tokenizers" / f"{digest[:16]}.json"
     if path.exists():
         return path.read_text()
     with _file_lock(path.with_suffix(".lock")):
-        if path.exists():
-            return path.read_text()
-        from transformers import AutoTokenizer
-
-        started = time.monotonic()
-        text = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).backend_tokenizer.to_str()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        log.info("tokenizer of %s converted for the web tier in %.1f s (cached)", gguf.name, time.monotonic() - started)
-        return text
+        if not path.exists():
+            started = time.monotonic()
+            root = Path(__file__).resolve().parents[2]
+            done = subprocess.run([sys.executable, "-m", "generation.engine.gguf_tokenizer", str(gguf), str(path)],
+                                  cwd=root, capture_output=True, text=True)  # fmt: skip
+            if done.returncode:
+                raise RuntimeError(f"converting the tokenizer of {gguf.name} failed: {done.stderr[-2000:]}")
+            log.info("tokenizer of %s converted for the web tier in %.1f s (cached)", gguf.name, time.monotonic() - started)
+        return path.read_text()
 
 
 def load_transformers(config: EngineConfig):

