@@ -218,31 +218,37 @@ class LlamaRunner:
         self._logits = None
 
     def step(self, feed: list[int], admitted: list[Active]) -> None:
-        """One llama_decode: the next token of every running row, then the prompts of the admitted requests."""
+        """One llama_decode: the next token of every running row, and the prompts of the admitted requests.
+
+        The batch lists its sequences in increasing id: with a KV stream per sequence, llama.cpp splits a batch
+        whose ids are out of order into more, smaller pieces (measured: 32 rows in shuffled order decoded 30%
+        slower than in order)."""
         started = time.monotonic()
-        n = 0
-        outputs: list[int] = []  # per slot after this step: its row in the logits llama.cpp returns
-        for seq, pos, token in zip(self.seqs, self.positions, feed):
-            n = self._put(n, token, pos, seq, True)
-            outputs.append(len(outputs))
-        produced = len(outputs)
+        # (sequence, tokens, first position, who reads its logits); exactly one logits row per entry
+        entries: list[tuple[int, list[int], int, tuple]] = [
+            (seq, [token], pos, ("row", i)) for i, (seq, pos, token) in enumerate(zip(self.seqs, self.positions, feed))
+        ]
         joining: list[tuple[Active, list[int], list[int], list[int]]] = []  # request, rows, sequences, next positions
-        for active in admitted:
+        for j, active in enumerate(admitted):
             live = active.live_rows()
             seqs = [self._free.pop() for _ in live]
             if active.fresh:  # the prompt once, in the first candidate's sequence; copied to the others below
-                n = self._put_sequence(n, active.prompt, seqs[0])
-                outputs.extend([produced] * len(live))
-                produced += 1
+                entries.append((seqs[0], active.prompt, 0, ("fresh", j)))
                 positions = [len(active.prompt)] * len(live)
             else:  # resumed: each live candidate brings its prompt and the tokens it had
                 positions = []
-                for seq, index in zip(seqs, live):
-                    n = self._put_sequence(n, active.prompt + active.rows[index].ids, seq)
-                    outputs.append(produced)
-                    produced += 1
-                    positions.append(len(active.prompt) + len(active.rows[index].ids))
+                for k, (seq, index) in enumerate(zip(seqs, live)):
+                    tokens = active.prompt + active.rows[index].ids
+                    entries.append((seq, tokens, 0, ("resumed", j, k)))
+                    positions.append(len(tokens))
             joining.append((active, live, seqs, positions))
+        entries.sort(key=lambda entry: entry[0])
+        n, output_of = 0, {}
+        for row, (seq, tokens, first, reader) in enumerate(entries):
+            last = len(tokens) - 1
+            for offset, token in enumerate(tokens):
+                n = self._put(n, token, first + offset, seq, offset == last)
+            output_of[reader] = row
         self._batch.n_tokens = n
         status = lc.llama_decode(self.llm.ctx, self._batch)
         if status != 0:
@@ -251,22 +257,20 @@ class LlamaRunner:
                     self._release(seq)
             raise EngineError(f"llama.cpp failed a decoding step (status {status})")
         self.positions = [p + 1 for p in self.positions]
-        for active, live, seqs, positions in joining:
+        outputs = [output_of[("row", i)] for i in range(len(self.slots))]
+        for j, (active, live, seqs, positions) in enumerate(joining):
             if active.fresh:
                 for seq in seqs[1:]:  # applied by llama.cpp before the next decode
                     lc.llama_memory_seq_cp(self.llm.memory, seqs[0], seq, -1, -1)
+                outputs.extend([output_of[("fresh", j)]] * len(live))
+            else:
+                outputs.extend(output_of[("resumed", j, k)] for k in range(len(live)))
             self.slots.extend((active, i) for i in live)
             self.seqs.extend(seqs)
             self.positions.extend(positions)
             active.prefill_s += time.monotonic() - started
         self._outputs = outputs
-        self._logits = np.ctypeslib.as_array(lc.llama_get_logits(self.llm.ctx), shape=(produced, self.llm.n_vocab))
-
-    def _put_sequence(self, n: int, tokens: list[int], seq: int) -> int:
-        last = len(tokens) - 1
-        for pos, token in enumerate(tokens):
-            n = self._put(n, token, pos, seq, pos == last)
-        return n
+        self._logits = np.ctypeslib.as_array(lc.llama_get_logits(self.llm.ctx), shape=(len(entries), self.llm.n_vocab))
 
     def _put(self, n: int, token: int, pos: int, seq: int, logits: bool) -> int:
         batch = self._batch

@@ -505,10 +505,10 @@ class FullPath:
                 processes.wait_for_web(web, f"{self.base}/api/v1/templates/", web_log)
                 self.log.write(f"{backend} full path: one job at a time...")
                 sequential = [self._job(seed) for seed in range(3)]
-                self.log.write(f"{backend} full path: {concurrent} jobs at once, each read as a stream...")
-                streamed, streamed_cpu = self._at_once(concurrent)
                 self.log.write(f"{backend} full path: {concurrent} jobs at once, nobody reading...")
                 together, together_cpu = self._at_once(concurrent, stream=False)
+                self.log.write(f"{backend} full path: {concurrent} jobs at once, each read as a stream...")
+                streamed, streamed_cpu = self._at_once(concurrent)
             finally:
                 processes.stop(web)
                 processes.stop(worker)
