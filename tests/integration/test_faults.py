@@ -97,7 +97,8 @@ def test_redis_restarted_empty_mid_job_loses_nothing(cluster, user):
     def post(body):
         return requests.post(f"{url}/api/v1/jobs/", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
-    response = post({"kind": "writing", "inputs": {"topic": NEWS, "words": 80}, "params": {"seed": 5}})
+    # Long enough to be still running when Redis goes (llama.cpp writes some 80 tokens a second here).
+    response = post({"kind": "writing", "inputs": {"topic": NEWS, "words": 300}, "params": {"seed": 5}})
     assert response.status_code == 202, response.text
     running = response.json()["id"]
     wait_status(running, JobStatus.RUNNING, 120, worker)

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from generation import services
-from generation.models import Job, JobStatus, PromptTemplate
+from generation import registry, services
+from generation.models import Job, JobStatus, ModelInfo, PromptTemplate
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -59,7 +59,8 @@ def test_a_failing_job_ends_failed_and_the_worker_lives_on(worker_queue, user):
     services.jobs._enqueue(bad.pk, bad.model_alias)
     good = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 24})
     bad, good = wait_final(bad.pk), wait_final(good.pk)
-    assert bad.status == JobStatus.FAILED and "exceed the model's context of 8192 tokens" in bad.error
+    context = ModelInfo.objects.get(alias="default").context_length  # what the worker serves (2048 per row)
+    assert bad.status == JobStatus.FAILED and f"exceed the model's context of {context} tokens" in bad.error
     assert good.status == JobStatus.SUCCEEDED and good.outputs.get().text
     assert worker_queue.poll() is None  # the worker process is still alive
 
@@ -86,7 +87,7 @@ def test_the_web_counts_prompt_tokens_exactly_as_the_engine(worker_queue, user):
     from generation.worker import engine_config
 
     counter = selectors.prompt_counter("default")
-    assert counter is not None and counter.context_length == 8192
+    assert counter is not None and counter.context_length == registry.entry("default")["context"]
     engine = load_engine(engine_config())
     for text in (NEWS, "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。", "Code: def f(x):\n    return {x}"):
         job = services.job_create(user=user, kind="headline", inputs={"text": text})
@@ -95,11 +96,12 @@ def test_the_web_counts_prompt_tokens_exactly_as_the_engine(worker_queue, user):
 
 
 def test_a_prompt_beyond_the_context_is_refused_before_queueing(worker_queue, api):
-    long_chinese = "城市议会周二投票决定在榆树河上修建一座新桥。" * 800  # 17,600 characters, well over 8192 tokens
+    long_chinese = "城市议会周二投票决定在榆树河上修建一座新桥。" * 800  # 17,600 characters, well over the context
     response = api.post("/api/v1/jobs/", {"kind": "summary", "inputs": {"text": long_chinese}}, format="json")
     assert response.status_code == 400
     error = response.json()["error"]
-    assert error["param"] == "inputs.text" and "context of 8192 tokens" in error["message"]
+    context = ModelInfo.objects.get(alias="default").context_length
+    assert error["param"] == "inputs.text" and f"context of {context} tokens" in error["message"]
     assert not Job.objects.exists()
 
 
