@@ -100,13 +100,7 @@ class LlamaModel:
             raise EngineError(f"llama.cpp could not create a context of {max_rows} x {context} positions for {path}")
         self.memory = lc.llama_get_memory(self.ctx)
         self.context = context
-        self.spm = lc.llama_vocab_type(self.vocab) == lc.LLAMA_VOCAB_TYPE_SPM
         self._pieces: dict[int, bytes] = {}
-
-    def meta(self, key: str) -> str:
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = lc.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
-        return buf.value.decode("utf-8", "replace") if n >= 0 else ""
 
     def chat_template(self) -> str:
         raw = lc.llama_model_chat_template(self.model, None)
@@ -149,14 +143,6 @@ class LlamaModel:
             if token >= 0:
                 out[name] = self.piece(token, special=True).decode("utf-8", "replace")
         return out
-
-    def close(self) -> None:
-        if self.ctx:
-            lc.llama_free(self.ctx)
-            self.ctx = None
-        if self.model:
-            lc.llama_model_free(self.model)
-            self.model = None
 
 
 class LlamaRunner:
@@ -305,7 +291,8 @@ class LlamaCppEngine(LocalEngine):
 
             log.warning("%s has no chat template; using the Llama 2 [INST] format", model_name)
             template = LLAMA2_CHAT_TEMPLATE
-        self.chat = ChatTemplate(template, self.llm.special_tokens())
+        self.special_tokens = self.llm.special_tokens()
+        self.chat = ChatTemplate(template, self.special_tokens)
         super().__init__(
             runner=LlamaRunner(self.llm, max_rows),
             model_name=model_name,
@@ -338,5 +325,5 @@ class LlamaCppEngine(LocalEngine):
             "context_length": self.context_length,
             "chat_template": self.chat.source,
             "tokenizer_json": self._tokenizer_json() if self._tokenizer_json else None,
-            "special_tokens": self.llm.special_tokens(),
+            "special_tokens": self.special_tokens,
         }

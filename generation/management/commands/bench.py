@@ -304,7 +304,7 @@ def random_model_figures(shape: str, tokens: int) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from generation.engine import GenerationRequest, TransformersEngine
+    from generation.engine import TransformersEngine
     from generation.engine.loading import resolve_device_dtype
 
     device, dtype = resolve_device_dtype("auto", "auto")
