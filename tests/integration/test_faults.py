@@ -143,7 +143,8 @@ def test_database_connections_dropped_mid_job_lose_nothing(cluster, user):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (as in CI): an SQLite file has no connection to drop")
     worker = cluster.worker("worker")
-    job = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 60}, params={"seed": 4})
+    # Long enough for several drops while it runs (llama.cpp writes some 80 tokens a second here).
+    job = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 400}, params={"seed": 4})
     wait_status(job.pk, JobStatus.RUNNING, 120, worker)
     dropped, deadline = 0, time.monotonic() + 300
     while not Job.objects.get(pk=job.pk).is_final and time.monotonic() < deadline:
@@ -158,7 +159,7 @@ def test_database_connections_dropped_mid_job_lose_nothing(cluster, user):
 def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(cluster, user):
     cancelled = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16})
     assert services.job_cancel(cancelled, user=user)
-    worker = cluster.worker("worker", JOB_SOFT_TIME_LIMIT="15")
+    worker = cluster.worker("worker", JOB_SOFT_TIME_LIMIT="3")  # the 400-word job needs several times that
     deadline = time.monotonic() + 60
     while f"job {cancelled.pk} is not runnable" not in worker.log_path.read_text():  # its message was delivered
         assert time.monotonic() < deadline, log_tail(worker)
@@ -167,7 +168,7 @@ def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(c
     slow = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 400}, params={"seed": 1})
     quick = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 4, "seed": 2})
     slow, quick = wait_final(slow.pk, timeout=120), wait_final(quick.pk, timeout=120)
-    assert slow.status == JobStatus.FAILED and "time limit of 15 s" in slow.error, slow.error
+    assert slow.status == JobStatus.FAILED and "time limit of 3 s" in slow.error, slow.error
     assert (slow.finished_at - slow.started_at).total_seconds() < 30 and not slow.outputs.exists()
     assert quick.status == JobStatus.SUCCEEDED and quick.outputs.count() == 1, log_tail(worker)  # batched beside it
     cancelled = Job.objects.get(pk=cancelled.pk)
