@@ -7,3 +7,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aigc_site.settings")
 
 application = get_asgi_application()
+
+# After Django is set up: refuses bodies larger than any view takes before Django reads them (api/bodylimit.py).
+from generation.api.bodylimit import BodyLimit  # noqa: E402
+
+application = BodyLimit(application)

@@ -4,6 +4,7 @@ Every value that differs between machines is read from the environment here, and
 (django-environ). `.env.example` lists them; a `.env` file beside manage.py is read if present.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -27,9 +28,22 @@ if not SECRET_KEY:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for local development).")
+# The placeholder of .env.example is as public as no key at all (tests/test_settings.py keeps the two equal).
+PLACEHOLDER_SECRET_KEY = "change-me-to-a-long-random-string"
+if SECRET_KEY == PLACEHOLDER_SECRET_KEY:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is still the placeholder copied from .env.example: set a random one, e.g. "
+        "python3 -c \"import secrets; print(secrets.token_urlsafe(40))\"."
+    )
 # Rotation: the new key signs; the old ones, comma-separated here, are still accepted until removed, so nobody
 # is logged out at the switch. Read verbatim, as the key is.
 SECRET_KEY_FALLBACKS = [k for k in env.ENVIRON.get("DJANGO_SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+if PLACEHOLDER_SECRET_KEY in SECRET_KEY_FALLBACKS:  # a fallback still verifies what anyone signs with it
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY_FALLBACKS holds the placeholder of .env.example: remove it.")
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -45,11 +59,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",  # login lockout (below: AXES_*)
+    "csp",  # Content-Security-Policy (below: CONTENT_SECURITY_POLICY)
     "generation",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -58,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a login refused for a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "aigc_site.urls"
@@ -104,6 +123,27 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Login lockout (django-axes) ------------------------------------------------------------------------
+# Every password login (the studio's /accounts/login/ and the admin's) goes through authenticate(), where the
+# axes backend refuses a locked-out login before any password is checked. API keys are not passwords and never
+# pass through it: a lockout does not stop a user's editorial tools.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AIGC_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AIGC_LOGIN_COOLOFF_MINUTES", default=15.0))
+# What is locked: a username from one address (username+ip_address), not a username from anywhere. Locking a
+# username wherever the failures come from would let anyone on the internet lock an editor out by typing wrong
+# passwords for them; locking an address alone would lock a whole newsroom behind one NAT. Entries are
+# comma-separated, "+" joins parameters (username, ip_address, user_agent): "username+ip_address,ip_address" also
+# locks an address that tries many usernames, at the same limit.
+AXES_LOCKOUT_PARAMETERS = [
+    entry.split("+") if "+" in entry else entry
+    for entry in env.list("AIGC_LOGIN_LOCKOUT_PARAMETERS", default=["username+ip_address"])
+]
+AXES_RESET_ON_SUCCESS = True  # a successful login forgets that username's earlier failures from that address
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lockout page's "try again after" stays true
+AXES_CLIENT_IP_CALLABLE = "generation.accounts.client_ip"  # the proxy's X-Forwarded-For behind the TLS proxy
+AXES_LOCKOUT_CALLABLE = "generation.accounts.lockout_response"  # a 429 page saying when to try again
 
 # The interface in English and Simplified Chinese: chosen in the header (a cookie), else from the browser.
 LANGUAGE_CODE = "en"
@@ -157,6 +197,25 @@ CSRF_COOKIE_HTTPONLY = True  # forms carry the token; no script reads the cookie
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------------------
+# Only our own files run and style the pages: no inline script, event handler, javascript: URL or eval, so an
+# injected tag runs nothing even if it got past the sanitiser. data: images are the icons inside the CSS of the
+# Swagger UI (/api/docs/). No page may be framed (clickjacking), and forms post only to the site itself.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "generation.api.authentication.ApiKeyAuthentication",
@@ -167,8 +226,11 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "generation.api.errors.exception_handler",
+    # JSON bodies: no NaN, NUL or deep nesting, and no larger than DATA_UPLOAD_MAX_MEMORY_SIZE (api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["generation.api.parsers.SafeJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_THROTTLE_CLASSES": ["generation.api.throttling.ApiKeyRateThrottle"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "generation.api.schema.ApiSchema",  # drf-spectacular's, as strict as the validation
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -182,6 +244,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # No badge image from the online validator: the docs page loads nothing from outside (and CSP would refuse it).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 # --- Redis and Celery -------------------------------------------------------------------------------------
@@ -209,12 +273,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("JOB_SOFT_TIME_LIMIT", default=600)
 CELERY_TASK_TIME_LIMIT = env.int("JOB_TIME_LIMIT", default=660)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# The reconciler runs on the light queue (no model), sent by `celery beat` (Procfile: beat).
+# Sent by `celery beat` (Procfile: beat). The reconciler has a queue of its own ("maintenance", no model), so slow
+# webhook receivers never delay recovery; the outbox sweeper sends due webhooks on the webhooks queue (a sweep
+# not taken within one period expires: the next one does its work).
 CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {
         "task": "generation.reconcile_jobs",
         "schedule": env.float("AIGC_RECONCILE_EVERY_S", default=30.0),
-        "options": {"queue": "webhooks"},
+        "options": {"queue": "maintenance"},
+    },
+    "sweep-webhooks": {
+        "task": "generation.sweep_webhooks",
+        "schedule": env.float("AIGC_OUTBOX_SWEEP_EVERY_S", default=5.0),
+        "options": {"queue": "webhooks", "expires": env.float("AIGC_OUTBOX_SWEEP_EVERY_S", default=5.0)},
     },
 }
 
@@ -252,15 +323,37 @@ AIGC = {
     "RESEND_QUEUED_AFTER_S": env.float("AIGC_RESEND_QUEUED_AFTER_S", default=600.0),
     # API limits, checked before a job is queued; per key and per user overrides live in the admin.
     "REQUESTS_PER_MINUTE": env.int("AIGC_REQUESTS_PER_MINUTE", default=120),
+    # All of one user's requests together, every key and the browser (a key an admin raised above it lifts it).
+    "USER_REQUESTS_PER_MINUTE": env.int("AIGC_USER_REQUESTS_PER_MINUTE", default=300),
+    "MAX_KEYS_PER_USER": env.int("AIGC_MAX_KEYS_PER_USER", default=20),
+    # Documenting code makes one model call per function: a job takes at most this many.
+    "MAX_FUNCTIONS_PER_JOB": env.int("AIGC_MAX_FUNCTIONS_PER_JOB", default=50),
     "TOKENS_PER_DAY": env.int("AIGC_TOKENS_PER_DAY", default=500_000),
     "MAX_BATCH_JOBS": env.int("AIGC_MAX_BATCH_JOBS", default=100),
-    # Webhooks: attempts in all, the first retry's delay (doubling after each failure), per-request timeout.
+    # A batch upload (CSV or JSONL) larger than this is refused with a 413 before it is read.
+    "MAX_BATCH_FILE_BYTES": env.int("AIGC_MAX_BATCH_FILE_BYTES", default=5 * 1024 * 1024),
+    # Webhooks: attempts in all, the first retry's delay (doubling after each failure), per-read timeout, and the
+    # wall-clock deadline of a whole attempt (connect, send, read: a receiver trickling bytes is cut there).
     "WEBHOOK_ATTEMPTS": env.int("AIGC_WEBHOOK_ATTEMPTS", default=5),
     "WEBHOOK_BACKOFF_S": env.float("AIGC_WEBHOOK_BACKOFF_S", default=10.0),
     "WEBHOOK_TIMEOUT_S": env.float("AIGC_WEBHOOK_TIMEOUT_S", default=10.0),
-    # /metrics: empty serves it to anyone who reaches it (keep it off the public internet at the proxy); set, a
-    # scraper must send it as a bearer token.
+    "WEBHOOK_DEADLINE_S": env.float("AIGC_WEBHOOK_DEADLINE_S", default=30.0),
+    # Callbacks go to public addresses over https only. Private targets (loopback, RFC 1918, link-local ...) for
+    # tests and intranets; plain http (on by default with DEBUG) for local receivers.
+    "WEBHOOK_ALLOW_PRIVATE": env.bool("AIGC_WEBHOOK_ALLOW_PRIVATE", default=False),
+    "WEBHOOK_ALLOW_HTTP": env.bool("AIGC_WEBHOOK_ALLOW_HTTP", default=DEBUG),
+    # Deliveries in flight per API key at most (0: no cap); the others wait their turn in the outbox.
+    "WEBHOOK_MAX_IN_FLIGHT_PER_KEY": env.int("AIGC_WEBHOOK_MAX_IN_FLIGHT_PER_KEY", default=4),
+    # /metrics and the detailed /healthz report: scrapers send it as a bearer token. Empty: with DEBUG off /metrics
+    # is refused (403 naming this variable) and /healthz says only its status; with DEBUG on both are open.
     "METRICS_TOKEN": env.str("AIGC_METRICS_TOKEN", default=""),
+    # Event streams (generation/api/streams.py): a comment every STREAM_KEEPALIVE_S on an idle stream, when each
+    # stream also re-checks its key or session and the job's state; a stream ends after STREAM_MAX_S (the
+    # client resumes with Last-Event-ID); a user may hold STREAMS_PER_USER open at once, over all web processes
+    # (429 beyond; /v1 streamed completions count too).
+    "STREAM_KEEPALIVE_S": env.float("AIGC_STREAM_KEEPALIVE_S", default=15.0),
+    "STREAM_MAX_S": env.float("AIGC_STREAM_MAX_S", default=1800.0),
+    "STREAMS_PER_USER": env.int("AIGC_STREAMS_PER_USER", default=20),
 }
 
 # LOG_FORMAT=json: one JSON object per line for log stores; plain otherwise. Both carry the job id of the job a

@@ -7,13 +7,16 @@ ends); the database keeps the final text, and readers of a lost stream fall back
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import threading
 import time
 import weakref
 
 import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 
 log = logging.getLogger("generation.events")
@@ -33,6 +36,65 @@ def client() -> redis.Redis:
         if _client is None:
             _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         return _client
+
+
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def async_client() -> aioredis.Redis:
+    """The process's asyncio client, for stream readers. An asyncio connection belongs to the event loop that
+    opened it, so there is one pool per running loop: under uvicorn (one loop per process) every stream of the
+    process shares one pool, instead of opening connections of its own."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        found = _async_clients.get(loop)
+        if found is None:
+            # A read blocks for up to one keep-alive: the socket timeout must be longer.
+            timeout = float(settings.AIGC["STREAM_KEEPALIVE_S"]) + 10
+            # Named after the process, so that CLIENT LIST shows which web process holds which stream reads.
+            pool = aioredis.ConnectionPool.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=timeout,
+                                                    client_name=f"aigc-streams-{os.getpid()}")  # fmt: skip
+            found = _async_clients[loop] = aioredis.Redis(connection_pool=pool)
+        return found
+
+
+# Open streams per user, across web processes: a sorted set per user, one member per open stream scored by
+# the time (Redis's clock) it expires unless refreshed. A stream refreshes its member at each keep-alive and
+# removes it when it ends; the members of a process that died age out. The server's clock, so that the hosts'
+# clocks need not agree.
+_SLOT_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])) + 1)
+return 1
+"""
+
+
+def stream_slots_key(user_id) -> str:
+    return f"streams:user:{user_id}"
+
+
+async def stream_slot_take(user_id, member: str, cap: int, ttl_s: float) -> bool:
+    """Count one more open stream of `user_id` unless `cap` are open already (then False). Taking a slot
+    already held refreshes it: the keep-alive calls this with no cap. Raises RedisError."""
+    found = await async_client().eval(_SLOT_TAKE, 1, stream_slots_key(user_id), member, cap, ttl_s)
+    return bool(found)
+
+
+async def stream_slot_release(user_id, member: str) -> None:
+    await async_client().zrem(stream_slots_key(user_id), member)
+
+
+async def stream_slots_open(user_id) -> int:
+    """How many streams `user_id` has open (the expired ones not counted)."""
+    client = async_client()
+    seconds, micros = await client.time()
+    return await client.zcount(stream_slots_key(user_id), seconds + micros / 1e6, "+inf")
 
 
 def _append(job_id, event: str, data: dict) -> bytes | None:

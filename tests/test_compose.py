@@ -29,7 +29,7 @@ DOTENV = {
     "FLOWER_BASIC_AUTH": "ops:flower-secret-from-env",
     "VLLM_API_KEY": "vllm-secret-from-env",
 }
-REQUIRED = {"postgres", "redis", "web", "worker", "webhooks", "beat", "flower"}
+REQUIRED = {"postgres", "redis", "web", "worker", "webhooks", "maintenance", "beat", "flower"}
 # The services that run this project's code (built from this repository).
 APP = sorted(name for name, service in SERVICES.items() if "build" in service)
 MODEL_WORKERS = ["worker", "worker-cpu"]
@@ -378,15 +378,20 @@ def test_worker_queues_follow_the_registry(settings, aigc_queue, models):
         assert f"-d {node.replace('%h', '$HOSTNAME')}" in ping, f"{name}'s healthcheck pings another node"
 
 
-def test_the_light_queue_is_consumed_and_hosts_no_model(settings):
-    """Webhook deliveries and the reconciler that beat sends go to the webhooks queue: someone must take them."""
+def test_the_light_queues_are_consumed_and_host_no_model(settings):
+    """Webhook deliveries (and the outbox sweeper) go to the webhooks queue, the reconciler to a queue of its own
+    that no webhooks worker shares, so slow receivers never delay recovery: someone must take each."""
     from generation.services.webhooks import WEBHOOK_QUEUE
+    from generation.tasks import MAINTENANCE_QUEUE
 
-    webhooks = service("webhooks")
-    assert option(argv(webhooks), "--queues", "-Q").split(",") == [WEBHOOK_QUEUE]
-    assert environment(webhooks)["AIGC_LOAD_MODEL"] == "0"
-    beat_queues = {entry["options"]["queue"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert beat_queues == {WEBHOOK_QUEUE}
+    for name, queue in (("webhooks", WEBHOOK_QUEUE), ("maintenance", MAINTENANCE_QUEUE)):
+        svc = service(name)
+        assert option(argv(svc), "--queues", "-Q").split(",") == [queue], name
+        assert environment(svc)["AIGC_LOAD_MODEL"] == "0"
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["reconcile-jobs"]["options"]["queue"] == MAINTENANCE_QUEUE
+    assert schedule["sweep-webhooks"]["options"]["queue"] == WEBHOOK_QUEUE
+    assert {entry["options"]["queue"] for entry in schedule.values()} == {WEBHOOK_QUEUE, MAINTENANCE_QUEUE}
 
 
 STARTS = """

@@ -58,6 +58,20 @@ def test_no_process_starts_without_a_secret_key_when_debug_is_off():
         assert out.returncode != 0 and "ImproperlyConfigured: Set DJANGO_SECRET_KEY" in out.stderr
 
 
+def test_the_placeholder_secret_of_env_example_is_refused_at_start():
+    """Copying .env.example to .env and starting is the easy mistake: the key would be public. Refused with
+    DEBUG on too, and as a fallback key; the placeholder tested is read from .env.example itself."""
+    line = next(x for x in (ROOT / ".env.example").read_text().splitlines() if x.startswith("DJANGO_SECRET_KEY="))
+    placeholder = line.split("=", 1)[1].strip()
+    assert placeholder
+    for overrides in ({"DJANGO_SECRET_KEY": placeholder}, {"DJANGO_SECRET_KEY": placeholder, "DJANGO_DEBUG": "1"}):
+        out = run(["manage.py", "check"], production_env(**overrides))
+        assert out.returncode != 0 and "ImproperlyConfigured" in out.stderr and ".env.example" in out.stderr, out.stderr
+    out = run(["manage.py", "check"], production_env(DJANGO_SECRET_KEY_FALLBACKS=f"old-key,{placeholder}"))
+    assert out.returncode != 0 and "DJANGO_SECRET_KEY_FALLBACKS" in out.stderr, out.stderr
+    assert run(["manage.py", "check"], production_env()).returncode == 0  # a real key still starts
+
+
 def test_the_secret_key_is_taken_as_it_is():
     key = "$" + get_random_secret_key()  # not the name of another variable, as django-environ would read it
     assert settings_in(production_env(DJANGO_SECRET_KEY=key), "SECRET_KEY") == {"SECRET_KEY": key}

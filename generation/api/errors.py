@@ -7,7 +7,7 @@
 """
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -50,11 +50,17 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = 413
     default_code = "payload_too_large"
 
+    def __init__(self, detail=None, code=None, param: str | None = None):
+        super().__init__(detail, code)
+        self.param = param
+
 
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
         exc = PayloadTooLarge(f"The request body is larger than {limit} KiB; send less (or a batch file of fewer jobs).")
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):  # Django's form parser; else an HTML 400 page
+        exc = exceptions.ValidationError({"non_field_errors": [f"Too many form fields or files ({exc})."]})
     if isinstance(exc, LimitExceeded):
         exc = exceptions.Throttled(wait=exc.retry_after, detail=exc.message, code=exc.code)
     if isinstance(exc, DjangoValidationError):
@@ -68,8 +74,9 @@ def exception_handler(exc, context):
         code = "invalid"
     else:
         detail = getattr(exc, "detail", response.data)
-        fields = {}
         message = str(detail.get("detail", detail)) if isinstance(detail, dict) else str(detail)
+        param = getattr(exc, "param", None)
+        fields = {param: [message]} if param else {}
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
     response.data = {
         "error": {

@@ -26,7 +26,7 @@ from .. import registry, services
 from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
 from .errors import flatten
-from .streams import job_event_entries
+from .streams import StreamClosed, StreamGuard, job_event_entries, too_many_streams
 
 log = logging.getLogger("generation.openai")
 
@@ -167,25 +167,34 @@ async def _complete(request, serializer_class, chat: bool):
                       param="model", code="model_not_found")  # fmt: skip
     messages = [dict(m) for m in data["messages"]] if chat else [{"role": "user", "content": data["prompt"]}]
     prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+    guard = StreamGuard.for_key(key)  # a stream counts against the user's open streams (before a job is made)
+    if data["stream"] and not await guard.take():
+        return too_many_streams()
     try:
         job = await sync_to_async(services.job_create)(
             user=key.user, template="chat", inputs={"prompt": prompt or " "}, messages=messages,
             params=payload.params(), api_key=key, model_alias=alias,
         )  # fmt: skip
     except ValidationError as exc:
+        await guard.release()
         field, text = next(iter(exc.message_dict.items()))
         return _error(" ".join(text), 400, param=PARAM_NAMES.get(field, field))
     except LimitExceeded as exc:
+        await guard.release()
         return _limit_error(exc)
     shape = _Shape(job, data["model"], chat, include_usage=bool((data.get("stream_options") or {}).get("include_usage")))
     if data["stream"]:
-        response = StreamingHttpResponse(shape.stream(), content_type="text/event-stream")
+        response = StreamingHttpResponse(shape.stream(guard), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
-    async for entry in job_event_entries(job.pk):
-        if entry is not None and entry[0] in ("done", "error"):
-            break
+    try:  # the same lifetime, back-off and key re-check as a stream; an answer nobody can get is not run on
+        async for entry in job_event_entries(job.pk, guard=guard):
+            if entry is not None and entry[0] in ("done", "error"):
+                break
+    except StreamClosed as exc:
+        await sync_to_async(_abandon)(job.pk)
+        return _error(exc.message, exc.status, code=exc.code)
     final = await sync_to_async(_finished)(job.pk)
     if final.status != "succeeded":
         return _error(final.error or f"The job ended {final.status}.", 500 if final.status == "failed" else 409,
@@ -239,25 +248,29 @@ class _Shape:
             body["usage"] = usage
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-    async def stream(self):
+    async def stream(self, guard=None):
         """Deltas as they are written; each choice's finish_reason from the stored job; then [DONE]. A client that
         goes away before the end (as a worker relaying to this server does when its own job is cancelled) cancels
-        the job: nobody is left to read it."""
+        the job: nobody is left to read it. So does a stream cut short (its lifetime, a revoked key): an error
+        chunk says why, as OpenAI's streams report errors."""
         complete = False
         try:
-            async for chunk in self._chunks():
+            async for chunk in self._chunks(guard):
                 yield chunk
             complete = True
+        except StreamClosed as exc:
+            error = {"error": {"message": exc.message, "type": "server_error", "param": None, "code": exc.code}}
+            yield f"data: {json.dumps(error, ensure_ascii=False)}\n\n"
         finally:
             if not complete:
                 await sync_to_async(_abandon)(self.job.pk)
 
-    async def _chunks(self):
+    async def _chunks(self, guard=None):
         sent: dict[int, str] = {}
         if self.chat:
             yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                                 "finish_reason": None} for i in range(self.n)])  # fmt: skip
-        async for entry in job_event_entries(self.job.pk):
+        async for entry in job_event_entries(self.job.pk, guard=guard):
             if entry is None:
                 yield ": waiting\n\n"
                 continue

@@ -167,6 +167,35 @@ class TemplateDetailSerializer(TemplateSerializer):
         fields = TemplateSerializer.Meta.fields + ["versions"]
 
 
+class ErrorDetailSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    type = serializers.ChoiceField(choices=["invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+                                            "conflict_error", "rate_limit_error", "api_error"])  # fmt: skip
+    code = serializers.CharField()
+    param = serializers.CharField(allow_null=True, help_text="The first field at fault, e.g. inputs.text; null if none.")
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), help_text="Every field at fault.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every 4xx of the API has this shape (generation/api/errors.py)."""
+
+    error = ErrorDetailSerializer()
+
+
+class JobPageSerializer(serializers.Serializer):
+    """A cursor page, as JobCursorPagination answers it."""
+
+    next = serializers.URLField(allow_null=True, help_text="The next page; null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page; null on the first.")
+    results = JobSerializer(many=True)
+
+
+class BatchJobsSerializer(StrictSerializer):
+    """The JSON form of a batch (schema only; BatchCreateSerializer reads both forms)."""
+
+    jobs = serializers.ListField(child=JobCreateSerializer(), min_length=1, help_text="Job bodies, as for POST /jobs/.")
+
+
 class BatchCreateSerializer(StrictSerializer):
     jobs = serializers.ListField(child=serializers.DictField(), required=False, help_text="Job bodies, as for POST /jobs/.")
     file = serializers.FileField(required=False, help_text="Instead of `jobs`: a CSV (columns kind or template, "

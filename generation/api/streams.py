@@ -3,44 +3,175 @@
 An async view: under the ASGI server an open stream holds no worker thread. Entries carry their Redis Stream
 id; a reader reconnecting with `Last-Event-ID` (or `?last_event_id=`) gets exactly the entries after it.
 When the stream is gone (expired, or Redis lost it) and the job is finished, the text comes from the database.
+
+A stream costs a connection, a Redis read and a check every keep-alive, so each is bounded: a user has at most
+AIGC_STREAMS_PER_USER open (counted in Redis across web processes), a stream lives at most AIGC_STREAM_MAX_S,
+and at each keep-alive it checks that its key or session still stands and whether the job ended (in the
+database: a worker that died between its commit and its last publish leaves a stream without an end). Redis
+errors are retried with a growing pause and given up after two keep-alives; a client that leaves stops its
+stream at once (the ASGI handler cancels it), which frees its slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import math
+import re
+import time
+import uuid
+from contextlib import aclosing
+from importlib import import_module
+from types import SimpleNamespace
 
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib import auth
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 
 from .. import events, selectors, services
-from ..models import Job
+from ..models import ApiKey, Job
 
-BLOCK_MS = 15000
+log = logging.getLogger("generation.streams")
+
+# Redis Stream ids are two unsigned 64-bit numbers; the database fallback's own ids are db-<index> and db-end.
+_REDIS_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII digits: \d would take other scripts' digits
+_DB_ID = re.compile(r"db-(?:[0-9]{1,4}|end)")
+_U64 = 2**64
+
+
+def _conf() -> tuple[float, float, int]:
+    """(keep-alive s, lifetime s, streams per user), read at each use so that settings overrides apply."""
+    aigc = settings.AIGC
+    return float(aigc["STREAM_KEEPALIVE_S"]), float(aigc["STREAM_MAX_S"]), int(aigc["STREAMS_PER_USER"])
+
+
+def _error(message: str, status: int, kind: str, code: str, param: str | None = None, headers=None) -> JsonResponse:
+    """The API's error envelope (generation/api/errors.py), for this plain async view."""
+    body = {"error": {"message": message, "type": kind, "code": code, "param": param,
+                      "fields": {param: [message]} if param else {}}}  # fmt: skip
+    return JsonResponse(body, status=status, headers=headers or {})
+
+
+def parse_last_event_id(value: str | None) -> str | None:
+    """The id to resume after ("0-0" for none), or None when `value` is no id this endpoint ever sent."""
+    if value is None or value == "":
+        return "0-0"
+    match = _REDIS_ID.fullmatch(value)
+    if match:
+        return value if all(int(part) < _U64 for part in match.groups()) else None
+    return value if _DB_ID.fullmatch(value) else None
+
+
+class StreamClosed(Exception):
+    """The stream stopped for a reason of its own, not the job's: `code` says which, `status` is the HTTP
+    status a caller that has not answered yet would give."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+class StreamGuard:
+    """One reader's open stream: its place in the user's count of open streams, and who may keep reading it.
+
+    `key_id`: the API key that opened it; `session_key`: else the browser session. `check()` runs at every
+    keep-alive and raises StreamClosed once the key is revoked, the session logged out or the user disabled."""
+
+    def __init__(self, user_id: int, key_id: int | None = None, session_key: str | None = None) -> None:
+        self.user_id, self.key_id, self.session_key = user_id, key_id, session_key
+        self.member = uuid.uuid4().hex
+        self.counted = False
+
+    @classmethod
+    def for_key(cls, key: ApiKey) -> StreamGuard:
+        return cls(key.user_id, key_id=key.pk)
+
+    async def take(self) -> bool:
+        """Count this stream against the user's cap; False when the cap is reached. With Redis unreachable
+        the stream is let through uncounted: it then backs off and ends on its own."""
+        keepalive, _, cap = _conf()
+        try:
+            self.counted = await events.stream_slot_take(self.user_id, self.member, cap, _slot_ttl(keepalive))
+        except aioredis.RedisError as exc:
+            log.warning("could not count an open stream of user %s: %s", self.user_id, exc)
+            return True
+        return self.counted
+
+    async def refresh(self) -> None:
+        if not self.counted:
+            return
+        try:
+            await events.stream_slot_take(self.user_id, self.member, _U64, _slot_ttl(_conf()[0]))
+        except aioredis.RedisError:
+            pass  # the slot ages out instead; the stream's own reads report Redis errors
+
+    async def release(self) -> None:
+        """Idempotent; runs in the stream's `finally`, also when the client left (the task is cancelled)."""
+        if not self.counted:
+            return
+        self.counted = False
+        try:
+            await asyncio.wait_for(asyncio.shield(events.stream_slot_release(self.user_id, self.member)), 5)
+        except (aioredis.RedisError, TimeoutError, asyncio.CancelledError):
+            log.info("could not release a stream slot of user %s; it ages out", self.user_id)
+
+    def allowed(self) -> bool:
+        """Whether the one who opened the stream may still read it (a database read)."""
+        if self.key_id is not None:
+            return ApiKey.objects.filter(pk=self.key_id, revoked_at__isnull=True, user__is_active=True).exists()
+        if self.session_key is None:
+            return True
+        session = import_module(settings.SESSION_ENGINE).SessionStore(self.session_key)
+        user = auth.get_user(SimpleNamespace(session=session))  # as a new request with that cookie would see it
+        return user.is_authenticated and user.pk == self.user_id
+
+
+def _slot_ttl(keepalive: float) -> float:
+    """How long a slot outlives its last refresh: two keep-alives, so one late refresh does not drop it."""
+    return 2 * keepalive + 5
+
+
+def too_many_streams() -> JsonResponse:
+    keepalive, _, cap = _conf()
+    message = (f"Too many open event streams: at most {cap} per user. Close one (or let one end), "
+               "then retry.")  # fmt: skip
+    return _error(message, 429, "rate_limit_error", "too_many_streams", headers={"Retry-After": str(max(1, math.ceil(keepalive)))})
 
 
 async def _user(request):
+    """(user, guard) of the caller, or (None, None)."""
     header = request.headers.get("Authorization", "")
     scheme, _, raw = header.partition(" ")
     if scheme.lower() == "bearer":
         key = await sync_to_async(services.api_key_authenticate)(raw.strip())
-        return key.user if key else None
+        return (key.user, StreamGuard.for_key(key)) if key else (None, None)
     user = await request.auser()
-    return user if user.is_authenticated else None
+    if not user.is_authenticated:
+        return None, None
+    return user, StreamGuard(user.pk, session_key=request.session.session_key)
 
 
 async def job_events(request, job_id):
-    user = await _user(request)
+    user, guard = await _user(request)
     if user is None:
         body = {"error": {"message": "Authentication credentials were not provided or are invalid.", "type": "authentication_error",
                           "code": "not_authenticated", "param": None, "fields": {}}}  # fmt: skip
         return JsonResponse(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+    given = request.headers.get("Last-Event-ID")
+    given = request.GET.get("last_event_id") if given is None else given
+    last_id = parse_last_event_id(given)
+    if last_id is None:
+        return _error("Last-Event-ID: not an event id of this stream (`<ms>-<seq>` as sent in `id:`, or `db-<n>`, `db-end`).",
+                      400, "invalid_request_error", "invalid", param="Last-Event-ID")  # fmt: skip
     job = await sync_to_async(selectors.job_for_user)(user, job_id)
     if job is None:
         raise Http404
-    last_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or "0-0"
-    response = StreamingHttpResponse(_stream(job.pk, last_id), content_type="text/event-stream")
+    if not await guard.take():
+        return too_many_streams()
+    response = StreamingHttpResponse(_stream(job.pk, last_id, guard), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -53,11 +184,25 @@ def _final_job(job_id):
     return job.status, job.error, [o.text for o in job.outputs.all()]
 
 
-async def _lost_and_final(client, key, job_id):
-    """When the stream is gone (expired or lost with Redis) and the job is done: its final state, else None."""
-    if await _exists(client, key):
-        return None
-    return await sync_to_async(_final_job)(job_id)
+def _stop_if_cancelled() -> None:
+    """When the client leaves, the ASGI handler cancels the stream's task. A layer below may swallow that
+    cancel (asgiref's sync_to_async can wait for its thread and return normally; the old loop was seen going
+    on for ever for clients long gone, the task still marked as being cancelled): so the stream asks itself."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _db(func, *args):
+    """`sync_to_async(func)(*args)`, not outliving a cancel."""
+    result = await sync_to_async(func)(*args)
+    _stop_if_cancelled()
+    return result
+
+
+def _keepalive_check(job_id, guard: StreamGuard | None):
+    """At each keep-alive, in one trip to the database: (the job's final state or None, reader still allowed)."""
+    return _final_job(job_id), guard is None or guard.allowed()
 
 
 def _from_database(final, fresh: bool):
@@ -70,45 +215,106 @@ def _from_database(final, fresh: bool):
     yield end, json.dumps({"status": status, **({"error": error} if error else {})}, ensure_ascii=False), "db-end"
 
 
-async def job_event_entries(job_id, last_id: str = "0-0"):
-    """A job's events after `last_id` as (event, data, id), ending with its done/error event; None while
-    nothing happens (every BLOCK_MS), so that a caller can keep its connection alive."""
+class _Backoff:
+    """Redis errors in a row: each pause twice the last, up to one keep-alive; after `give_up_s` of nothing but
+    errors the reader gives up. An error never makes a reader retry at once."""
+
+    FIRST_S = 0.1
+
+    def __init__(self, most_s: float, give_up_s: float) -> None:
+        self.most_s, self.give_up_s = most_s, give_up_s
+        self.since: float | None = None
+        self.pause = 0.0
+
+    def reset(self) -> None:
+        self.since, self.pause = None, 0.0
+
+    async def wait(self) -> bool:
+        """Pause before the next try; False (without pausing) once it is time to give up."""
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since >= self.give_up_s:
+            return False
+        self.pause = min(max(self.pause * 2, self.FIRST_S), self.most_s)
+        await asyncio.sleep(self.pause)
+        return True
+
+
+async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | None = None):
+    """A job's events after `last_id` (already validated) as (event, data, id), ending with its done/error
+    event; None at each keep-alive while nothing happens, so that a caller can keep its connection alive.
+    Raises StreamClosed when the stream must stop before the job ends (lifetime, a revoked reader, Redis
+    unreachable for two keep-alives). Releases `guard`'s slot however it ends."""
+    keepalive, lifetime, _ = _conf()
     key = events.stream_key(job_id)
-    client = aioredis.from_url(settings.REDIS_URL)
+    started = time.monotonic()
+    deadline, next_check = started + lifetime, started + keepalive
+    backoff = _Backoff(keepalive, 2 * keepalive)
+    fresh = last_id == "0-0"
+    if last_id.startswith("db-"):
+        last_id = "0-0"
     try:
-        fresh = last_id == "0-0"
-        if last_id.startswith("db-"):
-            last_id = "0-0"
-        final = await _lost_and_final(client, key, job_id)  # checked first: no need to wait for a lost stream
-        while final is None:
+        client = events.async_client()
+        # A finished job's stream is replayed without waiting, then ended: by its end entry, or from the
+        # database when the stream has none (lost, or its worker died between commit and publish).
+        final = await _db(_final_job, job_id)
+        while True:
+            _stop_if_cancelled()
+            now = time.monotonic()
+            if now >= deadline:
+                raise StreamClosed("stream_lifetime", f"The stream reached its maximum lifetime ({lifetime:g} s); "
+                                   "reconnect with Last-Event-ID to go on.", 408)  # fmt: skip
             try:
-                batch = await client.xread({key: last_id}, block=BLOCK_MS, count=200)
-            except aioredis.RedisError:
+                if final is not None:
+                    batch = await client.xread({key: last_id}, count=200)
+                else:
+                    block_ms = max(1, int((min(next_check, deadline) - now) * 1000))  # 0 would block for ever
+                    batch = await client.xread({key: last_id}, block=block_ms, count=200)
+                backoff.reset()
+            except aioredis.RedisError as exc:
+                if final is not None:
+                    break  # Redis cannot replay it: the database can
+                log.info("job %s: reading its stream failed: %s", job_id, exc)
+                if not await backoff.wait():
+                    final, _ = await _db(_keepalive_check, job_id, None)
+                    if final is not None:
+                        break
+                    raise StreamClosed("stream_unavailable", "The job's stream cannot be read now; reconnect "
+                                       "with Last-Event-ID to go on.", 503) from exc  # fmt: skip
                 batch = None
-            if not batch:
-                final = await _lost_and_final(client, key, job_id)
+            if batch:
+                for entry_id, fields in batch[0][1]:
+                    last_id, fresh = entry_id.decode(), False
+                    event = fields[b"event"].decode()
+                    yield event, fields[b"data"].decode(), last_id
+                    if event in ("done", "error"):
+                        return
+            elif final is not None:
+                break  # replayed all there is, and no end entry: the database ends it
+            if time.monotonic() >= next_check:
+                final, allowed = await _db(_keepalive_check, job_id, guard)
+                if not allowed:
+                    raise StreamClosed("credentials_revoked", "The key or session that opened this stream is no "
+                                       "longer valid.", 401)  # fmt: skip
+                if guard is not None:
+                    await guard.refresh()
+                next_check = time.monotonic() + keepalive
                 if final is None:
                     yield None
-                continue
-            for entry_id, fields in batch[0][1]:
-                last_id, fresh = entry_id.decode(), False
-                event = fields[b"event"].decode()
-                yield event, fields[b"data"].decode(), last_id
-                if event in ("done", "error"):
-                    return
         for entry in _from_database(final, fresh):
             yield entry
     finally:
-        await client.aclose()
+        if guard is not None:
+            await guard.release()
 
 
-async def _stream(job_id, last_id: str):
-    async for entry in job_event_entries(job_id, last_id):
-        yield ": waiting\n\n" if entry is None else events.sse(*entry)  # a comment keeps proxies from closing an idle stream
-
-
-async def _exists(client, key) -> bool:
+async def _stream(job_id, last_id: str, guard: StreamGuard):
     try:
-        return bool(await client.exists(key))
-    except aioredis.RedisError:
-        return False
+        async with aclosing(job_event_entries(job_id, last_id, guard)) as entries:  # closed (slot freed) with this one
+            async for entry in entries:
+                yield ": waiting\n\n" if entry is None else events.sse(*entry)  # a comment keeps proxies from closing an idle stream
+    except StreamClosed as exc:
+        # No `done`: the job goes on. EventSource reconnects after `retry` ms with Last-Event-ID (and stops on
+        # the 401 a revoked key then gets); other clients do the same.
+        log.info("job %s: stream closed (%s)", job_id, exc.code)
+        yield f": closed: {exc.code}: {exc.message}\nretry: {int(_conf()[0] * 1000)}\n\n"

@@ -1,12 +1,15 @@
 """The REST API for editorial tools. Thin: parse, call a service or selector, serialise."""
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,12 +17,17 @@ from .. import selectors, services
 from ..models import ApiKey, Kind
 from ..services import limits
 from . import batches
+from . import schema as _schema  # noqa: F401 (registers the schema extensions)
 from .errors import error_response, flatten
+from .parsers import SafeJSONParser
 from .serializers import (
     BatchCreateSerializer,
+    BatchJobsSerializer,
     BatchSerializer,
+    ErrorSerializer,
     JobCreateSerializer,
     JobListQuerySerializer,
+    JobPageSerializer,
     JobSerializer,
     TemplateDetailSerializer,
     TemplateSerializer,
@@ -72,8 +80,11 @@ ERROR_EXAMPLE = OpenApiExample(
 
 
 class JobListCreateApi(APIView):
-    @extend_schema(parameters=[JobListQuerySerializer], responses=JobSerializer(many=True), examples=[PAGE_EXAMPLE],
-                   summary="List your jobs")  # fmt: skip
+    parser_classes = [SafeJSONParser]  # a job body nests objects: no form encoding can carry it
+    body_required = True  # for POST (the schema)
+
+    @extend_schema(operation_id="v1_jobs_list", parameters=[JobListQuerySerializer], responses=JobPageSerializer, examples=[PAGE_EXAMPLE],
+                   summary="List your jobs (a cursor page, newest first)")  # fmt: skip
     def get(self, request):
         query = JobListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -83,7 +94,8 @@ class JobListCreateApi(APIView):
         return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(
-        request=JobCreateSerializer, responses={202: JobSerializer, 200: JobSerializer, 409: OpenApiResponse(description="Idempotency-Key reused with another body")},
+        request=JobCreateSerializer, responses={202: JobSerializer, 200: OpenApiResponse(JobSerializer, description="A retry with the same Idempotency-Key and body: the job it created"),
+                                                 409: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with another body")},
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with the same key and body return the same job.")],
         examples=[CREATE_EXAMPLE, OpenApiExample("Queued", value={**JOB, "status": "queued", "outputs": [],
                   "usage": {"prompt_tokens": None, "completion_tokens": None}}, response_only=True, status_codes=["202"]),
@@ -117,7 +129,7 @@ class JobDetailApi(APIView):
 
 
 class JobCancelApi(APIView):
-    @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(description="The job had already ended")},
+    @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(ErrorSerializer, description="The job had already ended")},
                    examples=[OpenApiExample("Cancelled", value={**JOB, "status": "cancelled", "outputs": []}, response_only=True)],
                    summary="Cancel a queued or running job")  # fmt: skip
     def post(self, request, job_id):
@@ -151,11 +163,18 @@ class UsageApi(APIView):
 
 
 class BatchCreateApi(APIView):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [SafeJSONParser, MultiPartParser]
+    body_required = True  # (the schema)
+
+    def initial(self, request, *args, **kwargs):
+        # Before authentication: a session's CSRF check reads the form, which would parse (and spool) the body.
+        batches.refuse_large_body(request)
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(
-        request={"application/json": BatchCreateSerializer, "multipart/form-data": BatchCreateSerializer},
-        responses={202: BatchSerializer},
+        request={"application/json": BatchJobsSerializer, "multipart/form-data": _schema.BATCH_FILE},
+        responses={202: BatchSerializer, 413: OpenApiResponse(ErrorSerializer, description="The body or the file is too large "
+                                                              "(AIGC_MAX_BATCH_FILE_BYTES); refused before it is read")},
         examples=[OpenApiExample("Two summaries", request_only=True, value={"jobs": [
             {"kind": "summary", "inputs": {"text": "First story..."}}, {"kind": "summary", "inputs": {"text": "Second story..."}}]})],
         summary="Create up to 100 jobs at once: all are queued, or none (errors name the item)",
@@ -163,9 +182,9 @@ class BatchCreateApi(APIView):
     def post(self, request):
         payload = BatchCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        raw = batches.parse_items(payload.validated_data, limit=settings.AIGC["MAX_BATCH_JOBS"])
+        parsed = batches.parse_items(payload.validated_data, limit=settings.AIGC["MAX_BATCH_JOBS"])
         items, errors = [], {}
-        for i, body in enumerate(raw):
+        for i, body in enumerate(parsed.items):
             item = JobCreateSerializer(data=body)
             if item.is_valid():
                 items.append(dict(item.validated_data))
@@ -173,8 +192,23 @@ class BatchCreateApi(APIView):
                 items.append(None)
                 errors.update({f"jobs.{i}.{k}": v for k, v in flatten(item.errors).items()})
         api_key = _signing_key(request, [item for item in items if item])
-        batch = services.batch_create(user=request.user, items=items, api_key=api_key, errors=errors)
+        try:
+            batch = services.batch_create(user=request.user, items=items, api_key=api_key, errors=errors)
+        except DjangoValidationError as exc:
+            raise ValidationError(_name_items(parsed, exc.message_dict)) from None
         return Response(_batch_body(batch, request), status=status.HTTP_202_ACCEPTED)
+
+
+def _name_items(parsed: batches.Parsed, errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """"jobs.<i>.<field>" keys as the request named the item: the same for a JSON list, the file's row and
+    column (or line and field) for an upload."""
+    named: dict[str, list[str]] = {}
+    for key, messages in errors.items():
+        match = re.fullmatch(r"jobs\.(\d+)\.(.+)", key)
+        if match and int(match[1]) < len(parsed.items):
+            key, messages = parsed.name(int(match[1]), match[2], list(messages))
+        named.setdefault(key, []).extend(messages)
+    return named
 
 
 class BatchDetailApi(APIView):
@@ -236,7 +270,8 @@ class TemplateListApi(APIView):
 
 
 class TemplateDetailApi(APIView):
-    @extend_schema(responses=TemplateDetailSerializer, summary="Get a template with its versions", examples=[OpenApiExample(
+    @extend_schema(responses=TemplateDetailSerializer, summary="Get a template with its versions",
+                   parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=_schema.SLUG)], examples=[OpenApiExample(
         "Headline template", response_only=True, value={**TEMPLATE, "versions": [{"number": 1, "labels": ["production", "staging"],
         "system_prompt": "You are a news editor.", "user_template": "Write one headline for this story: {text}",
         "variables": TEMPLATE["variables"], "default_params": TEMPLATE["default_params"], "output_format": "headline"}]})])  # fmt: skip

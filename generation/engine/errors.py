@@ -2,7 +2,11 @@
 
 
 class EngineError(Exception):
-    """A generation request that cannot be served."""
+    """A generation request that cannot be served. What it used before failing, where known, so the job still
+    pays for it."""
+
+    prompt_tokens = 0
+    completion_tokens = 0
 
 
 class PromptTooLong(EngineError):
@@ -13,6 +17,8 @@ class GenerationTimeout(EngineError):
     """The request ran past its deadline."""
 
     @classmethod
-    def after(cls, seconds: float) -> "GenerationTimeout":
+    def after(cls, seconds: float, prompt_tokens: int = 0, completion_tokens: int = 0) -> "GenerationTimeout":
         """The one wording, whichever engine enforced the limit."""
-        return cls(f"The job ran past its time limit of {seconds:g} s.")
+        exc = cls(f"The job ran past its time limit of {seconds:g} s.")
+        exc.prompt_tokens, exc.completion_tokens = prompt_tokens, completion_tokens
+        return exc

@@ -106,17 +106,18 @@ class LlamaModel:
         raw = lc.llama_model_chat_template(self.model, None)
         return raw.decode("utf-8") if raw else ""
 
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of `text`, special tokens in it parsed as such (the chat template writes them), no BOS
-        added (the template writes it where the model wants one)."""
+    def tokenize(self, text: str, special: bool = True) -> list[int]:
+        """Token ids of `text`, no BOS added (the template writes it where the model wants one). `special`: its
+        special-token strings are parsed as control tokens (the chat template's text), or read as plain text
+        (what users wrote)."""
         data = text.encode("utf-8")
         capacity = len(data) + 8
         tokens = (lc.llama_token * capacity)()
-        n = lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, False, True)
+        n = lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, False, special)
         if n < 0:  # more tokens than bytes cannot happen for these vocabularies, but be exact
             capacity = -n
             tokens = (lc.llama_token * capacity)()
-            n = lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, False, True)
+            n = lc.llama_tokenize(self.vocab, data, len(data), tokens, capacity, False, special)
         return list(tokens[:n])
 
     def piece(self, token: int, special: bool = False) -> bytes:
@@ -307,7 +308,7 @@ class LlamaCppEngine(LocalEngine):
         return self.chat.render(messages)
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
-        return self.llm.tokenize(self.render_chat(messages))
+        return [t for text, trusted in self.chat.render_parts(messages) for t in self.llm.tokenize(text, special=trusted)]
 
     def is_end(self, token: int) -> bool:
         return self.llm.is_end(token)

@@ -165,7 +165,7 @@ class OutputProcessor:
             self.finish(active)
             return True
         if r.time_limit and now - active.started > r.time_limit:
-            self.fail(active, GenerationTimeout.after(r.time_limit))
+            self.fail(active, GenerationTimeout.after(r.time_limit, len(active.prompt), sum(row.generated for row in active.rows)))
             return True
         return False
 

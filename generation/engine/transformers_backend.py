@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicLayer
 
+from .chat import ChatTemplate
 from .errors import EngineError
 from .local import LocalEngine
 from .output import OffsetDetokenizer
@@ -289,6 +290,8 @@ class TransformersEngine(LocalEngine):
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.eos_ids = self._eos_ids()
+        # The renderer the web tier uses too (describe()), so the parts users wrote are known when encoding.
+        self.chat = ChatTemplate(tokenizer.chat_template or "", self._special_tokens())
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
         super().__init__(
             runner=TorchRunner(model, pad_id, self.device),
@@ -319,11 +322,16 @@ class TransformersEngine(LocalEngine):
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
-        return self.tokenizer(self.render_chat(messages), add_special_tokens=False)["input_ids"]
+        """Special-token strings count only where the chat template wrote them (see ChatTemplate.render_parts)."""
+        return [t for text, trusted in self.chat.render_parts(messages)
+                for t in self.tokenizer(text, add_special_tokens=False, split_special_tokens=not trusted)["input_ids"]]  # fmt: skip
+
+    def _special_tokens(self) -> dict:
+        return {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
 
     def describe(self) -> dict:
         """What the web tier needs to count and preview prompts without loading the model (or torch)."""
-        special = {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        special = self._special_tokens()
         return {
             "name": self.model_name,
             "backend": self.backend,

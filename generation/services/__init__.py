@@ -15,7 +15,7 @@ from .templates import (
     templates_export,
     templates_import,
 )
-from .webhooks import webhook_deliver, webhook_schedule
+from .webhooks import callback_url_check, webhook_enqueue, webhook_send, webhook_sweep
 
 __all__ = [
     "IdempotencyConflict",
@@ -43,6 +43,8 @@ __all__ = [
     "template_version_create",
     "templates_export",
     "templates_import",
-    "webhook_deliver",
-    "webhook_schedule",
+    "callback_url_check",
+    "webhook_enqueue",
+    "webhook_send",
+    "webhook_sweep",
 ]

@@ -2,6 +2,10 @@ import hashlib
 import hmac
 import secrets
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from ..models import ApiKey
@@ -14,7 +18,17 @@ def _hash(secret: str) -> str:
 
 
 def api_key_create(user, name: str = "") -> tuple[ApiKey, str]:
-    """Create a key for `user`; returns the row and the full key, which is never retrievable again."""
+    """Create a key for `user`; returns the row and the full key, which is never retrievable again. A user has
+    at most AIGC_MAX_KEYS_PER_USER live keys: each key has its own request rate, so keys must not be free."""
+    cap = settings.AIGC["MAX_KEYS_PER_USER"]
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).exists()  # two requests cannot both take the last
+        if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= cap:
+            raise ValidationError({"name": [f"You have {cap} live API keys, the most allowed: revoke one you no longer use."]})
+        return _create(user, name)
+
+
+def _create(user, name: str) -> tuple[ApiKey, str]:
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey.objects.create(user=user, name=name[:100], prefix=prefix, key_hash=_hash(secret))

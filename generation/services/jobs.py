@@ -12,21 +12,24 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from .. import codeedit, events, logs, metrics, prompts, registry, selectors, shaping
-from ..models import Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
+from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
 from ..worker import heartbeat
 from . import limits
 from .templates import param_limits, resolve_version
-from .webhooks import webhook_schedule
+from .webhooks import callback_url_check, webhook_enqueue
 
 log = logging.getLogger("generation.jobs")
 
 # Further sampled rounds for candidates that miss their contract: cheap for one-line headlines, one more
 # try for anything longer.
 TOP_UP_ROUNDS = {"headline": 4}
+# Documenting code: a sentence per function, sampled again when empty.
+DOCSTRING_TRIES = 3
+DOCSTRING_MAX_TOKENS = 64
 HEADLINE_WORDS = (3, 20)
 # A word budget becomes a token budget: ~1.4 tokens per English word, with room to reach 1.5x the budget.
 TOKENS_PER_WORD = 1.4
@@ -63,14 +66,14 @@ def _word_budget(version: TemplateVersion, inputs: dict) -> int | None:
     return int(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
-def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_tokens: int) -> None:
-    """Refuse a prompt that cannot fit the model's context with room for the requested output."""
+def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_tokens: int) -> int:
+    """Refuse a prompt that cannot fit the model's context with room for the requested output; its tokens."""
     counter = selectors.prompt_counter(alias)
     if counter is None:  # not published (yet, or a remote engine): the engine or the remote server checks it
-        return
+        return _tokens_at_most(messages)
     prompt_tokens = counter.count(messages)
     if prompt_tokens + max_new_tokens <= counter.context_length:
-        return
+        return prompt_tokens
     texts = {k: v for k, v in inputs.items() if isinstance(v, str)}
     field = f"inputs.{max(texts, key=lambda k: len(texts[k]))}" if texts else "inputs"
     over = prompt_tokens + max_new_tokens - counter.context_length
@@ -95,6 +98,8 @@ def job_create(
     Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
     limits.LimitExceeded; nothing is written then.
     """
+    if callback_url:
+        callback_url_check(callback_url)  # a 400 naming callback_url for a plainly internal or plain-http target
     tpl = _resolve_template(kind, template)
     tv = resolve_version(tpl, version=version, label=label)
     try:
@@ -114,15 +119,17 @@ def job_create(
     alias = model_alias or tv.model_alias
     if alias not in registry.aliases():
         raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})
-    _check_context(alias, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
-    limits.check_token_quota(user, cleaned_params)
+    prompt_tokens = _check_context(alias, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
     if _documents_python(tv, cleaned_inputs):
-        try:
-            codeedit.undocumented_functions(cleaned_inputs.get("code", ""))
-        except SyntaxError as exc:
-            raise ValidationError({"inputs.code": [f"Does not parse as Python (line {exc.lineno}: {exc.msg})."]}) from None
+        reserved = _docstrings_reservation(tv, cleaned_inputs, cleaned_params, alias)
+    else:
+        reserved = most_tokens(tv.output_format, cleaned_params, prompt_tokens)
     with transaction.atomic():
+        # Checked and inserted under one lock: concurrent requests cannot together pass the quota.
+        limits.lock_quota(user)
+        limits.check_token_quota(user, reserved)
         job = Job.objects.create(
+            reserved_tokens=reserved,
             owner=user,
             kind=tpl.kind,
             template=tpl,
@@ -139,6 +146,53 @@ def job_create(
         )
         transaction.on_commit(lambda: _enqueue(job.pk, alias))
     return job
+
+
+def top_up_rounds(output_format: str) -> int:
+    return TOP_UP_ROUNDS.get(output_format, 1)
+
+
+def most_tokens(output_format: str, params: dict, prompt_tokens: int) -> int:
+    """The most a job can use: its prompt, its first round (n candidates), then every re-sampling round at its
+    widest (twice the candidates still missing, up to MAX_CANDIDATES)."""
+    n, rounds = params["n"], top_up_rounds(output_format)
+    widest = min(2 * n, settings.AIGC["MAX_CANDIDATES"])
+    return prompt_tokens + params["max_new_tokens"] * (n + rounds * widest)
+
+
+def _tokens_at_most(messages: list[dict]) -> int:
+    """A prompt's tokens when no tokenizer is at hand (a remote engine): no tokenizer makes more tokens than
+    UTF-8 bytes, plus the chat template's few per message."""
+    return sum(len(str(m.get("content", "")).encode()) + 8 for m in messages) + 8
+
+
+def docstring_messages(version: TemplateVersion, inputs: dict, fn) -> list[dict]:
+    """The prompt of one function's docstring: the template rendered with that function as `code`."""
+    return prompts.render_messages(version.system_prompt, version.user_template, {**inputs, "code": fn.source})
+
+
+def docstring_tokens(params: dict) -> int:
+    return min(params["max_new_tokens"], DOCSTRING_MAX_TOKENS)
+
+
+def _docstrings_reservation(version: TemplateVersion, inputs: dict, params: dict, alias: str) -> int:
+    """Documenting code is one model call per undocumented function (and up to DOCSTRING_TRIES each): refuse
+    code with more functions than a job may take, and reserve what all those calls can use."""
+    try:
+        functions = codeedit.undocumented_functions(inputs.get("code", ""))
+    except SyntaxError as exc:
+        raise ValidationError({"inputs.code": [f"Does not parse as Python (line {exc.lineno}: {exc.msg})."]}) from None
+    cap = settings.AIGC["MAX_FUNCTIONS_PER_JOB"]
+    if len(functions) > cap:
+        raise ValidationError({"inputs.code": [
+            f"{len(functions)} functions lack a docstring; a job documents at most {cap}. Split the code."]})  # fmt: skip
+    counter = selectors.prompt_counter(alias)
+    total = 0
+    for fn in functions:
+        messages = docstring_messages(version, inputs, fn)
+        prompt = counter.count(messages) if counter is not None else _tokens_at_most(messages)
+        total += DOCSTRING_TRIES * (prompt + docstring_tokens(params))
+    return total
 
 
 def job_rerun(job: Job, *, user) -> Job:
@@ -159,15 +213,20 @@ def _enqueue(job_id, alias: str) -> None:
         log.exception("could not send job %s to the broker", job_id)
 
 
-def _finish(job_id, status: str, **fields) -> bool:
+@transaction.atomic  # the final state and the callback it owes (the outbox row) commit together, or neither
+def _finish(job_id, status: str, *, attempt: int, **fields) -> bool:
     """Move a running job to a final status; a job that is no longer running is left alone, so a job that
-    was cancelled or already completed elsewhere is never completed twice. A job that ends calls back its
-    callback_url once committed (with its outputs, which job_run saves in the same transaction)."""
+    was cancelled or already completed elsewhere is never completed twice. `attempt` is the fencing token of
+    the claim: a worker that stalled past its heartbeat, whose job was claimed again by another, cannot
+    overwrite what the new claim writes. A job that ends owes a call to its callback_url: written to the webhook
+    outbox in this transaction, sent once committed (with its outputs, which job_run saves in the same one)."""
     done = bool(
-        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(status=status, finished_at=timezone.now(), **fields)
+        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempts=attempt).update(
+            status=status, finished_at=timezone.now(), **fields
+        )
     )
     if done:
-        transaction.on_commit(lambda: webhook_schedule(job_id))
+        webhook_enqueue(job_id)
     return done
 
 
@@ -198,28 +257,38 @@ def with_database(operation, what: str):
 def job_run(job_id, engine=None) -> None:
     """Run one job on this worker's engine and store its outputs. Never raises for a job's own failure."""
 
-    def claim():
-        now = timezone.now()
-        return Job.objects.filter(runnable(now), pk=job_id).update(
-            status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
-        )
-
-    if not with_database(claim, f"claiming job {job_id}"):
+    attempt = with_database(lambda: job_claim(job_id), f"claiming job {job_id}")
+    if attempt is None:
         log.info("job %s is not runnable (missing, cancelled, finished or running elsewhere); skipped", job_id)
         return
-    heartbeat.add(job_id)
+    heartbeat.add(job_id, attempt)
     token = logs.current_job.set(str(job_id))  # every log line of this thread carries the job id until the end
     try:
-        _run_claimed(job_id, engine)
+        _run_claimed(job_id, attempt, engine)
     finally:
         logs.current_job.reset(token)
         heartbeat.remove(job_id)
 
 
-def _run_claimed(job_id, engine) -> None:
+def job_claim(job_id) -> int | None:
+    """Claim a runnable job for this worker: its new attempt number, the fencing token every later write of
+    this run must carry (finish, fail, heartbeat), or None when the job is not runnable. Row-locked, so two
+    workers that see the same stale job cannot both get the same token."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = Job.objects.select_for_update().filter(runnable(now), pk=job_id).values("attempts").first()
+        if row is None:
+            return None
+        attempt = row["attempts"] + 1
+        Job.objects.filter(pk=job_id).update(status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=attempt)
+    return attempt
+
+
+def _run_claimed(job_id, attempt: int, engine) -> None:
     job = with_database(lambda: Job.objects.select_related("template_version").get(pk=job_id), f"loading job {job_id}")
-    if job.attempts > settings.AIGC["MAX_ATTEMPTS"]:
-        _finish(job.pk, JobStatus.FAILED, error=f"Gave up after {job.attempts - 1} attempts: the worker stopped each time.")
+    if attempt > settings.AIGC["MAX_ATTEMPTS"]:
+        _finish(job.pk, JobStatus.FAILED, attempt=attempt,
+                error=f"Gave up after {attempt - 1} attempts: the worker stopped each time.")  # fmt: skip
         return
     if engine is None:
         from ..worker import get_engine
@@ -227,21 +296,22 @@ def _run_claimed(job_id, engine) -> None:
         engine = get_engine(job.model_alias)
     from ..engine import EngineError
 
-    log.info("job %s: running (%s, attempt %d)", job.pk, job.kind, job.attempts)
-    if job.attempts > 1:
+    log.info("job %s: running (%s, attempt %d)", job.pk, job.kind, attempt)
+    if attempt > 1:
         events.reset(job.pk)
     version = job.template_version
     max_words = _max_words(job)
     streamer = events.JobStreamer(job.pk, lambda raw: shaping.shape(version.output_format, raw, "stop", max_words))
+    spent = Spent(settings.CELERY_TASK_SOFT_TIME_LIMIT)
     try:
-        texts, reasons, usage, timings = _generate(job, engine, max_words, streamer.on_delta)
+        texts, reasons, timings = _generate(job, engine, max_words, spent, streamer.on_delta)
     except EngineError as exc:
         log.warning("job %s failed: %s", job.pk, exc)
-        _fail(job.pk, str(exc), engine)
+        _fail(job.pk, attempt, str(exc), engine, spent)
         return
     except Exception as exc:  # the worker lives on; the user gets a readable reason
         log.exception("job %s failed", job.pk)
-        _fail(job.pk, f"Generation failed: {type(exc).__name__}: {exc}", engine)
+        _fail(job.pk, attempt, f"Generation failed: {type(exc).__name__}: {exc}", engine, spent)
         return
     streamer.finish(texts)
     timings["first_delta_at"] = streamer.first_sent_at
@@ -251,30 +321,86 @@ def _run_claimed(job_id, engine) -> None:
             done = _finish(
                 job.pk,
                 JobStatus.SUCCEEDED,
+                attempt=attempt,
                 model_name=engine.model_name,
                 backend=engine.backend,
                 weights_sha256=engine.weights_sha256,
-                prompt_tokens=usage[0],
-                completion_tokens=usage[1],
+                prompt_tokens=spent.prompt_tokens,
+                completion_tokens=spent.completion_tokens,
                 timings=timings,
             )
             if done:
                 JobOutput.objects.bulk_create(
                     JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r) for i, (t, r) in enumerate(zip(texts, reasons))
                 )
-        # Not done: cancelled meanwhile, or saved by an earlier try whose answer the dropped connection lost.
-        return JobStatus.SUCCEEDED if done else Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+        if done:
+            return JobStatus.SUCCEEDED
+        # Not done: cancelled meanwhile (it pays for what it generated), re-claimed by another worker, or saved
+        # by an earlier try whose answer the dropped connection lost.
+        _settle(job.pk, attempt, spent, engine)
+        return Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
 
     final = with_database(save, f"saving job {job.pk}")
     events.publish_end(job.pk, final or JobStatus.CANCELLED)
     if final == JobStatus.SUCCEEDED:
-        metrics.record_job(job.model_alias, timings.get("first_token_s"), usage[1], timings["total_s"])
-    log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, final, timings["total_s"], usage[1])
+        metrics.record_job(job.model_alias, timings.get("first_token_s"), spent.completion_tokens, timings["total_s"])
+    log.info("job %s: %s in %.2f s, %d completion tokens", job.pk, final, timings["total_s"], spent.completion_tokens)
 
 
-def _fail(job_id, error: str, engine) -> None:
-    if with_database(lambda: _finish(job_id, JobStatus.FAILED, error=error, model_name=engine.model_name,
-                                   backend=engine.backend), f"failing job {job_id}"):
+class Spent:
+    """What a run has used so far, over every engine call (re-sampling rounds, one call per documented
+    function), and the run's one deadline: settled on the job whatever its end, so that no end is free."""
+
+    def __init__(self, time_limit: float) -> None:
+        self.prompt_tokens = self.completion_tokens = 0
+        self.time_limit = time_limit
+        self.deadline = time.monotonic() + time_limit
+
+    def add(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+
+    def left_s(self) -> float:
+        """Seconds left of the whole job's time limit; every engine call gets this as its own limit."""
+        return max(0.001, self.deadline - time.monotonic())
+
+    def generate(self, engine, request, on_delta=None, *, again: bool = False):
+        """One engine call under the job's deadline, its usage counted even when it fails partway. `again`: the
+        same prompt as the call before (a re-sampling round), counted once, as the API reports it."""
+        from ..engine import EngineError, GenerationTimeout
+
+        request.time_limit = self.left_s()
+        try:
+            result = engine.generate(request, on_delta)
+        except EngineError as exc:
+            self.add(0 if again else getattr(exc, "prompt_tokens", 0), getattr(exc, "completion_tokens", 0))
+            if isinstance(exc, GenerationTimeout):  # named by the job's limit, not what was left of it
+                raise GenerationTimeout.after(self.time_limit, exc.prompt_tokens, exc.completion_tokens) from None
+            raise
+        self.add(0 if again else result.prompt_tokens, result.completion_tokens)
+        return result
+
+
+def _settle(job_id, attempt: int, spent: Spent, engine) -> None:
+    """Record the usage of a run that ended without completing (cancelled, failed), unless another claim of
+    the job owns it now."""
+    Job.objects.filter(pk=job_id, attempts=attempt, status__in=FINAL_STATUSES).update(
+        prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens,
+        model_name=engine.model_name, backend=engine.backend,
+    )  # fmt: skip
+
+
+def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
+    def fail() -> bool:
+        with transaction.atomic():
+            done = _finish(job_id, JobStatus.FAILED, attempt=attempt, error=error, model_name=engine.model_name,
+                           backend=engine.backend, prompt_tokens=spent.prompt_tokens,
+                           completion_tokens=spent.completion_tokens)  # fmt: skip
+        if not done:
+            _settle(job_id, attempt, spent, engine)
+        return done
+
+    if with_database(fail, f"failing job {job_id}"):
         events.publish_end(job_id, JobStatus.FAILED, error)
 
 
@@ -293,19 +419,19 @@ def _acceptable(output_format: str, language: str, text: str, min_words: int = 0
     return True
 
 
-def _generate(job: Job, engine, max_words: int | None, on_delta=None):
+def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=None):
     """Ask the engine for the job's candidates and shape them for the template's output format.
 
     Candidates that miss the contract (a headline of the wrong length or a repeat, Python that does not
     parse, an empty reply) are replaced by further sampled rounds, seeded from the job's seed so a replay
-    gives the same result. If rounds run out, the best available candidates are kept.
+    gives the same result. If rounds run out (or the job's time does), the best available candidates are kept.
     """
-    from ..engine import EngineError, GenerationRequest
+    from ..engine import EngineError, GenerationRequest, GenerationTimeout
 
     version = job.template_version
     fmt = version.output_format
     if _documents_python(version, job.inputs):
-        return _generate_docstrings(job, engine)  # the code is shown when complete: nothing to stream
+        return _generate_docstrings(job, engine, spent)  # the code is shown when complete: nothing to stream
     p = job.params
     want = p["n"]
     budget = _word_budget(version, job.inputs)
@@ -320,24 +446,27 @@ def _generate(job: Job, engine, max_words: int | None, on_delta=None):
         n=want,
         seed=p["seed"],
         stop=(["\n"] if fmt == "headline" else []) + p.get("stop", []),
-        time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
         cancelled=events.CancelFlag(job.pk),
     )
     good: list[tuple[str, str]] = []
     spare: list[tuple[str, str]] = []
-    prompt_tokens = completion_tokens = 0
     total_s = 0.0
     first_timings = None
-    for round_no in range(TOP_UP_ROUNDS.get(fmt, 1) + 1):
+    for round_no in range(top_up_rounds(fmt) + 1):
         if round_no:
+            if request.cancelled():
+                break
             request.seed = (p["seed"] + round_no) % prompts.MAX_SEED
             request.n = min(2 * (want - len(good)), settings.AIGC["MAX_CANDIDATES"])
             request.temperature = max(p["temperature"], 0.7)  # greedy decoding would repeat the same text
         # The first round streams; later rounds only replace candidates that missed the contract.
-        result = engine.generate(request, on_delta if round_no == 0 else None)
+        try:
+            result = spent.generate(engine, request, on_delta if round_no == 0 else None, again=round_no > 0)
+        except GenerationTimeout:
+            if round_no == 0:
+                raise
+            break  # the job's time is up: keep what the earlier rounds made
         first_timings = first_timings or result.timings
-        prompt_tokens = result.prompt_tokens
-        completion_tokens += result.completion_tokens
         total_s += result.timings["total_s"]
         for text, reason in zip(result.texts, result.finish_reasons):
             shaped = shaping.shape(fmt, text, reason, max_words=max_words)
@@ -357,7 +486,7 @@ def _generate(job: Job, engine, max_words: int | None, on_delta=None):
     if not outputs:
         raise EngineError("The model produced no usable output; try again or change the inputs.")
     timings = {**first_timings, "total_s": round(total_s, 4)}
-    return [t for t, _ in outputs], [r for _, r in outputs], (prompt_tokens, completion_tokens), timings
+    return [t for t, _ in outputs], [r for _, r in outputs], timings
 
 
 def _max_words(job: Job) -> int | None:
@@ -375,7 +504,7 @@ def _documents_python(version: TemplateVersion, inputs: dict) -> bool:
     return version.output_format == "docstrings" and str(inputs.get("language", "python")).lower() in PYTHON
 
 
-def _generate_docstrings(job: Job, engine):
+def _generate_docstrings(job: Job, engine, spent: Spent):
     """Docstrings placed through the syntax tree: the model writes one sentence per undocumented function
     (the template's prompt, rendered with that function as `code`); the code itself is never rewritten, so
     the result parses and behaves exactly as the input."""
@@ -387,26 +516,24 @@ def _generate_docstrings(job: Job, engine):
         functions = codeedit.undocumented_functions(code)
     except SyntaxError as exc:
         raise EngineError(f"The code does not parse as Python (line {exc.lineno}: {exc.msg}).") from None
-    docs, prompt_tokens, completion_tokens, total_s = {}, 0, 0, 0.0
+    docs, total_s = {}, 0.0
+    cancelled = events.CancelFlag(job.pk)
     for i, fn in enumerate(functions):
-        messages = prompts.render_messages(version.system_prompt, version.user_template, {**job.inputs, "code": fn.source})
-        for attempt in range(3):  # an empty sentence is sampled again (seeded, so replays match)
-            result = engine.generate(
-                GenerationRequest(
-                    messages=messages, max_new_tokens=min(p["max_new_tokens"], 64),
-                    temperature=p["temperature"] if attempt == 0 else max(p["temperature"], 0.7), top_p=p["top_p"],
-                    n=1, seed=(p["seed"] + 101 * i + attempt) % prompts.MAX_SEED, stop=["\n"],
-                    time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT,
-                )
-            )  # fmt: skip
-            prompt_tokens += result.prompt_tokens
-            completion_tokens += result.completion_tokens
+        messages = docstring_messages(version, job.inputs, fn)
+        for attempt in range(DOCSTRING_TRIES):  # an empty sentence is sampled again (seeded, so replays match)
+            if cancelled():
+                raise EngineError("Cancelled.")
+            result = spent.generate(engine, GenerationRequest(
+                messages=messages, max_new_tokens=docstring_tokens(p), cancelled=cancelled,
+                temperature=p["temperature"] if attempt == 0 else max(p["temperature"], 0.7), top_p=p["top_p"],
+                n=1, seed=(p["seed"] + 101 * i + attempt) % prompts.MAX_SEED, stop=["\n"],
+            ))  # fmt: skip
             total_s += result.timings["total_s"]
             docs[fn.body_line] = shaping.clean_headline(shaping.strip_control(result.texts[0]))
             if codeedit.as_docstring(docs[fn.body_line]):
                 break
     text = codeedit.insert_docstrings(code, docs) if functions else code
-    return [text], ["stop"], (prompt_tokens, completion_tokens), {"total_s": round(total_s, 4), "functions": len(functions)}
+    return [text], ["stop"], {"total_s": round(total_s, 4), "functions": len(functions)}
 
 
 def _distinct(candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:

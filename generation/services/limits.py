@@ -1,6 +1,6 @@
-"""Limits checked before a job is queued: requests per minute per API key (a Redis counter per minute) and
-tokens per UTC day per user (from the jobs in the database: what finished jobs used, plus the most that jobs
-still in flight can use). Both answer with how long to wait."""
+"""Limits checked before a job is queued: requests per minute per API key and per user (Redis counters per
+minute) and tokens per UTC day per user (from the jobs in the database: what settled jobs used, plus what jobs
+in flight hold: each reserves, when created, the most it can use). Both answer with how long to wait."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
-from django.db.models import Q, Sum
+from django.contrib.auth import get_user_model
+from django.db.models import Case, F, Max, Q, Sum, When
+from django.db.models.functions import Coalesce
 
 from .. import events
 from ..models import FINAL_STATUSES, Job
@@ -26,25 +28,46 @@ def requests_per_minute(api_key) -> int:
     return api_key.requests_per_minute or settings.AIGC["REQUESTS_PER_MINUTE"]
 
 
-def check_request_rate(api_key) -> None:
-    """Counts this request against the key's minute; raises when the minute's allowance is used up."""
-    limit = requests_per_minute(api_key)
-    now = time.time()
-    window = int(now // 60)
-    key = f"ratelimit:key:{api_key.prefix}:{window}"  # the prefix is random: never reused by another key
+def user_requests_per_minute(user) -> int:
+    """All of a user's requests together (every key and the browser): the site's per-user limit, or more when
+    an admin raised one of the user's keys above it (a raised key is trusted with that much)."""
+    raised = user.api_keys.filter(revoked_at__isnull=True, requests_per_minute__isnull=False).aggregate(
+        n=Max("requests_per_minute")
+    )["n"]
+    return max(settings.AIGC["USER_REQUESTS_PER_MINUTE"], raised or 0)
+
+
+def _count(key: str) -> int | None:
+    """This minute's count of a bucket, after counting this request; None when Redis did not answer."""
     try:
         pipe = events.client().pipeline()
         pipe.incr(key)
         pipe.expire(key, 120)
-        count = pipe.execute()[0]
+        return pipe.execute()[0]
     except events.redis.RedisError:
-        return  # limits are a courtesy to others; never refuse work because Redis hiccuped
-    if count > limit:
-        raise LimitExceeded(
-            f"Rate limit reached: this key may send {limit} requests a minute. Try again in a moment.",
-            retry_after=60 - (now % 60),
-            code="rate_limit_exceeded",
-        )
+        return None  # limits are a courtesy to others; never refuse work because Redis hiccuped
+
+
+def check_request_rate(api_key=None, *, user=None) -> None:
+    """Counts this request against its key's minute (when it came with one) and its user's minute (always: keys
+    and browser sessions alike); raises when either allowance is used up."""
+    now = time.time()
+    window = int(now // 60)
+    buckets = []
+    if api_key is not None:  # the prefix is random: never reused by another key
+        buckets.append((f"ratelimit:key:{api_key.prefix}:{window}", requests_per_minute(api_key), "this key"))
+        user = user or api_key.user
+    if user is not None:  # with the account's creation time: a database that reuses ids never shares a bucket
+        account = f"{user.pk}.{int(user.date_joined.timestamp() * 1e6)}"
+        buckets.append((f"ratelimit:user:{account}:{window}", user_requests_per_minute(user), "your account"))
+    for key, limit, who in buckets:
+        count = _count(key)
+        if count is not None and count > limit:
+            raise LimitExceeded(
+                f"Rate limit reached: {who} may send {limit} requests a minute. Try again in a moment.",
+                retry_after=60 - (now % 60),
+                code="rate_limit_exceeded",
+            )
 
 
 def tokens_per_day(user) -> int:
@@ -58,22 +81,29 @@ def _today_start() -> datetime:
 
 
 def tokens_used_today(user) -> int:
-    """Tokens of today's finished jobs, plus the most today's queued and running jobs may still use."""
+    """Tokens of today's jobs: what settled jobs used, and what the others hold: the most that queued and running
+    jobs may still use, and the same for a job that ended without its usage known (its worker died)."""
+    charged = Case(
+        When(prompt_tokens__isnull=False, then=F("prompt_tokens") + Coalesce(F("completion_tokens"), 0)),
+        When(~Q(status__in=FINAL_STATUSES), then=F("reserved_tokens")),
+        When(started_at__isnull=False, then=F("reserved_tokens")),
+        default=0,
+    )
     today = Job.objects.filter(owner=user, created_at__gte=_today_start())
-    used = today.filter(status__in=FINAL_STATUSES).aggregate(
-        n=Sum("prompt_tokens", default=0) + Sum("completion_tokens", default=0)
-    )["n"]
-    in_flight = sum(_most_tokens(p) for p in today.filter(~Q(status__in=FINAL_STATUSES)).values_list("params", flat=True))
-    return (used or 0) + in_flight
+    return today.aggregate(n=Sum(charged, default=0))["n"]
 
 
-def _most_tokens(params: dict) -> int:
-    return int(params.get("max_new_tokens") or 0) * int(params.get("n") or 1)
+def lock_quota(user) -> None:
+    """Inside the transaction that inserts a job: serialises the user's job creations, so that concurrent
+    requests cannot each pass the quota check on the same last tokens (PostgreSQL: a row lock on the user;
+    SQLite: transactions take the write lock at BEGIN, see settings)."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
 
 
-def check_token_quota(user, params: dict) -> None:
-    """Refuses a job that could take the user past their tokens for today."""
-    limit, used, most = tokens_per_day(user), tokens_used_today(user), _most_tokens(params)
+def check_token_quota(user, most: int) -> None:
+    """Refuses a job that could take the user past their tokens for today. Call it after lock_quota, in the
+    transaction that inserts the job."""
+    limit, used = tokens_per_day(user), tokens_used_today(user)
     if used + most > limit:
         reset = _today_start() + timedelta(days=1)
         raise LimitExceeded(

@@ -9,15 +9,16 @@ from django.utils import timezone
 
 from .. import events
 from ..models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
-from .webhooks import webhook_schedule
+from .webhooks import webhook_enqueue
 
 MAX_FINAL_TEXT = 100_000
 
-# (from, to) -> who may move it: the owner, or a reviewer.
+# (from, to) -> who may move it: the owner, or a reviewer; approving takes a reviewer other than the owner (a
+# reviewer's own job needs a second pair of eyes, like anyone else's).
 MOVES = {
     (ReviewState.DRAFT, ReviewState.IN_REVIEW): "owner",
     (ReviewState.IN_REVIEW, ReviewState.DRAFT): "owner_or_reviewer",  # withdrawn, or sent back
-    (ReviewState.IN_REVIEW, ReviewState.APPROVED): "reviewer",
+    (ReviewState.IN_REVIEW, ReviewState.APPROVED): "other_reviewer",
     (ReviewState.APPROVED, ReviewState.DRAFT): "reviewer",  # reopened
 }
 
@@ -28,7 +29,8 @@ def is_reviewer(user) -> bool:
 
 def _allowed(user, job: Job, who: str) -> bool:
     owner, reviewer = job.owner_id == user.pk, is_reviewer(user)
-    return {"owner": owner, "reviewer": reviewer, "owner_or_reviewer": owner or reviewer}[who]
+    return {"owner": owner, "reviewer": reviewer, "owner_or_reviewer": owner or reviewer,
+            "other_reviewer": reviewer and not owner}[who]  # fmt: skip
 
 
 def review_moves(job: Job, user) -> list[str]:
@@ -42,14 +44,16 @@ def job_cancel(job: Job, *, user) -> bool:
     """Stop a queued or running job. Returns False when it had already ended."""
     if job.owner_id != user.pk:
         raise PermissionDenied
-    cancelled = Job.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-        status=JobStatus.CANCELLED, finished_at=timezone.now()
-    )
+    with transaction.atomic():  # the cancel and the callback it owes (the webhook outbox row) commit together
+        cancelled = Job.objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now()
+        )
+        if cancelled:
+            webhook_enqueue(job.pk)
     if cancelled:
         events.request_cancel(job.pk)  # a running job stops within a decoding step
         if job.status == JobStatus.QUEUED:
             events.publish_end(job.pk, JobStatus.CANCELLED)  # no worker will: end the stream for readers
-        transaction.on_commit(lambda: webhook_schedule(job.pk))
     return bool(cancelled)
 
 
@@ -68,19 +72,34 @@ def feedback_set(output: JobOutput, *, user, rating: int, comment: str = "") -> 
     return feedback
 
 
+def outputs_editable(job: Job, user) -> bool:
+    """Whether this user may edit the job's outputs now: the owner, of a job that succeeded, in draft. Not in
+    review (the reviewer would approve a text that changes under them) nor once approved."""
+    return job.owner_id == user.pk and job.status == JobStatus.SUCCEEDED and job.review_state == ReviewState.DRAFT
+
+
 def output_edit(output: JobOutput, *, user, text: str) -> JobOutput:
-    """The owner's final text for an output, kept beside the model's. Not once the job is approved."""
+    """The owner's final text for an output, kept beside the model's. Only while the job is a draft."""
     job = output.job
     if job.owner_id != user.pk:
         raise PermissionDenied
+    if job.review_state == ReviewState.IN_REVIEW:
+        raise ValidationError({"text": "This job is in review; withdraw it to a draft before editing."})
     if job.review_state == ReviewState.APPROVED:
         raise ValidationError({"text": "This job is approved; ask a reviewer to reopen it before editing."})
+    if job.status != JobStatus.SUCCEEDED:
+        raise ValidationError({"text": "Only the outputs of a job that succeeded can be edited."})
     if not text.strip():
         raise ValidationError({"text": "The final text cannot be empty."})
     if len(text) > MAX_FINAL_TEXT:
         raise ValidationError({"text": f"Keep the text under {MAX_FINAL_TEXT} characters."})
     output.final_text, output.edited_at = text.replace("\r\n", "\n"), timezone.now()
-    output.save(update_fields=["final_text", "edited_at"])
+    # Written only if the job is still a draft: a submit for review at the same moment cannot let it through.
+    saved = JobOutput.objects.filter(pk=output.pk, job__review_state=ReviewState.DRAFT).update(
+        final_text=output.final_text, edited_at=output.edited_at
+    )
+    if not saved:
+        raise ValidationError({"text": "This job left the draft state just now; reload the page."})
     return output
 
 
@@ -89,6 +108,8 @@ def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
     who = MOVES.get((job.review_state, to_state))
     if who is None:
         raise ValidationError({"to_state": f"A job cannot go from {job.get_review_state_display()} to {to_state}."})
+    if who == "other_reviewer" and job.owner_id == user.pk and is_reviewer(user):
+        raise ValidationError({"to_state": "You cannot approve your own job: another reviewer must approve it."})
     if not _allowed(user, job, who):
         raise PermissionDenied
     if job.status != JobStatus.SUCCEEDED:

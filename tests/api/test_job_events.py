@@ -9,6 +9,7 @@ from django.conf import settings
 from django.test import Client
 
 from generation import events, services
+from generation.api import streams
 from generation.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -108,3 +109,26 @@ def test_no_credentials_is_401_and_another_users_stream_is_404(finished_job, oth
     assert Client().get(f"/api/v1/jobs/{finished_job.pk}/events/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404
     assert Job.objects.count() == 1
     assert settings.REDIS_URL
+
+
+@pytest.mark.parametrize("good", ["0-0", "1763906437081-0", "18446744073709551615-18446744073709551615", "db-0", "db-12", "db-end"])
+def test_every_id_the_stream_sends_is_accepted_back(good):
+    assert streams.parse_last_event_id(good) == good
+
+
+@pytest.mark.parametrize("bad", ["x", "1-", "-1", "1-2-3", "1763906437081", "18446744073709551616-0", "db-", "db-end2", "0-0\n", "١-٠"])
+def test_a_malformed_resume_id_is_a_400_naming_last_event_id(api_key, finished_job, bad):
+    response = Client().get(f"/api/v1/jobs/{finished_job.pk}/events/", HTTP_AUTHORIZATION=f"Bearer {api_key}", HTTP_LAST_EVENT_ID=bad)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "Last-Event-ID" and response.json()["error"]["code"] == "invalid"
+
+
+def test_a_finished_job_whose_stream_lacks_its_end_is_ended_from_the_database(api_key, finished_job):
+    """As when the worker died between its commit and its last publish: the replay ends without waiting."""
+    key = events.stream_key(finished_job.pk)
+    client = events.client()
+    end_id = client.xrevrange(key, count=1)[0][0]
+    client.xdel(key, end_id)
+    entries = read(Client(), finished_job, HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    assert entries[-1] == ("db-end", "done", {"status": "succeeded"})
+    assert [joined(entries, i) for i in range(3)] == list(finished_job.outputs.values_list("text", flat=True))

@@ -23,9 +23,12 @@ def test_requests_per_minute_per_key(api, user):
 
 
 def test_tokens_per_day_per_user(api, user):
-    UserQuota.objects.create(user=user, tokens_per_day=200)
-    first = api.post("/api/v1/jobs/", BODY, format="json")  # a headline job may use 5 x 32 tokens
+    quota = UserQuota.objects.create(user=user, tokens_per_day=10**6)
+    first = api.post("/api/v1/jobs/", BODY, format="json")
     assert first.status_code == 202
+    reserved = Job.objects.get().reserved_tokens  # its prompt, and 32 tokens for each candidate of every round
+    quota.tokens_per_day = reserved + reserved // 2
+    quota.save()
     second = api.post("/api/v1/jobs/", BODY, format="json")
     assert second.status_code == 429 and int(second["Retry-After"]) > 0
     assert second.json()["error"]["code"] == "quota_exceeded" and "00:00 UTC" in second.json()["error"]["message"]

@@ -1,4 +1,6 @@
 import io
+import os
+import stat
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -27,6 +29,29 @@ def test_ensure_user_creates_once_and_keeps_the_password(tmp_path, django_user_m
     call_command("ensure_user", "admin", password_file=str(pw_file), stdout=io.StringIO())
     admin = django_user_model.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password(pw_file.read_text().strip())
+
+
+def test_ensure_user_prints_the_password_once_and_keeps_it_0600(tmp_path, django_user_model):
+    """Whatever the umask, the file is never readable by others, not even for a moment (created 0600); later
+    runs say where it is without printing it; a file an older version left 0644 is narrowed."""
+    pw_file = tmp_path / "admin-password.txt"
+    old_umask = os.umask(0)
+    try:
+        first, second = io.StringIO(), io.StringIO()
+        call_command("ensure_user", "admin", password_file=str(pw_file), stdout=first)
+        password = pw_file.read_text().strip()
+        assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
+        assert password in first.getvalue()
+        pw_file.chmod(0o644)
+        call_command("ensure_user", "admin", password_file=str(pw_file), stdout=second)
+    finally:
+        os.umask(old_umask)
+    assert password not in second.getvalue() and str(pw_file) in second.getvalue()
+    assert stat.S_IMODE(pw_file.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["admin-password.txt"]  # no temporary file left beside it
+    quiet = io.StringIO()
+    call_command("ensure_user", "admin", stdout=quiet)
+    assert "exists" in quiet.getvalue() and password not in quiet.getvalue()
 
 
 def test_export_then_import_templates_through_files(tmp_path, user):

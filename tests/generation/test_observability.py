@@ -16,6 +16,16 @@ from generation.models import JobStatus
 pytestmark = pytest.mark.django_db
 
 
+TOKEN = "scrape-me"
+SCRAPER = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(settings):
+    """Production sets AIGC_METRICS_TOKEN: the scraper's token shows /metrics and the detailed /healthz."""
+    settings.AIGC = {**settings.AIGC, "METRICS_TOKEN": TOKEN}
+
+
 @pytest.fixture
 def own_queues(settings):
     """Two aliases on queues of this test's own, so workers of other tests or a running site do not count."""
@@ -35,7 +45,7 @@ def test_health_reports_each_alias_and_a_stranded_one(client, user, own_queues, 
     base, big = own_queues
     presence.announce("gpu-1@host", [base])
     queue_one(user, "big", django_capture_on_commit_callbacks)
-    response = client.get("/healthz")
+    response = client.get("/healthz", **SCRAPER)
     report = response.json()
     assert response.status_code == 200 and report["status"] == "degraded"
     assert report["models"]["default"] == {"backend": "llamacpp", "queue": base, "live_workers": 1, "queue_depth": 0,
@@ -43,7 +53,7 @@ def test_health_reports_each_alias_and_a_stranded_one(client, user, own_queues, 
     assert report["models"]["big"] == {"backend": "llamacpp", "queue": big, "live_workers": 0, "queue_depth": 1,
                                        "queued_jobs": 1, "stranded": True}  # fmt: skip
     presence.announce("gpu-2@host", [big])
-    assert client.get("/healthz").json()["status"] == "ok"
+    assert client.get("/healthz", **SCRAPER).json()["status"] == "ok"
 
 
 def test_a_worker_silent_past_the_stale_limit_no_longer_counts(own_queues, settings):
@@ -57,14 +67,16 @@ def test_a_worker_silent_past_the_stale_limit_no_longer_counts(own_queues, setti
 def test_health_is_503_when_redis_does_not_answer(client, settings, monkeypatch):
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
     monkeypatch.setattr(events, "_client", None)
-    response = client.get("/healthz")
+    response = client.get("/healthz", **SCRAPER)
     assert response.status_code == 503
     assert response.json()["status"] == "down" and response.json()["redis"].startswith("error")
     assert response.json()["database"] == "ok"
+    public = client.get("/healthz")  # the code says so; the body names no error
+    assert public.status_code == 503 and public.json() == {"status": "down"}
 
 
 def samples(client, **headers) -> dict:
-    text = client.get("/metrics", **headers).content.decode()
+    text = client.get("/metrics", **(headers or SCRAPER)).content.decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
 
@@ -90,10 +102,36 @@ def test_metrics_count_jobs_and_fill_the_histograms(client, user, own_queues, dj
 
 
 def test_metrics_ask_for_the_token_when_one_is_set(client, settings):
-    settings.AIGC = {**settings.AIGC, "METRICS_TOKEN": "scrape-me"}
-    assert client.get("/metrics").status_code == 401
+    response = client.get("/metrics")
+    assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
+
+
+def test_without_a_token_metrics_are_refused_unless_debug_is_on(client, settings):
+    """An empty AIGC_METRICS_TOKEN used to serve the figures to anyone who reached the site."""
+    settings.AIGC = {**settings.AIGC, "METRICS_TOKEN": ""}
+    assert settings.DEBUG is False
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer "}, {"HTTP_AUTHORIZATION": "Bearer anything"}):
+        response = client.get("/metrics", **headers)
+        assert response.status_code == 403 and "set AIGC_METRICS_TOKEN" in response.content.decode()
+        assert "aigc_jobs" not in response.content.decode()
+    settings.DEBUG = True  # a developer's machine
+    assert "aigc_jobs" in client.get("/metrics").content.decode()
+
+
+def test_the_public_health_check_says_only_its_status(client, user, own_queues, django_user_model, settings):
+    """Aliases, queues, workers and error texts are for operators: load balancers need the status and the code."""
+    presence.announce("gpu-1@host", [own_queues[0]])
+    for token in (TOKEN, ""):
+        settings.AIGC = {**settings.AIGC, "METRICS_TOKEN": token}
+        for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer wrong"}):
+            response = client.get("/healthz", **headers)
+            assert response.status_code == 200 and response.json() == {"status": "degraded"}
+    client.force_login(user)  # an editor is not an operator
+    assert client.get("/healthz").json() == {"status": "degraded"}
+    client.force_login(django_user_model.objects.create_user("ops", password="pw-ops-12345", is_staff=True))
+    assert set(client.get("/healthz").json()) == {"status", "database", "redis", "models"}
 
 
 def test_every_line_logged_while_a_job_runs_carries_its_id(user, tiny_engine, caplog, django_capture_on_commit_callbacks):

@@ -41,11 +41,11 @@ class Cluster:
         processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
         return proc
 
-    def web(self, redis_url: str | None = None, port: int | None = None, **extra) -> tuple[object, str]:
+    def web(self, redis_url: str | None = None, port: int | None = None, name: str = "web", **extra) -> tuple[object, str]:
         """uvicorn as production runs it (DEBUG off), once it answers. Returns (process, base URL)."""
         port = port or processes.free_port()
         env = self.env(redis_url, DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", **extra)
-        proc = self._keep(processes.start_web(env, port, self.tmp_path / "web.log"), "web")
+        proc = self._keep(processes.start_web(env, port, self.tmp_path / f"{name}.log"), name)
         url = f"http://127.0.0.1:{port}"
         processes.wait_for_web(proc, f"{url}/api/v1/templates/", proc.log_path)
         return proc, url

@@ -89,7 +89,7 @@ def test_redis_restarted_empty_mid_job_loses_nothing(cluster, user):
     redis_url = f"redis://127.0.0.1:{port}/0"
     redis_server = cluster.redis(port)
     fast = {"AIGC_RECONCILE_EVERY_S": "1", "AIGC_RESEND_QUEUED_AFTER_S": "2"}
-    worker = cluster.worker("worker", redis_url=redis_url, also=("webhooks",), **fast)  # webhooks: the reconciler's queue
+    worker = cluster.worker("worker", redis_url=redis_url, also=("maintenance",), **fast)  # the reconciler's queue
     web, url = cluster.web(redis_url, **fast)
     beat = cluster.beat(redis_url, **fast)
     key = services.api_key_create(user, name="faults")[1]

