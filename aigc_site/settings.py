@@ -142,8 +142,8 @@ AXES_LOCKOUT_PARAMETERS = [
 ]
 AXES_RESET_ON_SUCCESS = True  # a successful login forgets that username's earlier failures from that address
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lockout page's "try again after" stays true
-AXES_CLIENT_IP_CALLABLE = "generation.accounts.client_ip"  # the proxy's X-Forwarded-For behind the TLS proxy
-AXES_LOCKOUT_CALLABLE = "generation.accounts.lockout_response"  # a 429 page saying when to try again
+AXES_CLIENT_IP_CALLABLE = "generation.web.accounts.client_ip"  # the proxy's X-Forwarded-For behind the TLS proxy
+AXES_LOCKOUT_CALLABLE = "generation.web.accounts.lockout_response"  # a 429 page saying when to try again
 
 # The interface in English and Simplified Chinese: chosen in the header (a cookie), else from the browser.
 LANGUAGE_CODE = "en"
@@ -172,7 +172,7 @@ STORAGES = {
 # --- HTTPS and cookies ---------------------------------------------------------------------------------
 # Production is HTTPS only, so `manage.py check --deploy` is silent with DEBUG off and nothing else set. Every
 # process that serves plain HTTP with DEBUG off sets DJANGO_SSL_REDIRECT=0: the live servers of the tests and of
-# `bench` (generation/processes.py), and docker compose on a developer's machine.
+# `bench` (generation/infra/processes.py), and docker compose on a developer's machine.
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=not DEBUG)
 # Load balancers probe these over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
@@ -253,7 +253,7 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None  # results live in the database, not in Celery
 CELERY_TASK_IGNORE_RESULT = True
-# The queue of the model alias "default"; another alias X has the queue "<AIGC_QUEUE>.X" (generation/registry.py).
+# The queue of the model alias "default"; another alias X has the queue "<AIGC_QUEUE>.X" (generation/infra/registry.py).
 CELERY_TASK_DEFAULT_QUEUE = env.str("AIGC_QUEUE", default="generation")
 # Webhook deliveries are acknowledged when done, so a worker that dies mid-delivery leaves them to be redelivered.
 # Generation jobs are acknowledged when they start: the reconciler re-sends a job whose worker died (tasks.py).
@@ -270,7 +270,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 # Hard and soft limits for prefork pools; the engine also enforces the soft limit itself as a deadline,
 # because the threads pool the worker uses (see aigc_site/celery.py) does not deliver Celery's limits.
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("JOB_SOFT_TIME_LIMIT", default=600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.float("JOB_SOFT_TIME_LIMIT", default=600.0)
 CELERY_TASK_TIME_LIMIT = env.int("JOB_TIME_LIMIT", default=660)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Sent by `celery beat` (Procfile: beat). The reconciler has a queue of its own ("maintenance", no model), so slow
@@ -291,7 +291,7 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Generation -------------------------------------------------------------------------------------------
 AIGC = {
-    # The model registry: alias -> how it is served (generation/registry.py checks the entries at start).
+    # The model registry: alias -> how it is served (generation/infra/registry.py checks the entries at start).
     # AIGC_MODELS is a JSON object, e.g. {"default": {"path": "/models/smollm2.gguf", "threads": 8},
     # "gpu": {"backend": "transformers", "path": "/models/llama-8b", "device": "cuda"},
     # "big": {"backend": "openai", "url": "http://vllm:8000/v1", "model": "llama-70b", "api_key_env": "VLLM_KEY"}}.
@@ -357,12 +357,12 @@ AIGC = {
 }
 
 # LOG_FORMAT=json: one JSON object per line for log stores; plain otherwise. Both carry the job id of the job a
-# worker thread is running (generation/logs.py).
+# worker thread is running (generation/infra/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"job_id": {"()": "generation.logs.JobIdFilter"}},
+    "filters": {"job_id": {"()": "generation.infra.logs.JobIdFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(job_tag)s: %(message)s"},
         "json": {

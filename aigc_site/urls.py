@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from generation import views as generation_views
+from generation.web import views as generation_views
 from generation.api import openai_compat
 
 urlpatterns = [

@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import selectors, services
-from .forms import InputsForm, LabelMoveForm, TemplateAdminForm
+from .web.forms import InputsForm, LabelMoveForm, TemplateAdminForm
 from .models import (
     ApiKey,
     Feedback,

@@ -7,7 +7,9 @@ import threading
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
 
-from . import presence, registry, services
+from . import services
+from .api.webhooks import job_body
+from .infra import presence, registry
 
 log = logging.getLogger("generation.tasks")
 
@@ -20,7 +22,9 @@ def run_job(job_id: str) -> None:
     """Acknowledged when a worker thread starts it, not when it ends. A job whose worker dies is found by its
     stopped heartbeat and sent again by the reconciler, so an unacknowledged message adds nothing; and with one
     unacknowledged while Redis restarts, the worker (celery/kombu 5.7) crashes restoring it."""
-    services.job_run(job_id)
+    from .workers.engines import get_engine, heartbeat
+
+    services.job_run(job_id, engine_for=get_engine, heartbeat=heartbeat)
 
 
 @shared_task(name="generation.reconcile_jobs", ignore_result=True)
@@ -36,13 +40,13 @@ def reconcile_jobs() -> None:
 @shared_task(name="generation.send_webhook", acks_late=False, ignore_result=True)
 def send_webhook(delivery_id: str) -> None:
     """The kick sent once a job's final state (and its outbox row) is committed: send that delivery now."""
-    services.webhook_send(delivery_id)
+    services.webhook_send(delivery_id, render=job_body)
 
 
 @shared_task(name="generation.sweep_webhooks", acks_late=False, ignore_result=True)
 def sweep_webhooks() -> None:
     """Sent by celery beat every AIGC_OUTBOX_SWEEP_EVERY_S, on the webhooks queue: every delivery that is due."""
-    services.webhook_sweep()
+    services.webhook_sweep(render=job_body)
 
 
 @shared_task(name="generation.deliver_webhook", acks_late=False, ignore_result=True)
@@ -72,7 +76,7 @@ def load_model_before_consuming(sender=None, **kwargs) -> None:
         load = os.environ.get("AIGC_LOAD_MODEL", "1")
         log.info("hosting no model (queues: %s; AIGC_LOAD_MODEL=%s)", ", ".join(queues), load)
         return
-    from .worker import get_engine
+    from .workers.engines import get_engine
 
     log.info("loading the engines of %s before taking jobs", ", ".join(aliases))
     engines = {alias: get_engine(alias) for alias in aliases}

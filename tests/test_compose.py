@@ -326,7 +326,7 @@ def vllm_example_registry() -> dict:
 
 
 def test_the_example_registry_is_valid():
-    from generation import registry
+    from generation.infra import registry
 
     assert len(example_registries()) >= 2, "the plain example and the one for the vllm profile"
     for models in example_registries():
@@ -343,7 +343,7 @@ def test_worker_queues_follow_the_registry(settings, aigc_queue, models):
     """A worker hosts the aliases whose queues it consumes: each model worker's queues are those of registry
     aliases, its node name (which its healthcheck pings) is the alias it hosts, and the light worker hosts none.
     A relay worker is started only with its profile, and so with a registry that names its alias."""
-    from generation import registry
+    from generation.infra import registry
 
     if models == "example":
         settings.AIGC = {**settings.AIGC, "MODELS": example_registry()}
@@ -398,7 +398,7 @@ STARTS = """
 import json
 import django
 django.setup()  # the app's ready() checks the registry, as when a worker starts
-from generation import registry
+from generation.infra import registry
 print(json.dumps({alias: registry.entry(alias)["backend"] for alias in registry.aliases()}))
 """
 
@@ -475,7 +475,7 @@ def test_vllm_starts_only_with_its_key(tmp_path, key):
 
 @pytest.mark.parametrize("aigc_queue", ["generation", "news"])
 def test_the_relay_worker_consumes_the_queue_of_an_openai_alias_served_by_vllm(settings, aigc_queue):
-    from generation import registry
+    from generation.infra import registry
 
     settings.AIGC = {**settings.AIGC, "MODELS": vllm_example_registry()}
     settings.CELERY_TASK_DEFAULT_QUEUE = aigc_queue

@@ -22,7 +22,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework import serializers
 
-from .. import registry, services
+from ..infra import registry
+from .. import services
 from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
 from .errors import flatten

@@ -19,7 +19,8 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 
-from .. import prompts, selectors
+from ..content import prompts
+from .. import selectors
 from ..models import Kind, TemplateLabel
 from .serializers import ErrorSerializer, StrictSerializer
 

@@ -31,7 +31,8 @@ from django.conf import settings
 from django.contrib import auth
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 
-from .. import events, selectors, services
+from ..infra import events
+from .. import selectors, services
 from ..models import ApiKey, Job
 
 log = logging.getLogger("generation.streams")

@@ -15,10 +15,11 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import codeedit, events, logs, metrics, prompts, registry, selectors, shaping
+from ..content import codeedit, prompts, shaping
+from ..infra import events, logs, metrics, registry
+from .. import selectors
 from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
-from ..worker import heartbeat
-from . import limits
+from . import dispatch, limits
 from .templates import param_limits, resolve_version
 from .webhooks import callback_url_check, webhook_enqueue
 
@@ -204,11 +205,9 @@ def job_rerun(job: Job, *, user) -> Job:
 
 def _enqueue(job_id, alias: str) -> None:
     """Send the job to its model's queue, which only workers hosting that model consume."""
-    from ..tasks import run_job
-
     Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
     try:
-        run_job.apply_async(args=[str(job_id)], queue=registry.queue_for(alias))
+        dispatch.send(dispatch.RUN_JOB, [str(job_id)], queue=registry.queue_for(alias))
     except Exception:  # the broker is down: the job stays queued in the database and is sent again later
         log.exception("could not send job %s to the broker", job_id)
 
@@ -254,20 +253,24 @@ def with_database(operation, what: str):
             time.sleep(delay)
 
 
-def job_run(job_id, engine=None) -> None:
-    """Run one job on this worker's engine and store its outputs. Never raises for a job's own failure."""
+def job_run(job_id, *, engine=None, engine_for=None, heartbeat=None) -> None:
+    """Run one job and store its outputs. Never raises for a job's own failure. The worker hands in what it
+    holds (services never import the worker layer): `engine_for(alias)`, its engine for the job's model (or one
+    `engine`), and its `heartbeat` (add(job_id, attempt) / remove(job_id)), which keeps the claim alive."""
 
     attempt = with_database(lambda: job_claim(job_id), f"claiming job {job_id}")
     if attempt is None:
         log.info("job %s is not runnable (missing, cancelled, finished or running elsewhere); skipped", job_id)
         return
-    heartbeat.add(job_id, attempt)
+    if heartbeat is not None:
+        heartbeat.add(job_id, attempt)
     token = logs.current_job.set(str(job_id))  # every log line of this thread carries the job id until the end
     try:
-        _run_claimed(job_id, attempt, engine)
+        _run_claimed(job_id, attempt, engine, engine_for)
     finally:
         logs.current_job.reset(token)
-        heartbeat.remove(job_id)
+        if heartbeat is not None:
+            heartbeat.remove(job_id)
 
 
 def job_claim(job_id) -> int | None:
@@ -284,16 +287,13 @@ def job_claim(job_id) -> int | None:
     return attempt
 
 
-def _run_claimed(job_id, attempt: int, engine) -> None:
+def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
     job = with_database(lambda: Job.objects.select_related("template_version").get(pk=job_id), f"loading job {job_id}")
     if attempt > settings.AIGC["MAX_ATTEMPTS"]:
         _finish(job.pk, JobStatus.FAILED, attempt=attempt,
                 error=f"Gave up after {attempt - 1} attempts: the worker stopped each time.")  # fmt: skip
         return
-    if engine is None:
-        from ..worker import get_engine
-
-        engine = get_engine(job.model_alias)
+    engine = engine if engine is not None else engine_for(job.model_alias)
     from ..engine import EngineError
 
     log.info("job %s: running (%s, attempt %d)", job.pk, job.kind, attempt)
@@ -452,6 +452,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     spare: list[tuple[str, str]] = []
     total_s = 0.0
     first_timings = None
+    out_of_time = False
     for round_no in range(top_up_rounds(fmt) + 1):
         if round_no:
             if request.cancelled():
@@ -465,7 +466,8 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
         except GenerationTimeout:
             if round_no == 0:
                 raise
-            break  # the job's time is up: keep what the earlier rounds made
+            out_of_time = True  # the job's time is up: keep what the earlier rounds made
+            break
         first_timings = first_timings or result.timings
         total_s += result.timings["total_s"]
         for text, reason in zip(result.texts, result.finish_reasons):
@@ -485,7 +487,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     outputs = outputs[:want]
     if not outputs:
         raise EngineError("The model produced no usable output; try again or change the inputs.")
-    timings = {**first_timings, "total_s": round(total_s, 4)}
+    timings = {**first_timings, "total_s": round(total_s, 4), **({"time_limit_reached": True} if out_of_time else {})}
     return [t for t, _ in outputs], [r for _, r in outputs], timings
 
 

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Case, F, Max, Q, Sum, When
 from django.db.models.functions import Coalesce
 
-from .. import events
+from ..infra import events
 from ..models import FINAL_STATUSES, Job
 
 

@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .. import events
+from ..infra import events
 from ..models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
 from .webhooks import webhook_enqueue
 

@@ -7,7 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from .. import prompts, registry, selectors, shaping
+from ..content import prompts, shaping
+from ..infra import registry
+from .. import selectors
 from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
 

@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
-import json
 import logging
 import socket
 import ssl
@@ -34,12 +33,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ..models import ApiKey, Job, JobStatus, WebhookDelivery, WebhookOutbox, WebhookOutboxState
+from . import dispatch
 
 log = logging.getLogger("generation.webhooks")
 
@@ -161,14 +160,6 @@ def callback_url_check(url: str, *, resolve=None) -> None:
             pass
     except UnsafeTarget as exc:
         raise ValidationError({"callback_url": [str(exc)]}) from None
-
-
-def webhook_body(job: Job) -> bytes:
-    """The job exactly as `GET /api/v1/jobs/<id>/` shows it (html_url as a path: there is no request)."""
-    from ..api.serializers import JobSerializer
-
-    data = JobSerializer(job).data
-    return json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def sign(secret: str, timestamp: int | str, body: bytes) -> str:
@@ -311,10 +302,8 @@ def webhook_enqueue(job_id) -> WebhookOutbox | None:
 
 def _kick(delivery_id) -> None:
     """Best effort, after commit: never raises, so a broker that is down cannot fail the job."""
-    from ..tasks import send_webhook
-
     try:
-        send_webhook.apply_async(args=[str(delivery_id)], queue=WEBHOOK_QUEUE)
+        dispatch.send(dispatch.SEND_WEBHOOK, [str(delivery_id)], queue=WEBHOOK_QUEUE)
     except Exception:
         log.exception("could not send webhook %s to the broker; the sweeper will send it", delivery_id)
 
@@ -356,7 +345,7 @@ def _claim(now, pk=None) -> WebhookOutbox | None:
     return None
 
 
-def _attempt(row: WebhookOutbox, resolve) -> tuple[bool, bool]:
+def _attempt(row: WebhookOutbox, render, resolve) -> tuple[bool, bool]:
     """Send a claimed row once and record the attempt. Returns (delivered, final): final when there is nothing
     more to try (delivered, refused, undeliverable, or the last attempt)."""
     job = (
@@ -391,7 +380,7 @@ def _attempt(row: WebhookOutbox, resolve) -> tuple[bool, bool]:
     except OSError as exc:  # the name does not resolve (now): retried like a refused connection
         status_code, error = None, f"Could not resolve {host}: {_error_text(exc)}"
     else:
-        body = webhook_body(job)
+        body = render(job)
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -414,11 +403,11 @@ def _attempt(row: WebhookOutbox, resolve) -> tuple[bool, bool]:
     return False, False
 
 
-def _send(row: WebhookOutbox, resolve) -> bool:
+def _send(row: WebhookOutbox, render, resolve) -> bool:
     """Attempt a claimed row, then settle it: delivered, failed, or due again after the doubling backoff. The
     update is fenced on the attempt number, so a sender whose lease ran out (and whose row another took) cannot
     overwrite the newer outcome."""
-    delivered, final = _attempt(row, resolve)
+    delivered, final = _attempt(row, render, resolve)
     now = timezone.now()
     if final:
         fields = {"state": WebhookOutboxState.DELIVERED if delivered else WebhookOutboxState.FAILED, "finished_at": now}
@@ -431,19 +420,19 @@ def _send(row: WebhookOutbox, resolve) -> bool:
     return delivered
 
 
-def webhook_send(delivery_id, *, now=None, resolve=None) -> bool:
+def webhook_send(delivery_id, *, render, now=None, resolve=None) -> bool:
     """The kick: send this delivery now if it is due and its key is under its cap (otherwise the sweeper will).
-    Returns whether it was delivered."""
+    `render(job)` gives the body (the API's shape of the job: api/webhooks.py). Returns whether it was delivered."""
     row = _claim(now or timezone.now(), pk=delivery_id)
-    return row is not None and _send(row, resolve)
+    return row is not None and _send(row, render, resolve)
 
 
-def webhook_sweep(*, now=None, resolve=None, limit: int = SWEEP_MAX_ROWS) -> int:
+def webhook_sweep(*, render, now=None, resolve=None, limit: int = SWEEP_MAX_ROWS) -> int:
     """Send due deliveries one after another until none is left (or `limit`): never sent, due for a retry, or
     abandoned by a sender that died. Several sweeps run side by side, each on rows of its own. Returns how many
     were attempted."""
     attempted = 0
     while attempted < limit and (row := _claim(now or timezone.now())) is not None:
-        _send(row, resolve)
+        _send(row, render, resolve)
         attempted += 1
     return attempted

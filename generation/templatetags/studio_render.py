@@ -2,7 +2,7 @@
 
 from django import template
 
-from generation.rendering import render_code, render_markdown
+from generation.web.rendering import render_code, render_markdown
 
 register = template.Library()
 

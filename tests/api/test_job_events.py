@@ -8,7 +8,8 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import Client
 
-from generation import events, services
+from generation.infra import events
+from generation import services
 from generation.api import streams
 from generation.models import Job
 

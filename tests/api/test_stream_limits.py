@@ -14,7 +14,8 @@ import pytest
 import redis
 from django.test import Client
 
-from generation import events, processes, services
+from generation.infra import events, processes
+from generation import services
 from generation.models import Job, JobOutput, JobStatus, PromptTemplate
 from tests.support.live import server_env
 

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
-from generation import events
+from generation.infra import events
 from generation.models import Feedback, Job, JobOutput, JobStatus, PromptTemplate, ReviewState
 from tests.browser.conftest import shot
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from generation import processes
+from generation.infra import processes
 from generation.models import Job
 from tests.support.live import WORKER_START_TIMEOUT, server_env
 

@@ -11,7 +11,8 @@ import pytest
 import requests
 from django.db import connection
 
-from generation import processes, services
+from generation.infra import processes
+from generation import services
 from generation.models import Job, JobStatus
 from tests.integration.conftest import log_tail, wait_status
 from tests.integration.test_full_path import NEWS, wait_final
@@ -42,7 +43,7 @@ def test_a_worker_killed_mid_generation_loses_nothing(cluster, user):
 def test_queued_jobs_survive_the_broker_losing_their_messages(cluster, user, settings):
     """Jobs queued while no worker runs; then the broker loses every message (the queue emptied, as after a
     Redis restart without persistence). The reconciler sends them again and a worker runs each, once."""
-    from generation import events
+    from generation.infra import events
 
     settings.AIGC = {**settings.AIGC, "RESEND_QUEUED_AFTER_S": 1.0}
     jobs = [services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16, "seed": i})
@@ -159,16 +160,18 @@ def test_database_connections_dropped_mid_job_lose_nothing(cluster, user):
 def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(cluster, user):
     cancelled = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16})
     assert services.job_cancel(cancelled, user=user)
-    worker = cluster.worker("worker", JOB_SOFT_TIME_LIMIT="3")  # the 400-word job needs several times that
+    # One limit for the whole job: past it in its first round, the job fails (a later re-sampling round cut by it
+    # keeps what the first made). The 600-word job's first round needs several times 1.5 s.
+    worker = cluster.worker("worker", JOB_SOFT_TIME_LIMIT="1.5")
     deadline = time.monotonic() + 60
     while f"job {cancelled.pk} is not runnable" not in worker.log_path.read_text():  # its message was delivered
         assert time.monotonic() < deadline, log_tail(worker)
         time.sleep(0.2)
 
-    slow = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 400}, params={"seed": 1})
+    slow = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 600}, params={"seed": 1})
     quick = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 4, "seed": 2})
     slow, quick = wait_final(slow.pk, timeout=120), wait_final(quick.pk, timeout=120)
-    assert slow.status == JobStatus.FAILED and "time limit of 3 s" in slow.error, slow.error
+    assert slow.status == JobStatus.FAILED and "time limit of 1.5 s" in slow.error, slow.error
     assert (slow.finished_at - slow.started_at).total_seconds() < 30 and not slow.outputs.exists()
     assert quick.status == JobStatus.SUCCEEDED and quick.outputs.count() == 1, log_tail(worker)  # batched beside it
     cancelled = Job.objects.get(pk=cancelled.pk)

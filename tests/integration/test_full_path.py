@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from generation import registry, services
+from generation.infra import registry
+from generation import services
 from generation.models import Job, JobStatus, ModelInfo, PromptTemplate
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -84,7 +85,7 @@ def test_the_web_counts_prompt_tokens_exactly_as_the_engine(worker_queue, user):
     """The worker published its tokenizer and chat template; the web side's count must equal the engine's."""
     from generation import selectors
     from generation.engine import load_engine
-    from generation.worker import engine_config
+    from generation.workers.engines import engine_config
 
     counter = selectors.prompt_counter("default")
     assert counter is not None and counter.context_length == registry.entry("default")["context"]
@@ -106,7 +107,7 @@ def test_a_prompt_beyond_the_context_is_refused_before_queueing(worker_queue, ap
 
 
 def test_text_is_streamed_while_the_job_runs_and_joins_to_the_output(worker_queue, api):
-    from generation import events
+    from generation.infra import events
 
     response = api.post("/api/v1/jobs/", {"kind": "summary", "inputs": {"text": NEWS, "words": 40}}, format="json")
     job = wait_final(response.json()["id"])

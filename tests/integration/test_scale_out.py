@@ -10,7 +10,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from generation import events, processes, registry, services
+from generation.infra import events, processes, registry
+from generation import services
 from generation.models import JobStatus
 from tests.integration.conftest import log_tail
 from tests.integration.test_full_path import NEWS, wait_final

@@ -21,7 +21,9 @@ from celery import Celery
 from django.conf import settings
 from django.utils import timezone
 
-from generation import processes, services
+from generation.infra import processes
+from generation.api.webhooks import job_body
+from generation import services
 from generation.models import Job, JobStatus, WebhookDelivery, WebhookOutbox
 from generation.services import jobs
 from tests.support.live import WORKER_START_TIMEOUT, server_env
@@ -64,7 +66,7 @@ job = Job.objects.select_related("owner").get(pk=sys.argv[1])
 services.job_cancel(job, user=job.owner)
 """
 
-SWEEP = "import django; django.setup(); from generation import services; print(services.webhook_sweep())"
+SWEEP = "import django; django.setup(); from generation.api.webhooks import job_body; from generation import services; print(services.webhook_sweep(render=job_body))"
 
 
 def python(code: str, env: dict, *args) -> subprocess.Popen:
@@ -97,7 +99,7 @@ def test_a_process_killed_between_commit_and_send_loses_no_callback_and_it_arriv
         outputs = [s.communicate(timeout=120) for s in sweepers]
         assert [s.returncode for s in sweepers] == [0, 0], outputs
         assert sorted(int(out.strip().splitlines()[-1]) for out, _ in outputs) == [0, 1], outputs
-        assert services.webhook_sweep() == 0  # and nothing is owed any more
+        assert services.webhook_sweep(render=job_body) == 0  # and nothing is owed any more
         [request] = receiver.requests
         assert request["headers"]["X-AIGC-Delivery"] == str(row.pk)
         assert '"status":"cancelled"' in request["body"].decode()

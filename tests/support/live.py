@@ -13,7 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from generation import processes
+from generation.infra import processes
 
 WORKER_START_TIMEOUT = 600  # generous: a transformers worker's first start converts the bundled GGUF (about a minute)
 PUBLISH_TIMEOUT = 120  # a llama.cpp worker's first start converts its tokenizer for the web tier (some seconds)

@@ -71,7 +71,7 @@ def _engine(backend: str):
     import dataclasses
 
     from generation.engine import load_engine
-    from generation.worker import engine_config
+    from generation.workers.engines import engine_config
 
     return load_engine(dataclasses.replace(engine_config(), backend=backend))
 
@@ -102,7 +102,8 @@ def engine_figures(engine, tokens: int, repeat: int) -> dict:
 
 def headline_messages() -> list[dict]:
     """The messages a headline job for NEWS runs with: the default headline template's production version."""
-    from generation import prompts, selectors, services
+    from generation.content import prompts
+    from generation import selectors, services
 
     template = selectors.template_default_for_kind("headline")
     if template is None:
@@ -473,7 +474,8 @@ class FullPath:
         self.log = log
 
     def measure(self, backend: str, concurrent: int) -> dict:
-        from generation import processes, services
+        from generation.infra import processes
+        from generation import services
         from generation.models import Job
 
         redis_url, redis_server = settings.REDIS_URL, None
@@ -627,7 +629,7 @@ class FullPath:
 
     def _cpu(self) -> dict:
         """CPU seconds used so far by the worker, the web server, Redis and this process (the clients)."""
-        from generation import events
+        from generation.infra import events
 
         def of(pid) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from generation.worker import engine_config
+from generation.workers.engines import engine_config
 
 
 class Command(BaseCommand):

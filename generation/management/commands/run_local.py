@@ -19,8 +19,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import registry
-from generation.processes import embedded_redis, process_env, redis_answers, stop_redis
+from generation.infra import registry
+from generation.infra.processes import embedded_redis, process_env, redis_answers, stop_redis
 
 
 def _shown(url: str) -> str:

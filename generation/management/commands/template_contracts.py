@@ -14,7 +14,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from generation import contracts, services
+from generation.content import contracts
+from generation import services
 from generation.models import Job, JobStatus
 
 NEWS = [
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         parser.add_argument("--verbose-failures", action="store_true")
 
     def handle(self, only, as_json, verbose_failures, **options):
-        from generation.worker import get_engine
+        from generation.workers.engines import get_engine
 
         engine = get_engine()
         rows: dict[str, dict] = {}

@@ -1,4 +1,4 @@
-"""Write static/studio/pygments.css from generation.rendering.pygments_css().
+"""Write static/studio/pygments.css from generation.web.rendering.pygments_css().
 
 The file is committed; run this again only when the highlight styles change (a test checks the two agree).
 """
@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from generation.rendering import pygments_css
+from generation.web.rendering import pygments_css
 
 
 class Command(BaseCommand):

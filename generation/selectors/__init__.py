@@ -1,0 +1,44 @@
+"""Reads. Every query for jobs goes through here, scoped to the user who asks; one module per entity."""
+
+from .health import health_report, model_health
+from .jobs import (
+    api_jobs,
+    batch_for_user,
+    job_for_page,
+    job_for_user,
+    job_notice,
+    jobs_for_review,
+    jobs_visible_to,
+    queue_position,
+    search_jobs,
+    usage_by_day,
+)
+from .prompts import prompt_counter
+from .templates import (
+    template_by_slug,
+    template_default_for_kind,
+    templates_for_kind,
+    templates_with_versions,
+    versions_with_ratings,
+)
+
+__all__ = [
+    "api_jobs",
+    "batch_for_user",
+    "health_report",
+    "job_for_page",
+    "job_for_user",
+    "job_notice",
+    "jobs_for_review",
+    "jobs_visible_to",
+    "model_health",
+    "prompt_counter",
+    "queue_position",
+    "search_jobs",
+    "template_by_slug",
+    "template_default_for_kind",
+    "templates_for_kind",
+    "templates_with_versions",
+    "usage_by_day",
+    "versions_with_ratings",
+]

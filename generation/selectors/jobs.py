@@ -1,0 +1,112 @@
+"""Reads of jobs, batches and usage, always scoped to the user who asks: the history, the API and the streams
+show nothing else."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from datetime import timezone as dt_timezone
+
+from django.db.models import Count, Q, QuerySet, Sum, TextField
+from django.db.models.functions import Cast, TruncDate
+from django.utils import timezone
+
+from ..infra import presence, registry
+from ..models import (
+    FINAL_STATUSES,
+    Job,
+    JobBatch,
+    JobStatus,
+    ReviewState,
+)
+
+
+def jobs_visible_to(user) -> QuerySet[Job]:
+    """A user's own jobs: the history, the API and the streams show nothing else."""
+    return Job.objects.filter(owner=user).select_related("template", "template_version").prefetch_related("outputs")
+
+
+def job_for_user(user, job_id) -> Job | None:
+    return jobs_visible_to(user).filter(pk=job_id).first()
+
+
+def jobs_for_review() -> QuerySet[Job]:
+    """What reviewers see besides their own jobs: jobs submitted for review, and those approved."""
+    return (
+        Job.objects.exclude(review_state=ReviewState.DRAFT)
+        .select_related("owner", "template", "template_version")
+        .prefetch_related("outputs")
+    )
+
+
+def job_for_page(user, job_id) -> Job | None:
+    """The job page: the owner's job, or, for a reviewer, a job in review or approved (read-only to them)."""
+    job = job_for_user(user, job_id)
+    if job is None and user.has_perm("generation.review_job"):
+        job = jobs_for_review().filter(pk=job_id).first()
+    return job
+
+
+def queue_position(job: Job) -> int | None:
+    """1 for the next job to run; None when the job is not waiting."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    ahead = Job.objects.filter(status=JobStatus.QUEUED, model_alias=job.model_alias, created_at__lt=job.created_at)
+    return ahead.count() + 1
+
+
+def job_notice(job: Job) -> str | None:
+    """Why a queued job may wait for good: no live worker hosts its model. Said in the API and on the job page
+    rather than leaving the job silently queued; it runs as soon as such a worker starts."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    queue = registry.queue_for(job.model_alias)
+    live = presence.live_workers([queue], max_age_s=2.0)
+    if live is None or live[queue]:
+        return None
+    return (f"No worker is serving the model '{job.model_alias}' (queue {queue}) right now; "
+            f"the job waits until one starts.")  # fmt: skip
+
+
+def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None):
+    """History filters. `q` looks in inputs, outputs (model and final text) and errors."""
+    if q:
+        # The inputs as text (a JSON lookup would compare JSON-escaped strings and miss Chinese words).
+        jobs = jobs.annotate(inputs_text=Cast("inputs", TextField())).filter(
+            Q(inputs_text__icontains=q) | Q(outputs__text__icontains=q) | Q(outputs__final_text__icontains=q) | Q(error__icontains=q)
+        ).distinct()
+    filters = {"kind": kind, "status": status, "template__slug": template, "review_state": review}
+    jobs = jobs.filter(**{k: v for k, v in filters.items() if v})
+    if since:
+        jobs = jobs.filter(created_at__date__gte=since)
+    if until:
+        jobs = jobs.filter(created_at__date__lte=until)
+    return jobs
+
+
+def api_jobs(user, *, status=None, kind=None, template=None, created_after=None, created_before=None) -> QuerySet[Job]:
+    """The API's job list filters, over the user's own jobs."""
+    jobs = jobs_visible_to(user)
+    filters = {"status": status, "kind": kind, "template__slug": template, "created_at__gte": created_after,
+               "created_at__lt": created_before}  # fmt: skip
+    return jobs.filter(**{k: v for k, v in filters.items() if v})
+
+
+def usage_by_day(user, days: int) -> list[dict]:
+    """Tokens by UTC day and template over the last `days` days, newest first (finished jobs only)."""
+    since = timezone.now() - timedelta(days=days)
+    rows = (
+        Job.objects.filter(owner=user, created_at__gte=since, status__in=FINAL_STATUSES)
+        .annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc))
+        .values("day", "template__slug")
+        .annotate(jobs=Count("id"), prompt_tokens=Sum("prompt_tokens", default=0), completion_tokens=Sum("completion_tokens", default=0))
+        .order_by("-day", "template__slug")
+    )
+    return [
+        {"day": r["day"], "template": r["template__slug"], "jobs": r["jobs"], "prompt_tokens": r["prompt_tokens"],
+         "completion_tokens": r["completion_tokens"], "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}  # fmt: skip
+        for r in rows
+    ]
+
+
+def batch_for_user(user, batch_id) -> JobBatch | None:
+    return JobBatch.objects.filter(owner=user, pk=batch_id).first()

@@ -1,0 +1,171 @@
+"""Forms generated from a template version's declared variables, so that the studio, the admin preview and
+the API accept the same inputs. The service does the validation; its field errors land on the fields."""
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from ..models import JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
+
+
+def variable_field(var: dict) -> forms.Field:
+    common = dict(
+        label=var.get("label") or var["name"].replace("_", " ").capitalize(),
+        required=bool(var.get("required")),
+        initial=var.get("default", ""),
+        help_text=var.get("help", ""),
+    )
+    kind = var.get("type", "text")
+    if kind == "number":
+        return forms.FloatField(min_value=var.get("min"), max_value=var.get("max"), **common)
+    if kind == "choice":
+        choices = [(c, c) for c in var.get("choices", [])]
+        return forms.ChoiceField(choices=([("", "—")] if not var.get("required") else []) + choices, **common)
+    widget = forms.Textarea(attrs={"rows": 8}) if var.get("multiline") else forms.TextInput()
+    return forms.CharField(max_length=var.get("max_length"), widget=widget, strip=True, **common)
+
+
+class InputsForm(forms.Form):
+    """The template's variables as fields named `in_<variable>`."""
+
+    def __init__(self, version: TemplateVersion, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.version = version
+        for var in version.variables:
+            self.fields[f"in_{var['name']}"] = variable_field(var)
+
+    @property
+    def input_fields(self):
+        return [f for f in self if f.name.startswith("in_")]
+
+    def inputs(self) -> dict:
+        out = {}
+        for name, value in self.cleaned_data.items():
+            if name.startswith("in_") and value not in ("", None):
+                out[name[3:]] = int(value) if isinstance(value, float) and value.is_integer() else value
+        return out
+
+    def add_service_errors(self, errors: dict[str, list[str]]) -> None:
+        """Show the service's errors ("inputs.text", "params.n") on the fields they name."""
+        for key, messages in errors.items():
+            section, _, name = key.partition(".")
+            field = f"in_{name}" if section == "inputs" else name
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
+
+
+class JobForm(InputsForm):
+    PARAM_FIELDS = ("max_new_tokens", "temperature", "n", "seed")
+
+    def __init__(self, version: TemplateVersion, *args, **kwargs):
+        super().__init__(version, *args, **kwargs)
+        defaults = version.default_params
+        self.fields["max_new_tokens"] = forms.IntegerField(
+            label="Max new tokens", required=False, min_value=1,
+            initial=None if version.length_variable else defaults.get("max_new_tokens"),
+            help_text="Empty: set from the template (and its length input, if any).",
+        )  # fmt: skip
+        self.fields["temperature"] = forms.FloatField(
+            label="Temperature", required=False, min_value=0, max_value=2, initial=defaults.get("temperature"),
+            help_text="0 gives the same text every time.",
+        )  # fmt: skip
+        if version.output_format == "headline":
+            self.fields["n"] = forms.IntegerField(label="Candidates", required=False, min_value=1, initial=defaults.get("n"))
+        self.fields["seed"] = forms.IntegerField(label="Seed", required=False, min_value=0, help_text="Empty: a random one, recorded with the job.")
+
+    @property
+    def param_fields(self):
+        return [f for f in self if not f.name.startswith("in_")]
+
+    def params(self) -> dict:
+        data = self.cleaned_data
+        # Only what the user changed from the template's defaults, so that derived defaults still apply.
+        return {
+            k: data[k]
+            for k in self.PARAM_FIELDS
+            if data.get(k) is not None and (k == "seed" or data[k] != self.version.default_params.get(k))
+        }
+
+
+class TemplateAdminForm(forms.ModelForm):
+    """The template's own fields plus the content of its latest version; saving changed content creates a
+    new version (versions are never edited in place)."""
+
+    system_prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 100}), required=False)
+    user_template = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 100}), help_text="{name} inserts the input called name."
+    )
+    variables = forms.JSONField(
+        initial=list,
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 100}),
+        help_text='[{"name": "text", "type": "text|number|choice", "required": true, "default": "", "max_length": 20000, '
+        '"min": 1, "max": 10, "choices": ["a", "b"], "label": "", "help": "", "multiline": true}]',
+    )
+    default_params = forms.JSONField(
+        initial=dict, required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 100}),
+        help_text='{"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.95, "n": 1}',
+    )  # fmt: skip
+    length_variable = forms.CharField(required=False, help_text="A number variable holding the word budget, if any.")
+    output_format = forms.ChoiceField(choices=TemplateVersion._meta.get_field("output_format").choices, initial="text")
+    model_alias = forms.CharField(initial="default")
+    note = forms.CharField(required=False, max_length=200, help_text="What changed, for the version history.")
+
+    CONTENT_FIELDS = TemplateVersion.CONTENT_FIELDS
+
+    class Meta:
+        model = PromptTemplate
+        fields = ["slug", "kind", "name", "description", "is_default"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        latest = self.instance.versions.order_by("-number").first() if self.instance.pk else None
+        if latest is not None:
+            for field in self.CONTENT_FIELDS:
+                self.initial[field] = getattr(latest, field)
+            self.fields["slug"].disabled = True  # jobs and editorial tools refer to it
+            self.fields["kind"].disabled = True
+
+    def content(self) -> dict:
+        return {f: self.cleaned_data.get(f) for f in self.CONTENT_FIELDS}
+
+
+class LabelMoveForm(forms.Form):
+    label = forms.SlugField(max_length=40, help_text="production, staging, or any name.")
+    version = forms.IntegerField(min_value=1)
+
+
+class FeedbackForm(forms.Form):
+    rating = forms.TypedChoiceField(choices=[("1", _("Good")), ("-1", _("Bad"))], coerce=int, label=_("Rating"))
+    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label=_("Comment"))
+
+
+class OutputEditForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 16}), strip=False, label=_("Final text"))
+
+
+class ReviewForm(forms.Form):
+    to_state = forms.ChoiceField(choices=ReviewState.choices)
+    note = forms.CharField(required=False, max_length=2000, label=_("Note"))
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, label=_("Name"), help_text=_("Where the key is used, e.g. “CMS plugin”."))
+
+
+class HistoryFilterForm(forms.Form):
+    """The history's filters, read from the query string; anything invalid is simply not applied."""
+
+    q = forms.CharField(required=False, label=_("Search"))
+    kind = forms.ChoiceField(required=False, choices=[("", _("Any kind"))] + list(Kind.choices), label=_("Kind"))
+    status = forms.ChoiceField(required=False, choices=[("", _("Any status"))] + list(JobStatus.choices), label=_("Status"))
+    template = forms.ChoiceField(required=False, label=_("Template"))
+    review = forms.ChoiceField(required=False, choices=[("", _("Any state"))] + list(ReviewState.choices), label=_("Review"))
+    since = forms.DateField(required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, templates=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].choices = [("", _("Any template"))] + [(t.slug, t.name) for t in templates]
+
+    def filters(self) -> dict:
+        self.is_valid()  # fields that did not validate are left out of cleaned_data
+        return {k: v for k, v in self.cleaned_data.items() if v}

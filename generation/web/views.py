@@ -1,0 +1,310 @@
+"""Studio pages. Thin: forms validate the shape, services do the work, selectors scope reads to the user."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.crypto import constant_time_compare
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import selectors, services
+from ..content.diffing import word_diff
+from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
+from ..models import Feedback, Kind, ReviewState
+from ..services.limits import LimitExceeded, check_request_rate
+from ..services.review import outputs_editable
+from ..content.shaping import count_words
+
+
+@login_required
+def job_new(request, kind: str = Kind.HEADLINE):
+    if kind not in Kind.values:
+        raise Http404
+    templates = list(selectors.templates_for_kind(kind))
+    slug = request.GET.get("template")
+    template = next((t for t in templates if t.slug == slug), None) or next((t for t in templates if t.is_default), None)
+    if template is None:
+        raise Http404
+    version = services.resolve_version(template)
+    form = JobForm(version, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            check_request_rate(user=request.user)
+            job = services.job_create(
+                user=request.user, template=template.slug, version=version.number, inputs=form.inputs(), params=form.params()
+            )
+        except ValidationError as exc:
+            form.add_service_errors(exc.message_dict)
+        except LimitExceeded as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("job-detail", job_id=job.pk)
+    context = {"form": form, "kind": kind, "kinds": Kind.choices, "template": template, "templates": templates, "version": version}
+    return render(request, "generation/job_new.html", context)
+
+
+def _page_job(request, job_id):
+    job = selectors.job_for_page(request.user, job_id)
+    if job is None:
+        raise Http404
+    return job
+
+
+def _own_job(request, job_id):
+    job = selectors.job_for_user(request.user, job_id)
+    if job is None:
+        raise Http404
+    return job
+
+
+@login_required
+def job_detail(request, job_id):
+    job = _page_job(request, job_id)
+    is_owner = job.owner_id == request.user.pk
+    mine = {f.output_id: f for f in Feedback.objects.filter(output__job=job, user=request.user)}
+    outputs = [
+        {
+            "output": o,
+            "feedback": mine.get(o.pk),
+            "diff": word_diff(o.text, o.final_text) if o.edited_at else None,
+            "words": count_words(o.current_text),  # CJK-aware: each Chinese character counts as a word
+        }
+        for o in job.outputs.all()
+    ]
+    context = {
+        "job": job,
+        "outputs": outputs,
+        "is_owner": is_owner,
+        "can_edit": outputs_editable(job, request.user),  # only in draft: what the service allows
+        "review_moves": [(to, ReviewState(to).label) for to in services.review_moves(job, request.user)],
+        "review_events": job.review_events.select_related("actor"),
+        "queue_position": selectors.queue_position(job),
+        "notice": selectors.job_notice(job),
+        "feedback_form": FeedbackForm(),
+    }
+    return render(request, "generation/job_detail.html", context)
+
+
+@login_required
+def job_state(request, job_id):
+    """Polled by the job page while a job waits: its status and place in the queue."""
+    job = _own_job(request, job_id)
+    return JsonResponse({"status": job.status, "queue_position": selectors.queue_position(job), "notice": selectors.job_notice(job)})
+
+
+@login_required
+@require_POST
+def job_rerun(request, job_id):
+    """Run again: the same template version, inputs, params and seed."""
+    job = _own_job(request, job_id)
+    try:
+        check_request_rate(user=request.user)
+        return redirect("job-detail", job_id=services.job_rerun(job, user=request.user).pk)
+    except LimitExceeded as exc:
+        messages.error(request, exc.message)
+    except ValidationError as exc:  # the template version's inputs no longer validate, or the model is gone
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+@require_POST
+def job_cancel(request, job_id):
+    job = _own_job(request, job_id)
+    if services.job_cancel(job, user=request.user):
+        messages.success(request, _("The job was cancelled."))
+    else:
+        messages.info(request, _("The job had already ended."))
+    return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+def job_download(request, job_id, fmt: str):
+    """The job's text (final text where edited) as Markdown or plain text."""
+    if fmt not in ("md", "txt"):
+        raise Http404
+    job = _page_job(request, job_id)
+    texts = [o.current_text for o in job.outputs.all()]
+    if job.template_version.output_format in ("headline", "list") or len(texts) > 1:
+        body = "\n".join(f"- {t}" if fmt == "md" else t for t in texts)
+    elif job.template_version.output_format in ("code", "docstrings") and fmt == "md":
+        body = "\n\n".join(f"```{job.inputs.get('language', 'python')}\n{t}\n```" for t in texts)
+    else:
+        body = "\n\n".join(texts)
+    if fmt == "md":
+        body = f"# {job.template.name}\n\n{body}\n"
+    response = HttpResponse(body, content_type="text/markdown; charset=utf-8" if fmt == "md" else "text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{job.template.slug}-{str(job.pk)[:8]}.{fmt}"'
+    return response
+
+
+def _output(request, job_id, index):
+    job = _page_job(request, job_id)
+    output = next((o for o in job.outputs.all() if o.index == index), None)
+    if output is None:
+        raise Http404
+    return job, output
+
+
+@login_required
+@require_POST
+def output_feedback(request, job_id, index: int):
+    job, output = _output(request, job_id, index)
+    form = FeedbackForm(request.POST)
+    if form.is_valid():
+        try:
+            services.feedback_set(output, user=request.user, **form.cleaned_data)
+            messages.success(request, _("Thanks: your rating was saved."))
+        except PermissionDenied:
+            raise Http404
+    else:
+        messages.error(request, _("Choose thumbs up or thumbs down."))
+    return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
+
+
+@login_required
+def output_edit(request, job_id, index: int):
+    job, output = _output(request, job_id, index)
+    if job.owner_id != request.user.pk:
+        raise Http404
+    if not outputs_editable(job, request.user):  # in review or approved: say why instead of a form that fails
+        messages.error(
+            request, _("Only a draft can be edited: withdraw the job from review, or ask a reviewer to reopen it.")
+        )
+        return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
+    form = OutputEditForm(request.POST or None, initial={"text": output.current_text})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.output_edit(output, user=request.user, text=form.cleaned_data["text"])
+        except ValidationError as exc:
+            form.add_error("text", exc.message_dict.get("text"))
+        else:
+            messages.success(request, _("Final text saved."))
+            return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
+    return render(request, "generation/output_edit.html", {"job": job, "output": output, "form": form})
+
+
+@login_required
+@require_POST
+def job_review(request, job_id):
+    job = _page_job(request, job_id)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Unknown review state."))
+        return redirect("job-detail", job_id=job.pk)
+    try:
+        services.review_move(job, user=request.user, **form.cleaned_data)
+    except PermissionDenied:
+        raise Http404
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    else:
+        messages.success(request, _("Review state: %(state)s.") % {"state": job.get_review_state_display()})
+    return redirect("job-detail", job_id=job.pk)
+
+
+@login_required
+def job_list(request):
+    form = HistoryFilterForm(request.GET, templates=selectors.templates_with_versions())
+    jobs = selectors.search_jobs(selectors.jobs_visible_to(request.user), **form.filters())
+    page = Paginator(jobs, 20).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "generation/job_list.html", {"page": page, "form": form, "query": query.urlencode()})
+
+
+@login_required
+def review_queue(request):
+    if not services.is_reviewer(request.user):
+        raise Http404
+    state = request.GET.get("state", ReviewState.IN_REVIEW)
+    jobs = selectors.jobs_for_review().filter(review_state=state) if state in ReviewState.values else selectors.jobs_for_review()
+    page = Paginator(jobs.order_by("-created_at"), 20).get_page(request.GET.get("page"))
+    return render(request, "generation/review_queue.html", {"page": page, "state": state, "states": ReviewState.choices})
+
+
+@never_cache  # Cache-Control: no-store: the page holds webhook secrets, and a new key on its creation
+@login_required
+def api_keys(request):
+    """Create, name and revoke API keys. A new key is shown once, on the response to its creation; each key's
+    webhook secret stays visible to its owner (only the user's own keys are listed), to verify callbacks."""
+    form = ApiKeyForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, new_key = services.api_key_create(request.user, name=form.cleaned_data["name"])
+        except ValidationError as exc:
+            form.add_error("name", exc.message_dict["name"])
+        else:
+            form = ApiKeyForm()
+    keys = request.user.api_keys.all()
+    return render(request, "generation/api_keys.html", {"form": form, "keys": keys, "new_key": new_key})
+
+
+@login_required
+@require_POST
+def api_key_revoke(request, key_id: int):
+    key = request.user.api_keys.filter(pk=key_id).first()
+    if key is None:
+        raise Http404
+    services.api_key_revoke(key)
+    messages.success(request, _("Key revoked: requests with it are refused from now on."))
+    return redirect("api-keys")
+
+
+def home(request):
+    return redirect("job-new")
+
+
+@login_required
+def health_page(request):
+    """The same report as /healthz, for staff in the studio: which models have workers, which jobs would wait."""
+    if not request.user.is_staff:
+        raise Http404
+    return render(request, "generation/health.html", {"report": selectors.health_report()})
+
+
+def _has_metrics_token(request) -> bool:
+    token = settings.AIGC["METRICS_TOKEN"]
+    return bool(token) and constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}")
+
+
+@require_GET
+def healthz(request):
+    """Load balancers: 200 while the database and Redis answer (503 otherwise). Anyone gets only the status;
+    the report (each model alias's queue, live workers, queued jobs, stranded aliases, the errors) tells how the
+    site is built and where it hurts, so it goes to the metrics token, to staff sessions, and with DEBUG on and no
+    token set, to anyone."""
+    report = selectors.health_report()
+    detailed = (
+        _has_metrics_token(request)
+        or (request.user.is_authenticated and request.user.is_staff)
+        or (settings.DEBUG and not settings.AIGC["METRICS_TOKEN"])
+    )
+    body = report if detailed else {"status": report["status"]}
+    return JsonResponse(body, status=503 if report["status"] == "down" else 200)
+
+
+@require_GET
+def metrics(request):
+    """Prometheus text for scrapers that send AIGC_METRICS_TOKEN as a bearer token. With DEBUG off and no token
+    set it is refused: the figures (models, queues, traffic) are not for whoever can reach the site."""
+    if not settings.AIGC["METRICS_TOKEN"]:
+        if not settings.DEBUG:
+            return HttpResponse("Metrics are off: set AIGC_METRICS_TOKEN and scrape with it as a bearer token.\n",
+                                status=403, content_type="text/plain")  # fmt: skip
+    elif not _has_metrics_token(request):
+        response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from ..infra import metrics as studio_metrics
+
+    return HttpResponse(studio_metrics.render(selectors.model_health), content_type=CONTENT_TYPE_LATEST)

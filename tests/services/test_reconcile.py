@@ -1,0 +1,129 @@
+"""Liveness: a job whose worker died is claimed again, a job with a live worker never twice; the reconciler
+sends lost jobs again, through the real broker (a queue of the test's own)."""
+
+import base64
+import json
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from generation.infra import events
+from generation import services
+from generation.models import Job, JobStatus
+from generation.workers.engines import Heartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queue(settings):
+    """Jobs sent in this test go to a queue of its own in the real Redis; the fixture reads and clears it."""
+    name = f"test-reconcile-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = name
+
+    def sent() -> list[str]:
+        """The job ids of the run_job messages waiting in the queue (kombu: JSON, body base64 of [args, ...])."""
+        messages = [json.loads(raw) for raw in events.client().lrange(name, 0, -1)]
+        return [json.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
+
+    yield sent
+    events.client().delete(name)
+
+
+def make_job(user, **fields):
+    job = services.job_create(user=user, kind="headline", inputs={"text": "A council votes for a bridge."})
+    Job.objects.filter(pk=job.pk).update(**fields)
+    return Job.objects.get(pk=job.pk)
+
+
+def test_a_running_job_with_a_live_heartbeat_is_never_claimed_twice(user, tiny_engine):
+    job = make_job(user, status=JobStatus.RUNNING, heartbeat_at=timezone.now(), attempts=1)
+    services.job_run(job.pk, engine=tiny_engine)  # a duplicate message
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.attempts == 1 and not job.outputs.exists()
+
+
+def test_a_job_whose_worker_died_is_claimed_and_finishes(user, tiny_engine):
+    job = make_job(user, status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5), attempts=1)
+    services.job_run(job.pk, engine=tiny_engine)  # the message redelivered, or sent again by the reconciler
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 2 and job.outputs.exists()
+
+
+def test_the_reconciler_sends_lost_jobs_again_and_leaves_live_ones(user, queue):
+    now = timezone.now()
+    dead = make_job(user, status=JobStatus.RUNNING, heartbeat_at=now - timedelta(minutes=5), attempts=1)
+    alive = make_job(user, status=JobStatus.RUNNING, heartbeat_at=now, attempts=1)
+    lost_message = make_job(user, enqueued_at=now - timedelta(hours=1))
+    never_sent = make_job(user, enqueued_at=None)
+    Job.objects.filter(pk=never_sent.pk).update(created_at=now - timedelta(hours=1))
+    waiting = make_job(user, enqueued_at=now)
+    finished = make_job(user, status=JobStatus.SUCCEEDED, heartbeat_at=now - timedelta(hours=1))
+
+    assert services.reconcile_jobs() == {"requeued_running": 1, "resent_queued": 2}
+    assert sorted(queue()) == sorted(str(j.pk) for j in (dead, lost_message, never_sent))
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert statuses[dead.pk] == JobStatus.QUEUED and statuses[alive.pk] == JobStatus.RUNNING
+    assert statuses[waiting.pk] == JobStatus.QUEUED and statuses[finished.pk] == JobStatus.SUCCEEDED
+    assert services.reconcile_jobs() == {"requeued_running": 0, "resent_queued": 0}  # just sent: not again yet
+
+
+def test_heartbeat_touches_only_running_jobs_of_this_process(user):
+    now = timezone.now()
+    running = make_job(user, status=JobStatus.RUNNING, heartbeat_at=now - timedelta(minutes=5))
+    other = make_job(user, status=JobStatus.RUNNING, heartbeat_at=now - timedelta(minutes=5))
+    beat = Heartbeat()
+    beat._jobs[running.pk] = running.attempts  # as job_run registers it, without starting the thread
+    assert beat.beat() == 1
+    assert Job.objects.get(pk=running.pk).heartbeat_at > now - timedelta(seconds=5)
+    assert Job.objects.get(pk=other.pk).heartbeat_at < now - timedelta(minutes=4)
+
+
+def test_a_stale_claim_s_heartbeat_does_not_keep_a_re_claimed_job_alive(user):
+    job = make_job(user, status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5), attempts=2)
+    beat = Heartbeat()
+    beat._jobs[job.pk] = 1  # this process claimed attempt 1; another worker holds attempt 2 now
+    assert beat.beat() == 0
+
+
+class Stalled:
+    """The real tiny engine, whose first call waits until released: a worker stuck (swapping, paused, cut off)
+    for longer than its heartbeat may be missed, then waking up to write its result."""
+
+    model_name = "stalled-worker"
+
+    def __init__(self, engine, release: threading.Event) -> None:
+        self.engine, self.release, self.entered = engine, release, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def generate(self, request, on_delta=None):
+        self.entered.set()
+        assert self.release.wait(60)
+        return self.engine.generate(request, on_delta)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_stale_worker_cannot_overwrite_a_job_claimed_again(user, tiny_engine):
+    job = make_job(user)
+    release = threading.Event()
+    stalled = Stalled(tiny_engine, release)
+    first = threading.Thread(target=services.job_run, args=(job.pk,), kwargs={"engine": stalled})
+    first.start()
+    assert stalled.entered.wait(60)
+    # Its heartbeat went quiet long enough for the job to count as lost; another worker claims and finishes it.
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    services.job_run(job.pk, engine=tiny_engine)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
+    finished_at, outputs = job.finished_at, list(job.outputs.values_list("text", flat=True))
+    release.set()  # the stale worker wakes up and tries to save its own result
+    first.join(60)
+    job.refresh_from_db()
+    assert job.model_name == tiny_engine.model_name != stalled.model_name  # its write was refused
+    assert job.finished_at == finished_at and list(job.outputs.values_list("text", flat=True)) == outputs
+    assert job.attempts == 2 and job.status == JobStatus.SUCCEEDED
