@@ -3,12 +3,14 @@
     {"error": {"message": "...", "type": "invalid_request_error", "code": "invalid", "param": "inputs.text",
                "fields": {"inputs.text": ["This field is required."]}}}
 
-`param` names the first field at fault, `fields` all of them.
+`param` names the first field at fault, `fields` all of them. `envelope()` builds every error body the API
+sends (DRF views, the event stream, `/v1`), so the shape is written once.
 """
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -24,6 +26,35 @@ _TYPES = {
     status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "invalid_request_error",
     status.HTTP_429_TOO_MANY_REQUESTS: "rate_limit_error",
 }
+
+
+def error_type(status_code: int) -> str:
+    """The envelope's `type` for an HTTP status."""
+    return _TYPES.get(status_code, "api_error")
+
+
+def envelope(
+    message: str, *, type: str, code: str | None, param: str | None = None, fields: dict[str, list[str]] | None = None
+) -> dict:
+    """`{"error": {...}}`; `fields` defaults to the message under `param` (none without a param)."""
+    if fields is None:
+        fields = {param: [message]} if param else {}
+    return {"error": {"message": message, "type": type, "code": code, "param": param, "fields": fields}}
+
+
+def error_json(
+    message: str,
+    status_code: int,
+    code: str | None,
+    *,
+    type: str | None = None,
+    param: str | None = None,
+    fields: dict[str, list[str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
+    """An error answered by a plain Django view (the event stream, `/v1`); `type` defaults from the status."""
+    body = envelope(message, type=type or error_type(status_code), code=code, param=param, fields=fields)
+    return JsonResponse(body, status=status_code, headers=headers or {})
 
 
 def flatten(detail, prefix: str = "") -> dict[str, list[str]]:
@@ -78,15 +109,8 @@ def exception_handler(exc, context):
         param = getattr(exc, "param", None)
         fields = {param: [message]} if param else {}
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-    response.data = {
-        "error": {
-            "message": message,
-            "type": _TYPES.get(response.status_code, "api_error"),
-            "code": code,
-            "param": next(iter(fields), None),
-            "fields": fields,
-        }
-    }
+    param = next(iter(fields), None)
+    response.data = envelope(message, type=error_type(response.status_code), code=code, param=param, fields=fields)
     return response
 
 
@@ -94,6 +118,4 @@ def error_response(message: str, status_code: int, code: str, param: str | None 
     """An error in the same shape, for cases a view answers itself (409s)."""
     from rest_framework.response import Response
 
-    body = {"message": message, "type": _TYPES.get(status_code, "api_error"),
-            "code": code, "param": param, "fields": {param: [message]} if param else {}}  # fmt: skip
-    return Response({"error": body}, status=status_code)
+    return Response(envelope(message, type=error_type(status_code), code=code, param=param), status=status_code)

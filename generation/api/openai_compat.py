@@ -17,7 +17,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework import serializers
@@ -26,8 +26,9 @@ from ..infra import registry
 from .. import services
 from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
-from .errors import flatten
-from .streams import StreamClosed, StreamGuard, job_event_entries, too_many_streams
+from .authentication import key_from_header
+from .errors import envelope, error_json, flatten
+from .streams import StreamClosed, StreamGuard, event_stream_response, job_event_entries, too_many_streams
 
 log = logging.getLogger("generation.openai")
 
@@ -37,9 +38,14 @@ PARAM_NAMES = {"params.max_new_tokens": "max_tokens", "params.n": "n", "params.t
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
-def _error(message: str, status: int, kind: str = "invalid_request_error", param=None, code=None, headers=None):
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JsonResponse(body, status=status, headers=headers or {})
+def _error(message: str, status: int, kind: str = "invalid_request_error", param=None, code=None, **extra):
+    """The API's one envelope; these views choose only `type` and `code`, as OpenAI's own errors read."""
+    return error_json(message, status, code, type=kind, param=param, **extra)
+
+
+def _chunk_error(message: str, code: str) -> str:
+    """An error inside a stream already answered 200, as OpenAI's streams report one."""
+    return f"data: {json.dumps(envelope(message, type='server_error', code=code), ensure_ascii=False)}\n\n"
 
 
 class Message(serializers.Serializer):
@@ -98,8 +104,7 @@ class CompletionRequest(_Common):
 
 async def _authenticate(request):
     """(key, None) or (None, error response). Only bearer keys: these views are CSRF-exempt."""
-    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-    key = await sync_to_async(services.api_key_authenticate)(raw.strip()) if scheme.lower() == "bearer" else None
+    key = await sync_to_async(key_from_header)(request.headers.get("Authorization", ""))
     if key is None:
         return None, _error("Invalid or missing API key: send `Authorization: Bearer <key>`.", 401, "invalid_request_error",
                             code="invalid_api_key")  # fmt: skip
@@ -159,8 +164,9 @@ async def _complete(request, serializer_class, chat: bool):
         return _error("The body must be a JSON object.", 400)
     payload = serializer_class(data=body)
     if not payload.is_valid():
-        field, messages = next(iter(flatten(payload.errors).items()))  # the first field at fault, dotted
-        return _error(f"{field}: {' '.join(messages)}", 400, param=field)
+        fields = flatten(payload.errors)
+        field, messages = next(iter(fields.items()))  # the first field at fault, dotted
+        return _error(f"{field}: {' '.join(messages)}", 400, param=field, fields=fields)
     data = payload.validated_data
     alias = (await sync_to_async(_model_ids)()).get(data["model"])
     if alias is None:
@@ -185,10 +191,7 @@ async def _complete(request, serializer_class, chat: bool):
         return _limit_error(exc)
     shape = _Shape(job, data["model"], chat, include_usage=bool((data.get("stream_options") or {}).get("include_usage")))
     if data["stream"]:
-        response = StreamingHttpResponse(shape.stream(guard), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return event_stream_response(shape.stream(guard))
     try:  # the same lifetime, back-off and key re-check as a stream; an answer nobody can get is not run on
         async for entry in job_event_entries(job.pk, guard=guard):
             if entry is not None and entry[0] in ("done", "error"):
@@ -260,8 +263,7 @@ class _Shape:
                 yield chunk
             complete = True
         except StreamClosed as exc:
-            error = {"error": {"message": exc.message, "type": "server_error", "param": None, "code": exc.code}}
-            yield f"data: {json.dumps(error, ensure_ascii=False)}\n\n"
+            yield _chunk_error(exc.message, exc.code)
         finally:
             if not complete:
                 await sync_to_async(_abandon)(self.job.pk)
@@ -290,8 +292,7 @@ class _Shape:
                 yield self._chunk([self._choice(index, text, None, delta=True)])
         job = await sync_to_async(_finished)(self.job.pk)
         if job.status == "failed":
-            error = {"error": {"message": job.error or "The job failed.", "type": "server_error", "param": None, "code": "failed"}}
-            yield f"data: {json.dumps(error, ensure_ascii=False)}\n\n"
+            yield _chunk_error(job.error or "The job failed.", "failed")
         else:
             yield self._chunk([self._choice(o.index, None if self.chat else "", FINISH.get(o.finish_reason, "stop"), delta=True)
                                for o in job.outputs.all()])  # fmt: skip

@@ -31,9 +31,11 @@ from django.conf import settings
 from django.contrib import auth
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 
-from ..infra import events
-from .. import selectors, services
+from ..infra import events, redis_client
+from .. import selectors
 from ..models import ApiKey, Job
+from .authentication import bearer_token, key_from_header
+from .errors import error_json
 
 log = logging.getLogger("generation.streams")
 
@@ -49,11 +51,13 @@ def _conf() -> tuple[float, float, int]:
     return float(aigc["STREAM_KEEPALIVE_S"]), float(aigc["STREAM_MAX_S"]), int(aigc["STREAMS_PER_USER"])
 
 
-def _error(message: str, status: int, kind: str, code: str, param: str | None = None, headers=None) -> JsonResponse:
-    """The API's error envelope (generation/api/errors.py), for this plain async view."""
-    body = {"error": {"message": message, "type": kind, "code": code, "param": param,
-                      "fields": {param: [message]} if param else {}}}  # fmt: skip
-    return JsonResponse(body, status=status, headers=headers or {})
+def event_stream_response(chunks) -> StreamingHttpResponse:
+    """A streaming answer of server-sent events, with the headers that keep caches and proxies (nginx buffers
+    unless told not to) from holding its events back. The job stream and `/v1` streams both answer with it."""
+    response = StreamingHttpResponse(chunks, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 def parse_last_event_id(value: str | None) -> str | None:
@@ -139,15 +143,14 @@ def too_many_streams() -> JsonResponse:
     keepalive, _, cap = _conf()
     message = (f"Too many open event streams: at most {cap} per user. Close one (or let one end), "
                "then retry.")  # fmt: skip
-    return _error(message, 429, "rate_limit_error", "too_many_streams", headers={"Retry-After": str(max(1, math.ceil(keepalive)))})
+    return error_json(message, 429, "too_many_streams", headers={"Retry-After": str(max(1, math.ceil(keepalive)))})
 
 
 async def _user(request):
     """(user, guard) of the caller, or (None, None)."""
     header = request.headers.get("Authorization", "")
-    scheme, _, raw = header.partition(" ")
-    if scheme.lower() == "bearer":
-        key = await sync_to_async(services.api_key_authenticate)(raw.strip())
+    if bearer_token(header) is not None:  # a bad key is refused, not tried as a session
+        key = await sync_to_async(key_from_header)(header)
         return (key.user, StreamGuard.for_key(key)) if key else (None, None)
     user = await request.auser()
     if not user.is_authenticated:
@@ -158,24 +161,22 @@ async def _user(request):
 async def job_events(request, job_id):
     user, guard = await _user(request)
     if user is None:
-        body = {"error": {"message": "Authentication credentials were not provided or are invalid.", "type": "authentication_error",
-                          "code": "not_authenticated", "param": None, "fields": {}}}  # fmt: skip
-        return JsonResponse(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="api"'})
+        message = "Authentication credentials were not provided or are invalid."
+        return error_json(message, 401, "not_authenticated", headers={"WWW-Authenticate": 'Bearer realm="api"'})
     given = request.headers.get("Last-Event-ID")
     given = request.GET.get("last_event_id") if given is None else given
     last_id = parse_last_event_id(given)
     if last_id is None:
-        return _error("Last-Event-ID: not an event id of this stream (`<ms>-<seq>` as sent in `id:`, or `db-<n>`, `db-end`).",
-                      400, "invalid_request_error", "invalid", param="Last-Event-ID")  # fmt: skip
+        message = (
+            "Last-Event-ID: not an event id of this stream (`<ms>-<seq>` as sent in `id:`, or `db-<n>`, `db-end`)."
+        )
+        return error_json(message, 400, "invalid", param="Last-Event-ID")
     job = await sync_to_async(selectors.job_for_user)(user, job_id)
     if job is None:
         raise Http404
     if not await guard.take():
         return too_many_streams()
-    response = StreamingHttpResponse(_stream(job.pk, last_id, guard), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return event_stream_response(_stream(job.pk, last_id, guard))
 
 
 def _final_job(job_id):
@@ -255,7 +256,7 @@ async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | N
     if last_id.startswith("db-"):
         last_id = "0-0"
     try:
-        client = events.async_client()
+        client = redis_client.async_client()
         # A finished job's stream is replayed without waiting, then ended: by its end entry, or from the
         # database when the stream has none (lost, or its worker died between commit and publish).
         final = await _db(_final_job, job_id)

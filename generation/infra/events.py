@@ -7,55 +7,23 @@ ends); the database keeps the final text, and readers of a lost stream fall back
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import threading
 import time
 import weakref
 
 import redis
-import redis.asyncio as aioredis
-from django.conf import settings
+
+from .redis_client import async_client, client
 
 log = logging.getLogger("generation.events")
 
 STREAM_TTL_S = 3600
-_client = None
-_lock = threading.Lock()
 
 
 def stream_key(job_id) -> str:
     return f"job:{job_id}"
-
-
-def client() -> redis.Redis:
-    global _client
-    with _lock:
-        if _client is None:
-            _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-        return _client
-
-
-_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def async_client() -> aioredis.Redis:
-    """The process's asyncio client, for stream readers. An asyncio connection belongs to the event loop that
-    opened it, so there is one pool per running loop: under uvicorn (one loop per process) every stream of the
-    process shares one pool, instead of opening connections of its own."""
-    loop = asyncio.get_running_loop()
-    with _lock:
-        found = _async_clients.get(loop)
-        if found is None:
-            # A read blocks for up to one keep-alive: the socket timeout must be longer.
-            timeout = float(settings.AIGC["STREAM_KEEPALIVE_S"]) + 10
-            # Named after the process, so that CLIENT LIST shows which web process holds which stream reads.
-            pool = aioredis.ConnectionPool.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=timeout,
-                                                    client_name=f"aigc-streams-{os.getpid()}")  # fmt: skip
-            found = _async_clients[loop] = aioredis.Redis(connection_pool=pool)
-        return found
 
 
 # Open streams per user, across web processes: a sorted set per user, one member per open stream scored by

@@ -14,7 +14,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from . import events
+from . import redis_client
 
 log = logging.getLogger("generation.metrics")
 
@@ -30,7 +30,7 @@ def _bucket(value: float, bounds) -> str:
 def record_job(alias: str, first_token_s: float | None, completion_tokens: int, generation_s: float) -> None:
     """Count one succeeded job (worker side). Never raises: metrics must not fail a job."""
     try:
-        pipe = events.client().pipeline()
+        pipe = redis_client.client().pipeline()
         pipe.hincrby(KEY, f"tokens|{alias}", completion_tokens)
         if first_token_s is not None:
             pipe.hincrby(KEY, f"ttft|{alias}|{_bucket(first_token_s, TTFT_BUCKETS)}", 1)
@@ -89,7 +89,7 @@ class StudioCollector:
         yield live
 
         try:
-            raw = {k.decode(): v.decode() for k, v in events.client().hgetall(KEY).items()}
+            raw = {k.decode(): v.decode() for k, v in redis_client.client().hgetall(KEY).items()}
         except redis.RedisError:
             return
         tokens = CounterMetricFamily("aigc_generated_tokens", "Completion tokens of succeeded jobs", labels=["alias"])

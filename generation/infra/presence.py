@@ -14,7 +14,7 @@ import time
 import redis
 from django.conf import settings
 
-from . import events
+from . import redis_client
 
 log = logging.getLogger("generation.presence")
 
@@ -26,7 +26,7 @@ _cache: dict = {}
 
 def announce(hostname: str, queues: list[str]) -> None:
     now = time.time()
-    pipe = events.client().pipeline()
+    pipe = redis_client.client().pipeline()
     for queue in queues:
         key = KEY.format(queue=queue)
         pipe.zadd(key, {hostname: now})
@@ -57,7 +57,7 @@ def stop() -> None:
     if not _announcing:
         return
     try:
-        pipe = events.client().pipeline()
+        pipe = redis_client.client().pipeline()
         for queue in _announcing["queues"]:
             pipe.zrem(KEY.format(queue=queue), _announcing["hostname"])
         pipe.execute()
@@ -74,7 +74,7 @@ def live_workers(queues: list[str], max_age_s: float = 0.0) -> dict[str, int] | 
         return cached[1]
     since = time.time() - settings.AIGC["STALE_AFTER_S"]
     try:
-        pipe = events.client().pipeline()
+        pipe = redis_client.client().pipeline()
         for queue in queues:
             pipe.zcount(KEY.format(queue=queue), since, "+inf")
         counts = dict(zip(queues, pipe.execute()))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 from django.db.models import Count
 
-from ..infra import events, presence, registry
+from ..infra import presence, redis_client, registry
 from ..models import (
     Job,
     JobStatus,
@@ -23,7 +23,7 @@ def model_health() -> dict[str, dict]:
                   .values_list("model_alias", "n"))  # fmt: skip
     depth = None
     try:
-        pipe = events.client().pipeline()
+        pipe = redis_client.client().pipeline()
         for queue in queues.values():
             pipe.llen(queue)
         depth = dict(zip(queues.values(), pipe.execute()))
@@ -53,7 +53,7 @@ def health_report() -> dict:
     except DatabaseError as exc:
         database = f"error: {type(exc).__name__}"
     try:
-        events.client().ping()
+        redis_client.client().ping()
         redis_state = "ok"
     except redis.RedisError as exc:
         redis_state = f"error: {type(exc).__name__}"

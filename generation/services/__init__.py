@@ -3,7 +3,9 @@
 from .api_jobs import IdempotencyConflict, job_create_idempotent
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .batches import batch_create, batch_status
-from .jobs import job_create, job_rerun, job_run, reconcile_jobs
+from .intake import job_create, job_rerun
+from .reconcile import reconcile_jobs
+from .running import job_run
 from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_move, review_moves
 from .templates import (
     model_info_publish,

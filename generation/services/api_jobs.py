@@ -9,7 +9,7 @@ import json
 from django.db import IntegrityError, transaction
 
 from ..models import Job
-from .jobs import job_create
+from .intake import job_create
 
 
 class IdempotencyConflict(Exception):

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from ..models import Job, JobBatch, JobStatus
-from .jobs import job_create
+from .intake import job_create
 from .limits import LimitExceeded
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Case, F, Max, Q, Sum, When
 from django.db.models.functions import Coalesce
 
-from ..infra import events
+from ..infra import redis_client
 from ..models import FINAL_STATUSES, Job
 
 
@@ -40,11 +41,11 @@ def user_requests_per_minute(user) -> int:
 def _count(key: str) -> int | None:
     """This minute's count of a bucket, after counting this request; None when Redis did not answer."""
     try:
-        pipe = events.client().pipeline()
+        pipe = redis_client.client().pipeline()
         pipe.incr(key)
         pipe.expire(key, 120)
         return pipe.execute()[0]
-    except events.redis.RedisError:
+    except redis.RedisError:
         return None  # limits are a courtesy to others; never refuse work because Redis hiccuped
 
 

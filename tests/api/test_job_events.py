@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import Client
 
-from generation.infra import events
+from generation.infra import events, redis_client
 from generation import services
 from generation.api import streams
 from generation.models import Job
@@ -24,7 +24,7 @@ def _own_stream_keys(monkeypatch):
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     monkeypatch.setattr(events, "stream_key", lambda job_id: f"{prefix}job:{job_id}")
     yield
-    client = events.client()
+    client = redis_client.client()
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
 
@@ -81,7 +81,7 @@ def test_resuming_from_an_id_gives_the_rest_without_gap_or_repeat(api_key, finis
 
 
 def test_a_lost_stream_falls_back_to_the_database(api_key, finished_job):
-    events.client().delete(events.stream_key(finished_job.pk))
+    redis_client.client().delete(events.stream_key(finished_job.pk))
     entries = read(Client(), finished_job, HTTP_AUTHORIZATION=f"Bearer {api_key}")
     outputs = list(finished_job.outputs.values_list("text", flat=True))
     assert [e for _, e, _ in entries] == ["delta"] * 3 + ["done"]
@@ -127,7 +127,7 @@ def test_a_malformed_resume_id_is_a_400_naming_last_event_id(api_key, finished_j
 def test_a_finished_job_whose_stream_lacks_its_end_is_ended_from_the_database(api_key, finished_job):
     """As when the worker died between its commit and its last publish: the replay ends without waiting."""
     key = events.stream_key(finished_job.pk)
-    client = events.client()
+    client = redis_client.client()
     end_id = client.xrevrange(key, count=1)[0][0]
     client.xdel(key, end_id)
     entries = read(Client(), finished_job, HTTP_AUTHORIZATION=f"Bearer {api_key}")

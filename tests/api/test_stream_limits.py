@@ -14,7 +14,7 @@ import pytest
 import redis
 from django.test import Client
 
-from generation.infra import events, processes
+from generation.infra import events, processes, redis_client
 from generation import services
 from generation.models import Job, JobOutput, JobStatus, PromptTemplate
 from tests.support.live import server_env
@@ -82,10 +82,10 @@ def web_without_redis(live_database_url, tmp_path_factory):
 def rds(broker_url, settings, monkeypatch):
     """The web processes' Redis, also for the events module of this process (which publishes test streams)."""
     settings.REDIS_URL = broker_url
-    monkeypatch.setattr(events, "_client", None)
+    monkeypatch.setattr(redis_client, "_client", None)
     client = redis.Redis.from_url(broker_url)
     yield client
-    events._client = None
+    redis_client._client = None
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from generation.infra import events, logs, metrics, presence
+from generation.infra import logs, metrics, presence, redis_client
 from generation import services
 from generation.models import JobStatus
 
@@ -34,7 +34,7 @@ def own_queues(settings):
     settings.AIGC = {**settings.AIGC, "MODELS": {"default": {}, "big": {}}}
     base = settings.CELERY_TASK_DEFAULT_QUEUE
     yield base, f"{base}.big"
-    events.client().delete(base, f"{base}.big", presence.KEY.format(queue=base), presence.KEY.format(queue=f"{base}.big"))
+    redis_client.client().delete(base, f"{base}.big", presence.KEY.format(queue=base), presence.KEY.format(queue=f"{base}.big"))
 
 
 def queue_one(user, alias, capture):
@@ -67,7 +67,7 @@ def test_a_worker_silent_past_the_stale_limit_no_longer_counts(own_queues, setti
 
 def test_health_is_503_when_redis_does_not_answer(client, settings, monkeypatch):
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
-    monkeypatch.setattr(events, "_client", None)
+    monkeypatch.setattr(redis_client, "_client", None)
     response = client.get("/healthz", **SCRAPER)
     assert response.status_code == 503
     assert response.json()["status"] == "down" and response.json()["redis"].startswith("error")

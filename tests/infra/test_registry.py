@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from generation.infra import events, registry
+from generation.infra import redis_client, registry
 from generation import services
 
 
@@ -45,7 +45,7 @@ def test_a_job_is_sent_to_its_alias_queue_only(user, settings, django_capture_on
     base = "routing-test"
     settings.CELERY_TASK_DEFAULT_QUEUE = base
     settings.AIGC = {**settings.AIGC, "MODELS": {"default": {}, "big": {}}}
-    redis = events.client()
+    redis = redis_client.client()
     redis.delete(base, f"{base}.big")
     try:
         with django_capture_on_commit_callbacks(execute=True):  # sent as on commit

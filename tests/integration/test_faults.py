@@ -43,14 +43,14 @@ def test_a_worker_killed_mid_generation_loses_nothing(cluster, user):
 def test_queued_jobs_survive_the_broker_losing_their_messages(cluster, user, settings):
     """Jobs queued while no worker runs; then the broker loses every message (the queue emptied, as after a
     Redis restart without persistence). The reconciler sends them again and a worker runs each, once."""
-    from generation.infra import events
+    from generation.infra import redis_client
 
     settings.AIGC = {**settings.AIGC, "RESEND_QUEUED_AFTER_S": 1.0}
     jobs = [services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16, "seed": i})
             for i in range(3)]  # fmt: skip
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    assert events.client().llen(queue) == 3
-    events.client().delete(queue)  # the broker lost them
+    assert redis_client.client().llen(queue) == 3
+    redis_client.client().delete(queue)  # the broker lost them
     worker = cluster.worker("after-loss")
     time.sleep(3)
     assert all(j.status == JobStatus.QUEUED for j in Job.objects.filter(pk__in=[j.pk for j in jobs]))  # stuck, so far

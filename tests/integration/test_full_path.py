@@ -57,7 +57,7 @@ def test_a_failing_job_ends_failed_and_the_worker_lives_on(worker_queue, user):
         params={"max_new_tokens": 16, "temperature": 0, "top_p": 1.0, "n": 1, "seed": 1},
         messages=[{"role": "user", "content": "word " * 9000}],
     )
-    services.jobs._enqueue(bad.pk, bad.model_alias)
+    services.dispatch.job_enqueue(bad.pk, bad.model_alias)
     good = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 24})
     bad, good = wait_final(bad.pk), wait_final(good.pk)
     context = ModelInfo.objects.get(alias="default").context_length  # what the worker serves (2048 per row)
@@ -107,12 +107,12 @@ def test_a_prompt_beyond_the_context_is_refused_before_queueing(worker_queue, ap
 
 
 def test_text_is_streamed_while_the_job_runs_and_joins_to_the_output(worker_queue, api):
-    from generation.infra import events
+    from generation.infra import events, redis_client
 
     response = api.post("/api/v1/jobs/", {"kind": "summary", "inputs": {"text": NEWS, "words": 40}}, format="json")
     job = wait_final(response.json()["id"])
     assert job.status == JobStatus.SUCCEEDED, job.error
-    entries = events.client().xrange(events.stream_key(job.pk))
+    entries = redis_client.client().xrange(events.stream_key(job.pk))
     kinds = [fields[b"event"].decode() for _, fields in entries]
     assert kinds[-1] == "done" and kinds.count("delta") > 3
     text = ""

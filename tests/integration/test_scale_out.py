@@ -10,7 +10,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from generation.infra import events, processes, registry
+from generation.infra import events, processes, redis_client, registry
 from generation import services
 from generation.models import JobStatus
 from tests.integration.conftest import log_tail
@@ -61,7 +61,7 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     assert "libtorch" not in open(f"/proc/{relay.pid}/maps").read()
 
     # The relay passed the remote server's stream through: several deltas before the end, not one block.
-    relayed = [e for _, e in events.client().xrange(events.stream_key(jobs["relay"].pk))]
+    relayed = [e for _, e in redis_client.client().xrange(events.stream_key(jobs["relay"].pk))]
     deltas = [json.loads(e[b"data"]) for e in relayed if e[b"event"] == b"delta"]
     assert len(deltas) > 3 and "".join(d["text"] for d in deltas).strip()
     # The remote server ran it as a job of its own (through /v1, for the key's owner), with the same text.
@@ -91,14 +91,14 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
         assert samples[count] - before.get(count, 0) == runs
         tokens = ("aigc_generated_tokens_total", (("alias", alias),))
         assert samples[tokens] > before.get(tokens, 0)
-    events.client().delete(registry.queue_for("idle"))  # the message nobody will take
+    redis_client.client().delete(registry.queue_for("idle"))  # the message nobody will take
 
     # Cancelling a relayed job stops the remote server's work too: the relay closes its stream, and the server
     # cancels the job whose reader left.
     long = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 300}, model_alias="relay",
                                params={"seed": 5})  # fmt: skip
     deadline = time.monotonic() + 120
-    while events.client().xlen(events.stream_key(long.pk)) < 3:  # text is flowing through the relay
+    while redis_client.client().xlen(events.stream_key(long.pk)) < 3:  # text is flowing through the relay
         assert time.monotonic() < deadline, log_tail(relay, first)
         time.sleep(0.2)
     remote = user.jobs.filter(template__slug="chat").exclude(pk=upstream.pk).get()

@@ -25,7 +25,7 @@ from generation.infra import processes
 from generation.api.webhooks import job_body
 from generation import services
 from generation.models import Job, JobStatus, WebhookDelivery, WebhookOutbox
-from generation.services import jobs
+from generation.services import dispatch
 from tests.support.live import WORKER_START_TIMEOUT, server_env
 from tests.support.receivers import Receiver, Trickler
 
@@ -39,7 +39,7 @@ PROCFILE = Path(settings.BASE_DIR) / "Procfile"
 @pytest.fixture
 def local_receivers(settings, monkeypatch):
     settings.AIGC = {**settings.AIGC, "WEBHOOK_ALLOW_PRIVATE": True, "WEBHOOK_ALLOW_HTTP": True}
-    monkeypatch.setattr(jobs, "_enqueue", lambda job_id, alias: None)  # these jobs never run: no message for them
+    monkeypatch.setattr(dispatch, "job_enqueue", lambda job_id, alias: None)  # these jobs never run: no message for them
 
 
 def finished_job(user, key, callback_url, status=JobStatus.SUCCEEDED) -> Job:

@@ -10,8 +10,9 @@ import time
 import pytest
 from django.core.exceptions import ValidationError
 
-from generation.infra import events
+from generation.infra import events, redis_client
 from generation import services
+from generation.content import formats
 from generation.models import Job, JobStatus, UserQuota
 from generation.services import limits
 
@@ -27,7 +28,7 @@ def create(user, **kw):
 
 def test_the_reservation_covers_every_re_sampling_round(user, settings):
     job = create(user, params={"n": 3, "max_new_tokens": 20})
-    prompt = services.jobs._tokens_at_most(job.messages)  # no tokenizer published in this test: the byte bound
+    prompt = services.intake.tokens_at_most(job.messages)  # no tokenizer published in this test: the byte bound
     widest = min(2 * 3, settings.AIGC["MAX_CANDIDATES"])
     assert job.reserved_tokens == prompt + 20 * (3 + 4 * widest)  # headlines: 1 round + 4 re-sampling rounds
     assert limits.tokens_used_today(user) == job.reserved_tokens
@@ -35,7 +36,7 @@ def test_the_reservation_covers_every_re_sampling_round(user, settings):
 
 def test_documenting_code_reserves_each_function_s_calls_and_caps_them(user, settings):
     job = services.job_create(user=user, template="code-docstrings", inputs={"code": CODE})
-    assert job.reserved_tokens >= 6 * services.jobs.DOCSTRING_TRIES * services.jobs.DOCSTRING_MAX_TOKENS
+    assert job.reserved_tokens >= 6 * formats.DOCSTRING_TRIES * formats.DOCSTRING_MAX_TOKENS
     settings.AIGC = {**settings.AIGC, "MAX_FUNCTIONS_PER_JOB": 5}
     with pytest.raises(ValidationError) as info:
         services.job_create(user=user, template="code-docstrings", inputs={"code": CODE})
@@ -71,7 +72,7 @@ def test_a_job_streamed_then_cancelled_pays_for_what_it_generated(user, gguf_eng
     runner = threading.Thread(target=services.job_run, args=(job.pk,), kwargs={"engine": gguf_engine})
     runner.start()
     deadline = time.monotonic() + 60
-    while not events.client().xlen(events.stream_key(job.pk)):  # the first text has reached readers
+    while not redis_client.client().xlen(events.stream_key(job.pk)):  # the first text has reached readers
         assert time.monotonic() < deadline and runner.is_alive(), "no delta was streamed"
         time.sleep(0.01)
     assert services.job_cancel(Job.objects.get(pk=job.pk), user=user)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from generation.infra import events
+from generation.infra import redis_client
 from generation import services
 from generation.models import Job, JobStatus
 from generation.workers.engines import Heartbeat
@@ -26,11 +26,11 @@ def queue(settings):
 
     def sent() -> list[str]:
         """The job ids of the run_job messages waiting in the queue (kombu: JSON, body base64 of [args, ...])."""
-        messages = [json.loads(raw) for raw in events.client().lrange(name, 0, -1)]
+        messages = [json.loads(raw) for raw in redis_client.client().lrange(name, 0, -1)]
         return [json.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
 
     yield sent
-    events.client().delete(name)
+    redis_client.client().delete(name)
 
 
 def make_job(user, **fields):

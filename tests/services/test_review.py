@@ -92,15 +92,15 @@ def test_cancel_a_queued_job_ends_its_stream(user):
     """Read back from the real Redis: readers of the stream get the end, a worker gets the cancel flag."""
     import json
 
-    from generation.infra import events
+    from generation.infra import events, redis_client
 
     job = services.job_create(user=user, kind="headline", inputs={"text": "story"})
     assert services.job_cancel(job, user=user) is True
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
-    entries = events.client().xrange(events.stream_key(job.pk))
+    entries = redis_client.client().xrange(events.stream_key(job.pk))
     assert [(f[b"event"], json.loads(f[b"data"])) for _, f in entries] == [(b"done", {"status": "cancelled"})]
     assert services.job_cancel(Job.objects.get(pk=job.pk), user=user) is False
-    assert len(events.client().xrange(events.stream_key(job.pk))) == 1  # ended once
+    assert len(redis_client.client().xrange(events.stream_key(job.pk))) == 1  # ended once
     assert events.CancelFlag(job.pk)() is True  # a worker running it would stop at its next step
 
 

@@ -24,7 +24,7 @@ from generation import services, tasks
 from generation.api.serializers import JobSerializer
 from generation.api.webhooks import job_body
 from generation.models import Job, JobOutput, JobStatus, WebhookDelivery, WebhookOutbox
-from generation.services import jobs, webhooks
+from generation.services import dispatch, webhooks
 from generation.services.webhooks import WEBHOOK_QUEUE
 from tests.support.receivers import Receiver, Trickler
 
@@ -517,7 +517,7 @@ def test_a_receiver_trickling_one_byte_a_second_is_cut_at_the_deadline(job_facto
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_deliveries_in_flight_are_capped_per_key_and_the_rest_deferred_not_dropped(user, api_key, webhook_settings,
                                                                                     on_commit, broker, monkeypatch):  # fmt: skip
-    monkeypatch.setattr(jobs, "_enqueue", lambda job_id, alias: None)  # these jobs never run: no message for them
+    monkeypatch.setattr(dispatch, "job_enqueue", lambda job_id, alias: None)  # these jobs never run: no message for them
     webhook_settings.AIGC = {**webhook_settings.AIGC, "WEBHOOK_MAX_IN_FLIGHT_PER_KEY": 2}
     receiver = Receiver()
     receiver.answers = ["hold"] * 10

@@ -629,7 +629,7 @@ class FullPath:
 
     def _cpu(self) -> dict:
         """CPU seconds used so far by the worker, the web server, Redis and this process (the clients)."""
-        from generation.infra import events
+        from generation.infra import redis_client
 
         def of(pid) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -637,7 +637,7 @@ class FullPath:
 
         out = {"worker": of(self.worker.pid), "web": of(self.web.pid), "clients (this process)": of(os.getpid())}
         try:
-            out["redis"] = of(events.client().info("server")["process_id"])
+            out["redis"] = of(redis_client.client().info("server")["process_id"])
         except Exception:  # another machine's Redis
             pass
         return out

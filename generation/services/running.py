@@ -1,215 +1,30 @@
-"""Creating, running and replaying jobs."""
+"""Running a claimed job on a worker: the claim and its fencing token, the candidate rounds under one deadline,
+usage settled on every end, and the final state saved with the callback it owes."""
 
 from __future__ import annotations
 
 import ast
 import logging
 import math
-import secrets
 import time
-from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from ..content import codeedit, prompts, shaping
-from ..infra import events, logs, metrics, registry
-from .. import selectors
-from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus, Kind, PromptTemplate, TemplateVersion
-from . import dispatch, limits
-from .templates import param_limits, resolve_version
-from .webhooks import callback_url_check, webhook_enqueue
+from ..infra import events, logs, metrics
+from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus, Kind
+from .webhooks import webhook_enqueue
+from ..content.formats import DOCSTRING_TRIES, HEADLINE_WORDS, PYTHON, SUMMARY_MAX_SHARE, TRIM_RATIO, docstring_messages, docstring_tokens, documents_python, top_up_rounds, word_budget
+from .reconcile import runnable
 
 log = logging.getLogger("generation.jobs")
 
-# Further sampled rounds for candidates that miss their contract: cheap for one-line headlines, one more
-# try for anything longer.
-TOP_UP_ROUNDS = {"headline": 4}
-# Documenting code: a sentence per function, sampled again when empty.
-DOCSTRING_TRIES = 3
-DOCSTRING_MAX_TOKENS = 64
-HEADLINE_WORDS = (3, 20)
-# A word budget becomes a token budget: ~1.4 tokens per English word, with room to reach 1.5x the budget.
-TOKENS_PER_WORD = 1.4
-# Writing may land within 0.5-1.5x of the asked length; any other word budget is a maximum.
-TRIM_RATIO = {Kind.WRITING: 1.5}
-SUMMARY_MAX_SHARE = 0.8
-PYTHON = ("python", "py", "python3")
 # A worker that lost its database connection (PostgreSQL restarted, a failover, a proxy dropped an idle
 # connection while the model ran) waits this long in all, on fresh connections, before giving the job up
 # to the reconciler: minutes of generated text are not thrown away for a hiccup.
 DATABASE_RETRY_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8, 15)
-
-
-def _resolve_template(kind: str | None, template_slug: str | None) -> PromptTemplate:
-    if template_slug:
-        template = selectors.template_by_slug(template_slug)
-        if template is None:
-            raise ValidationError({"template": [f"Unknown template {template_slug!r}."]})
-        if kind and kind != template.kind:
-            raise ValidationError({"kind": [f"Template {template_slug!r} is for {template.kind!r}, not {kind!r}."]})
-        return template
-    if not kind:
-        raise ValidationError({"kind": ["Give a kind (writing, summary, headline or code) or a template."]})
-    if kind not in Kind.values:
-        raise ValidationError({"kind": [f"Unknown kind {kind!r}; choose one of {', '.join(Kind.values)}."]})
-    template = selectors.template_default_for_kind(kind)
-    if template is None:
-        raise ValidationError({"kind": [f"No default template is set up for {kind!r}."]})
-    return template
-
-
-def _word_budget(version: TemplateVersion, inputs: dict) -> int | None:
-    value = inputs.get(version.length_variable) if version.length_variable else None
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None
-
-
-def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_tokens: int) -> int:
-    """Refuse a prompt that cannot fit the model's context with room for the requested output; its tokens."""
-    counter = selectors.prompt_counter(alias)
-    if counter is None:  # not published (yet, or a remote engine): the engine or the remote server checks it
-        return _tokens_at_most(messages)
-    prompt_tokens = counter.count(messages)
-    if prompt_tokens + max_new_tokens <= counter.context_length:
-        return prompt_tokens
-    texts = {k: v for k, v in inputs.items() if isinstance(v, str)}
-    field = f"inputs.{max(texts, key=lambda k: len(texts[k]))}" if texts else "inputs"
-    over = prompt_tokens + max_new_tokens - counter.context_length
-    raise ValidationError(
-        {
-            field: [
-                f"Too long for the model: the prompt is {prompt_tokens} tokens and {max_new_tokens} are reserved for "
-                f"the output, over the model's context of {counter.context_length} tokens by {over}. Shorten it."
-            ]
-        }
-    )
-
-
-def job_create(
-    *, user, kind=None, template=None, version=None, label=None, inputs=None, params=None, messages=None,
-    api_key=None, callback_url="", idempotency_key="", request_hash="", batch=None, model_alias=None,
-) -> Job:
-    """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
-    send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt, and `model_alias`
-    the template version's model.
-
-    Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
-    limits.LimitExceeded; nothing is written then.
-    """
-    if callback_url:
-        callback_url_check(callback_url)  # a 400 naming callback_url for a plainly internal or plain-http target
-    tpl = _resolve_template(kind, template)
-    tv = resolve_version(tpl, version=version, label=label)
-    try:
-        cleaned_inputs = prompts.clean_inputs(tv.variables, inputs if inputs is not None else {})
-        cleaned_params = prompts.clean_params(params, tv.default_params, param_limits())
-    except prompts.InvalidInput as exc:
-        raise ValidationError(exc.errors) from None
-    budget = _word_budget(tv, cleaned_inputs)
-    if budget and "max_new_tokens" not in (params or {}):
-        slack = TRIM_RATIO.get(tpl.kind, 1.0) + 0.2
-        cleaned_params["max_new_tokens"] = min(param_limits().max_new_tokens, math.ceil(budget * slack * TOKENS_PER_WORD) + 16)
-    if cleaned_params["seed"] is None:
-        # Record the seed the job will use, so that "run again" replays it exactly.
-        cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
-    if messages is None:
-        messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
-    alias = model_alias or tv.model_alias
-    if alias not in registry.aliases():
-        raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})
-    prompt_tokens = _check_context(alias, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
-    if _documents_python(tv, cleaned_inputs):
-        reserved = _docstrings_reservation(tv, cleaned_inputs, cleaned_params, alias)
-    else:
-        reserved = most_tokens(tv.output_format, cleaned_params, prompt_tokens)
-    with transaction.atomic():
-        # Checked and inserted under one lock: concurrent requests cannot together pass the quota.
-        limits.lock_quota(user)
-        limits.check_token_quota(user, reserved)
-        job = Job.objects.create(
-            reserved_tokens=reserved,
-            owner=user,
-            kind=tpl.kind,
-            template=tpl,
-            template_version=tv,
-            inputs=cleaned_inputs,
-            params=cleaned_params,
-            messages=messages,
-            model_alias=alias,
-            api_key=api_key,
-            callback_url=callback_url,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            batch=batch,
-        )
-        transaction.on_commit(lambda: _enqueue(job.pk, alias))
-    return job
-
-
-def top_up_rounds(output_format: str) -> int:
-    return TOP_UP_ROUNDS.get(output_format, 1)
-
-
-def most_tokens(output_format: str, params: dict, prompt_tokens: int) -> int:
-    """The most a job can use: its prompt, its first round (n candidates), then every re-sampling round at its
-    widest (twice the candidates still missing, up to MAX_CANDIDATES)."""
-    n, rounds = params["n"], top_up_rounds(output_format)
-    widest = min(2 * n, settings.AIGC["MAX_CANDIDATES"])
-    return prompt_tokens + params["max_new_tokens"] * (n + rounds * widest)
-
-
-def _tokens_at_most(messages: list[dict]) -> int:
-    """A prompt's tokens when no tokenizer is at hand (a remote engine): no tokenizer makes more tokens than
-    UTF-8 bytes, plus the chat template's few per message."""
-    return sum(len(str(m.get("content", "")).encode()) + 8 for m in messages) + 8
-
-
-def docstring_messages(version: TemplateVersion, inputs: dict, fn) -> list[dict]:
-    """The prompt of one function's docstring: the template rendered with that function as `code`."""
-    return prompts.render_messages(version.system_prompt, version.user_template, {**inputs, "code": fn.source})
-
-
-def docstring_tokens(params: dict) -> int:
-    return min(params["max_new_tokens"], DOCSTRING_MAX_TOKENS)
-
-
-def _docstrings_reservation(version: TemplateVersion, inputs: dict, params: dict, alias: str) -> int:
-    """Documenting code is one model call per undocumented function (and up to DOCSTRING_TRIES each): refuse
-    code with more functions than a job may take, and reserve what all those calls can use."""
-    try:
-        functions = codeedit.undocumented_functions(inputs.get("code", ""))
-    except SyntaxError as exc:
-        raise ValidationError({"inputs.code": [f"Does not parse as Python (line {exc.lineno}: {exc.msg})."]}) from None
-    cap = settings.AIGC["MAX_FUNCTIONS_PER_JOB"]
-    if len(functions) > cap:
-        raise ValidationError({"inputs.code": [
-            f"{len(functions)} functions lack a docstring; a job documents at most {cap}. Split the code."]})  # fmt: skip
-    counter = selectors.prompt_counter(alias)
-    total = 0
-    for fn in functions:
-        messages = docstring_messages(version, inputs, fn)
-        prompt = counter.count(messages) if counter is not None else _tokens_at_most(messages)
-        total += DOCSTRING_TRIES * (prompt + docstring_tokens(params))
-    return total
-
-
-def job_rerun(job: Job, *, user) -> Job:
-    """A new job with the same template version, inputs, params and seed: the same text, replayed."""
-    return job_create(
-        user=user, template=job.template.slug, version=job.template_version.number, inputs=job.inputs, params=job.params
-    )
-
-
-def _enqueue(job_id, alias: str) -> None:
-    """Send the job to its model's queue, which only workers hosting that model consume."""
-    Job.objects.filter(pk=job_id).update(enqueued_at=timezone.now())
-    try:
-        dispatch.send(dispatch.RUN_JOB, [str(job_id)], queue=registry.queue_for(alias))
-    except Exception:  # the broker is down: the job stays queued in the database and is sent again later
-        log.exception("could not send job %s to the broker", job_id)
 
 
 @transaction.atomic  # the final state and the callback it owes (the outbox row) commit together, or neither
@@ -227,13 +42,6 @@ def _finish(job_id, status: str, *, attempt: int, **fields) -> bool:
     if done:
         webhook_enqueue(job_id)
     return done
-
-
-def runnable(now=None) -> Q:
-    """Jobs a worker may claim: queued ones, and running ones whose worker stopped beating (it died). A running
-    job with a live heartbeat is never claimed again, so a duplicate message cannot run it twice."""
-    stale = (now or timezone.now()) - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
-    return Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
 
 
 def with_database(operation, what: str):
@@ -430,11 +238,11 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
 
     version = job.template_version
     fmt = version.output_format
-    if _documents_python(version, job.inputs):
+    if documents_python(version, job.inputs):
         return _generate_docstrings(job, engine, spent)  # the code is shown when complete: nothing to stream
     p = job.params
     want = p["n"]
-    budget = _word_budget(version, job.inputs)
+    budget = word_budget(version, job.inputs)
     language = str(job.inputs.get("language", "python"))
     # Writing must land within 0.5-1.5x of the asked length: a reply under half is sampled once more.
     min_words = math.ceil(budget * 0.5) if budget and job.kind == Kind.WRITING else 0
@@ -494,16 +302,12 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
 def _max_words(job: Job) -> int | None:
     """The most words an output may keep: the asked budget (1.5x for writing), and for a summary, less than
     its source whatever was asked."""
-    budget = _word_budget(job.template_version, job.inputs)
+    budget = word_budget(job.template_version, job.inputs)
     max_words = math.floor(budget * TRIM_RATIO.get(job.kind, 1.0)) if budget else None
     if job.kind == Kind.SUMMARY:
         source = max((shaping.count_words(v) for v in job.inputs.values() if isinstance(v, str)), default=0)
         max_words = max(1, min(max_words or source, math.floor(source * SUMMARY_MAX_SHARE)))
     return max_words
-
-
-def _documents_python(version: TemplateVersion, inputs: dict) -> bool:
-    return version.output_format == "docstrings" and str(inputs.get("language", "python")).lower() in PYTHON
 
 
 def _generate_docstrings(job: Job, engine, spent: Spent):
@@ -546,26 +350,3 @@ def _distinct(candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
             seen.add(text)
             out.append((text, reason))
     return out
-
-
-def reconcile_jobs() -> dict:
-    """Nothing stays stuck: a running job whose heartbeat stopped (its worker died) goes back to the queue and
-    is sent again; a queued job whose message was sent long ago (the broker lost it, or was down when the job
-    was created) is sent again. Duplicates are harmless: only one worker can claim a job (see `runnable`).
-    A job that keeps losing its worker fails after AIGC_MAX_ATTEMPTS, with the reason."""
-    now = timezone.now()
-    lost = Job.objects.filter(runnable(now), status=JobStatus.RUNNING)  # running, and the heartbeat stopped
-    # Each job with its model alias, whose queue it goes back to.
-    requeued = {pk: alias for pk, alias in lost.values_list("pk", "model_alias")
-                if lost.filter(pk=pk).update(status=JobStatus.QUEUED)}  # fmt: skip
-    resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
-    waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
-        Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
-    )
-    resent = {pk: alias for pk, alias in waiting.values_list("pk", "model_alias") if pk not in requeued}
-    for pk, alias in {**requeued, **resent}.items():
-        _enqueue(pk, alias)
-    if requeued or resent:
-        log.warning("reconciler: %d running job(s) lost their worker and were re-sent; %d queued job(s) re-sent",
-                    len(requeued), len(resent))  # fmt: skip
-    return {"requeued_running": len(requeued), "resent_queued": len(resent)}

@@ -1,0 +1,165 @@
+"""Taking a job in: validate it against its template version, render its prompt, reserve what it can use
+against the owner's quota, save it queued and send it once committed."""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from ..content import codeedit, prompts
+from ..infra import registry
+from .. import selectors
+from ..models import Job, Kind, PromptTemplate, TemplateVersion
+from . import limits
+from .templates import param_limits, resolve_version
+from .webhooks import callback_url_check
+from ..content.formats import DOCSTRING_TRIES, TOKENS_PER_WORD, TRIM_RATIO, docstring_messages, docstring_tokens, documents_python, top_up_rounds, word_budget
+from . import dispatch
+
+log = logging.getLogger("generation.jobs")
+
+
+def _resolve_template(kind: str | None, template_slug: str | None) -> PromptTemplate:
+    if template_slug:
+        template = selectors.template_by_slug(template_slug)
+        if template is None:
+            raise ValidationError({"template": [f"Unknown template {template_slug!r}."]})
+        if kind and kind != template.kind:
+            raise ValidationError({"kind": [f"Template {template_slug!r} is for {template.kind!r}, not {kind!r}."]})
+        return template
+    if not kind:
+        raise ValidationError({"kind": ["Give a kind (writing, summary, headline or code) or a template."]})
+    if kind not in Kind.values:
+        raise ValidationError({"kind": [f"Unknown kind {kind!r}; choose one of {', '.join(Kind.values)}."]})
+    template = selectors.template_default_for_kind(kind)
+    if template is None:
+        raise ValidationError({"kind": [f"No default template is set up for {kind!r}."]})
+    return template
+
+
+def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_tokens: int) -> int:
+    """Refuse a prompt that cannot fit the model's context with room for the requested output; its tokens."""
+    counter = selectors.prompt_counter(alias)
+    if counter is None:  # not published (yet, or a remote engine): the engine or the remote server checks it
+        return tokens_at_most(messages)
+    prompt_tokens = counter.count(messages)
+    if prompt_tokens + max_new_tokens <= counter.context_length:
+        return prompt_tokens
+    texts = {k: v for k, v in inputs.items() if isinstance(v, str)}
+    field = f"inputs.{max(texts, key=lambda k: len(texts[k]))}" if texts else "inputs"
+    over = prompt_tokens + max_new_tokens - counter.context_length
+    raise ValidationError(
+        {
+            field: [
+                f"Too long for the model: the prompt is {prompt_tokens} tokens and {max_new_tokens} are reserved for "
+                f"the output, over the model's context of {counter.context_length} tokens by {over}. Shorten it."
+            ]
+        }
+    )
+
+
+def job_create(
+    *, user, kind=None, template=None, version=None, label=None, inputs=None, params=None, messages=None,
+    api_key=None, callback_url="", idempotency_key="", request_hash="", batch=None, model_alias=None,
+) -> Job:
+    """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
+    send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt, and `model_alias`
+    the template version's model.
+
+    Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
+    limits.LimitExceeded; nothing is written then.
+    """
+    if callback_url:
+        callback_url_check(callback_url)  # a 400 naming callback_url for a plainly internal or plain-http target
+    tpl = _resolve_template(kind, template)
+    tv = resolve_version(tpl, version=version, label=label)
+    try:
+        cleaned_inputs = prompts.clean_inputs(tv.variables, inputs if inputs is not None else {})
+        cleaned_params = prompts.clean_params(params, tv.default_params, param_limits())
+    except prompts.InvalidInput as exc:
+        raise ValidationError(exc.errors) from None
+    budget = word_budget(tv, cleaned_inputs)
+    if budget and "max_new_tokens" not in (params or {}):
+        slack = TRIM_RATIO.get(tpl.kind, 1.0) + 0.2
+        cleaned_params["max_new_tokens"] = min(param_limits().max_new_tokens, math.ceil(budget * slack * TOKENS_PER_WORD) + 16)
+    if cleaned_params["seed"] is None:
+        # Record the seed the job will use, so that "run again" replays it exactly.
+        cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
+    if messages is None:
+        messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
+    alias = model_alias or tv.model_alias
+    if alias not in registry.aliases():
+        raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})
+    prompt_tokens = _check_context(alias, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
+    if documents_python(tv, cleaned_inputs):
+        reserved = _docstrings_reservation(tv, cleaned_inputs, cleaned_params, alias)
+    else:
+        reserved = most_tokens(tv.output_format, cleaned_params, prompt_tokens)
+    with transaction.atomic():
+        # Checked and inserted under one lock: concurrent requests cannot together pass the quota.
+        limits.lock_quota(user)
+        limits.check_token_quota(user, reserved)
+        job = Job.objects.create(
+            reserved_tokens=reserved,
+            owner=user,
+            kind=tpl.kind,
+            template=tpl,
+            template_version=tv,
+            inputs=cleaned_inputs,
+            params=cleaned_params,
+            messages=messages,
+            model_alias=alias,
+            api_key=api_key,
+            callback_url=callback_url,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            batch=batch,
+        )
+        transaction.on_commit(lambda: dispatch.job_enqueue(job.pk, alias))
+    return job
+
+
+def most_tokens(output_format: str, params: dict, prompt_tokens: int) -> int:
+    """The most a job can use: its prompt, its first round (n candidates), then every re-sampling round at its
+    widest (twice the candidates still missing, up to MAX_CANDIDATES)."""
+    n, rounds = params["n"], top_up_rounds(output_format)
+    widest = min(2 * n, settings.AIGC["MAX_CANDIDATES"])
+    return prompt_tokens + params["max_new_tokens"] * (n + rounds * widest)
+
+
+def tokens_at_most(messages: list[dict]) -> int:
+    """A prompt's tokens when no tokenizer is at hand (a remote engine): no tokenizer makes more tokens than
+    UTF-8 bytes, plus the chat template's few per message."""
+    return sum(len(str(m.get("content", "")).encode()) + 8 for m in messages) + 8
+
+
+def _docstrings_reservation(version: TemplateVersion, inputs: dict, params: dict, alias: str) -> int:
+    """Documenting code is one model call per undocumented function (and up to DOCSTRING_TRIES each): refuse
+    code with more functions than a job may take, and reserve what all those calls can use."""
+    try:
+        functions = codeedit.undocumented_functions(inputs.get("code", ""))
+    except SyntaxError as exc:
+        raise ValidationError({"inputs.code": [f"Does not parse as Python (line {exc.lineno}: {exc.msg})."]}) from None
+    cap = settings.AIGC["MAX_FUNCTIONS_PER_JOB"]
+    if len(functions) > cap:
+        raise ValidationError({"inputs.code": [
+            f"{len(functions)} functions lack a docstring; a job documents at most {cap}. Split the code."]})  # fmt: skip
+    counter = selectors.prompt_counter(alias)
+    total = 0
+    for fn in functions:
+        messages = docstring_messages(version, inputs, fn)
+        prompt = counter.count(messages) if counter is not None else tokens_at_most(messages)
+        total += DOCSTRING_TRIES * (prompt + docstring_tokens(params))
+    return total
+
+
+def job_rerun(job: Job, *, user) -> Job:
+    """A new job with the same template version, inputs, params and seed: the same text, replayed."""
+    return job_create(
+        user=user, template=job.template.slug, version=job.template_version.number, inputs=job.inputs, params=job.params
+    )
