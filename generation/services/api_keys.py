@@ -3,12 +3,12 @@ import hmac
 import secrets
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from ..models import ApiKey
+from .limits import lock_user
 
 KEY_PREFIX = "aigc_"
 
@@ -22,7 +22,7 @@ def api_key_create(user, name: str = "") -> tuple[ApiKey, str]:
     at most AIGC_MAX_KEYS_PER_USER live keys: each key has its own request rate, so keys must not be free."""
     cap = settings.AIGC["MAX_KEYS_PER_USER"]
     with transaction.atomic():
-        get_user_model().objects.select_for_update().filter(pk=user.pk).exists()  # two requests cannot both take the last
+        lock_user(user)  # two requests cannot both take the last place
         if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= cap:
             raise ValidationError({"name": [f"You have {cap} live API keys, the most allowed: revoke one you no longer use."]})
         return _create(user, name)

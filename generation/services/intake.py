@@ -102,7 +102,7 @@ def job_create(
         reserved = most_tokens(tv.output_format, cleaned_params, prompt_tokens)
     with transaction.atomic():
         # Checked and inserted under one lock: concurrent requests cannot together pass the quota.
-        limits.lock_quota(user)
+        limits.lock_user(user)
         limits.check_token_quota(user, reserved)
         job = Job.objects.create(
             reserved_tokens=reserved,

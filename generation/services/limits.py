@@ -94,15 +94,15 @@ def tokens_used_today(user) -> int:
     return today.aggregate(n=Sum(charged, default=0))["n"]
 
 
-def lock_quota(user) -> None:
-    """Inside the transaction that inserts a job: serialises the user's job creations, so that concurrent
-    requests cannot each pass the quota check on the same last tokens (PostgreSQL: a row lock on the user;
-    SQLite: transactions take the write lock at BEGIN, see settings)."""
+def lock_user(user) -> None:
+    """Inside the transaction that inserts what a limit counts (a job, a key): serialises the user's creations,
+    so that concurrent requests cannot each pass a check on the same last place (PostgreSQL: a row lock on the
+    user; SQLite: transactions take the write lock at BEGIN, see settings)."""
     get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
 
 
 def check_token_quota(user, most: int) -> None:
-    """Refuses a job that could take the user past their tokens for today. Call it after lock_quota, in the
+    """Refuses a job that could take the user past their tokens for today. Call it after lock_user, in the
     transaction that inserts the job."""
     limit, used = tokens_per_day(user), tokens_used_today(user)
     if used + most > limit:

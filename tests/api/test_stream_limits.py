@@ -17,7 +17,7 @@ from django.test import Client
 from generation.infra import events, processes, redis_client
 from generation import services
 from generation.models import Job, JobOutput, JobStatus, PromptTemplate
-from tests.support.live import server_env
+from tests.support.live import server_env, start_web_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -49,15 +49,7 @@ class Web:
 def _start_web(tmp_path_factory, live_database_url, redis_url, **extra) -> Web:
     env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
                      DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", **extra)  # fmt: skip
-    port = processes.free_port()
-    log_path = tmp_path_factory.mktemp("web") / "web.log"
-    proc = processes.start_web(env, port, log_path)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        processes.wait_for_web(proc, f"{url}/api/v1/templates/", log_path)
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    return Web(proc, url, log_path)
+    return Web(*start_web_server(env, tmp_path_factory, "/api/v1/templates/"))
 
 
 @pytest.fixture(scope="module")

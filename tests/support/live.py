@@ -109,13 +109,19 @@ def live_server_url(celery_worker_process, broker_url, live_database_url, tmp_pa
     # With DEBUG off static files come from collectstatic's manifest, as in the Dockerfile.
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=settings.BASE_DIR, env=env,
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    proc, url, _ = start_web_server(env, tmp_path_factory, "/accounts/login/")
+    yield url
+    processes.stop(proc)
+
+
+def start_web_server(env: dict, tmp_path_factory, probe: str):
+    """uvicorn on a free port with `env`, once `probe` answers: (process, base URL, log path)."""
     port = processes.free_port()
     log_path = tmp_path_factory.mktemp("web") / "web.log"
     proc = processes.start_web(env, port, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        processes.wait_for_web(proc, f"{url}/accounts/login/", log_path)
+        processes.wait_for_web(proc, f"{url}{probe}", log_path)
     except RuntimeError as exc:
         pytest.fail(str(exc))
-    yield url
-    processes.stop(proc)
+    return proc, url, log_path
