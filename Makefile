@@ -1,4 +1,4 @@
-# Quick start: `make run` (the site with a worker and the default model) and `make test` (the whole suite).
+# Quick start: `make run` (the site with a worker and the default model) and `make test` (lint, then the whole suite).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 APT_GET  := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install llama chromium run test clean
+.PHONY: install llama chromium run lint test clean
 
 $(STAMP): requirements/*.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -23,7 +23,7 @@ install: $(STAMP)
 
 # llama-cpp-python compiles llama.cpp the first time (about 6 minutes on 2 cores; pip caches the wheel, so later
 # installs take seconds). Its build log is long and silent for minutes at a time: the compile's progress is
-# shown every 10 s instead, and the log's end if it fails.
+# shown every 10 s instead (make's [ 45%] or ninja's [89/193]), and the log's end if it fails.
 LLAMA_LOG := $(VENV)/llama-cpp-build.log
 llama:
 	@echo "llama-cpp-python: installing (a first install compiles llama.cpp, about 6 minutes on 2 cores)"
@@ -31,7 +31,7 @@ llama:
 	while kill -0 $$pid 2>/dev/null; do \
 		sleep 1; seconds=$$((seconds + 1)); \
 		if [ $$((seconds % 10)) = 0 ] && kill -0 $$pid 2>/dev/null; then \
-			step=$$(grep -o '\[ *[0-9]*%\]' $(LLAMA_LOG) | tail -1); \
+			step=$$(grep -oE '\[ *[0-9]+%\]|\[[0-9]+/[0-9]+\]' $(LLAMA_LOG) | tail -1); \
 			echo "llama-cpp-python: building llama.cpp $${step:-(preparing the build)}, $${seconds} s"; \
 		fi; \
 	done; \
@@ -49,7 +49,12 @@ chromium: $(CHROMIUM)
 run: install
 	DJANGO_DEBUG=1 $(BIN)/python manage.py run_local
 
-test: install chromium
+# Lint and format check (ruff, configured in pyproject.toml); `make test` runs it before the suite.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install chromium lint
 	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-insecure-test-only-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -309,7 +309,7 @@ AIGC = {
         "max_rows": env.int("AIGC_MAX_ROWS", default=None),  # candidate rows decoded together (llamacpp 32, transformers 64)
         "device": env.str("AIGC_DEVICE", default=None),  # transformers: auto | cpu | cuda | cuda:1 ...
         "dtype": env.str("AIGC_DTYPE", default=None),  # transformers: auto (bf16 on CUDA and bf16 CPUs, else fp32) | ...
-    }.items() if value is not None}}),  # fmt: skip
+    }.items() if value is not None}}),
     # Where weight hashes, the web tier's tokenizers and (transformers only) the dequantized bundled GGUF are cached.
     "MODEL_CACHE_DIR": env.str("AIGC_MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "models")),
     "MAX_NEW_TOKENS": env.int("AIGC_MAX_NEW_TOKENS", default=1024),
@@ -373,7 +373,7 @@ LOGGING = {
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
-                    "filters": ["job_id"]},  # fmt: skip
+                    "filters": ["job_id"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from generation.web import views as generation_views
 from generation.api import openai_compat
+from generation.web import views as generation_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -20,6 +20,6 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file of its own (?script), so the page runs under
     # the Content-Security-Policy with no inline script; its template links our CSS instead of an inline style.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/swagger_ui.html"),
-         name="api-docs"),  # fmt: skip
+         name="api-docs"),
     path("", include("generation.urls")),
 ]

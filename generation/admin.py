@@ -14,7 +14,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import selectors, services
-from .web.forms import InputsForm, LabelMoveForm, TemplateAdminForm
 from .models import (
     ApiKey,
     Feedback,
@@ -27,6 +26,7 @@ from .models import (
     UserQuota,
     WebhookDelivery,
 )
+from .web.forms import InputsForm, LabelMoveForm, TemplateAdminForm
 
 
 class LabelFilter(admin.SimpleListFilter):
@@ -52,7 +52,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         (None, {"fields": ("slug", "kind", "name", "description", "is_default")}),
         (
             "Content (saving a change creates a new version)",
-            {"fields": TemplateAdminForm.CONTENT_FIELDS + ("note",)},
+            {"fields": (*TemplateAdminForm.CONTENT_FIELDS, "note")},
         ),
     )
 
@@ -74,7 +74,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             created = services.template_create(
                 slug=obj.slug, kind=obj.kind, name=obj.name, description=obj.description, is_default=obj.is_default,
                 user=request.user, note=note, **form.content(),
-            )  # fmt: skip
+            )
             obj.pk = created.pk
             return
         obj.save()

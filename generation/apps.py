@@ -9,7 +9,7 @@ class GenerationConfig(AppConfig):
     def ready(self):
         from django.conf import settings
 
-        from .infra import registry
         from . import signals  # noqa: F401  (signals connects the receivers)
+        from .infra import registry
 
         registry.validate(settings.AIGC["MODELS"])

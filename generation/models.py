@@ -9,6 +9,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .content import formats
+
 
 class Kind(models.TextChoices):
     WRITING = "writing", _("Writing")
@@ -62,10 +64,7 @@ class TemplateVersion(models.Model):
     length_variable = models.CharField(max_length=64, blank=True)
     output_format = models.CharField(
         max_length=16,
-        choices=[
-            ("text", "Text"), ("list", "Bulleted list"), ("headline", "One headline per output"), ("code", "Code only"),
-            ("docstrings", "The given Python code with a docstring added to each function"),
-        ],
+        choices=formats.CHOICES,
         default="text",
         help_text="How raw model text is shaped: prose, a list, one clean line per candidate, or code without fences.",
     )
@@ -76,7 +75,7 @@ class TemplateVersion(models.Model):
 
     CONTENT_FIELDS = (
         "system_prompt", "user_template", "variables", "default_params", "length_variable", "output_format", "model_alias",
-    )  # fmt: skip
+    )
 
     class Meta:
         ordering = ["template", "-number"]

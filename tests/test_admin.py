@@ -23,7 +23,7 @@ def form_data(**overrides):
         "system_prompt": "You write taglines.", "user_template": "Write a {tone} tagline for {product}.",
         "variables": json.dumps(VARIABLES), "default_params": json.dumps({"max_new_tokens": 24, "temperature": 0.7}),
         "length_variable": "", "output_format": "headline", "model_alias": "default", "note": "",
-    }  # fmt: skip
+    }
     data.update(overrides)
     return data
 

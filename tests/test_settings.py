@@ -18,7 +18,7 @@ def production_env(**overrides) -> dict:
     """What a production process gets: a real secret key and nothing else of ours (no .env file either), plus
     the services this machine's tests use."""
     env = {"PATH": os.environ.get("PATH", ""), "DJANGO_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "aigc_site.settings",
-           "DJANGO_SECRET_KEY": get_random_secret_key(), "DJANGO_DEBUG": "0"}  # fmt: skip
+           "DJANGO_SECRET_KEY": get_random_secret_key(), "DJANGO_DEBUG": "0"}
     env.update({name: os.environ[name] for name in ("DATABASE_URL", "REDIS_URL") if name in os.environ})
     env.update(overrides)
     return env
@@ -31,7 +31,7 @@ def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def settings_in(env: dict, *names: str) -> dict:
     """The named settings as a process started with `env` sees them."""
     code = ("import json, django; django.setup(); from django.conf import settings; "
-            f"print(json.dumps({{n: getattr(settings, n, None) for n in {list(names)!r}}}))")  # fmt: skip
+            f"print(json.dumps({{n: getattr(settings, n, None) for n in {list(names)!r}}}))")
     out = run(["-c", code], env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -89,7 +89,7 @@ def test_production_defaults_are_https_only_with_secure_cookies():
         "SECURE_HSTS_PRELOAD": True, "SECURE_PROXY_SSL_HEADER": None,
         "SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax",
         "CSRF_COOKIE_SECURE": True, "CSRF_COOKIE_HTTPONLY": True, "CSRF_COOKIE_SAMESITE": "Lax",
-    }  # fmt: skip
+    }
     assert settings_in(production_env(), *expected) == expected
 
 
@@ -101,7 +101,7 @@ def test_make_run_settings_serve_plain_http():
 def test_switches_for_a_tls_proxy_and_for_plain_http():
     env = production_env(DJANGO_BEHIND_TLS_PROXY="1", DJANGO_SSL_REDIRECT="0", DJANGO_HSTS_PRELOAD="0")
     expected = {"SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"], "SECURE_SSL_REDIRECT": False,
-                "SECURE_HSTS_PRELOAD": False}  # fmt: skip
+                "SECURE_HSTS_PRELOAD": False}
     assert settings_in(env, *expected) == expected
 
 

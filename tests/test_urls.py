@@ -65,7 +65,7 @@ ADMIN = [r for r in ROUTES if r.route.startswith("admin/")]
 OWNED = [r for r in ROUTES if r.params and r not in ADMIN and r.route not in SHARED]
 # What a request to a route sends, so that a missing check would write something.
 FORM_DATA = {"output-feedback": {"rating": "1", "comment": "Not mine."}, "job-review": {"to_state": "in_review"},
-             "output-edit": {"text": "Rewritten by someone else."}}  # fmt: skip
+             "output-edit": {"text": "Rewritten by someone else."}}
 METHODS = ("get", "post", "delete")
 
 
@@ -84,7 +84,7 @@ def test_only_the_openai_compatible_views_are_csrf_exempt():
     exempt = {
         r.route for r in ROUTES
         if getattr(r.callback, "csrf_exempt", False) and not issubclass(getattr(r.callback, "cls", object), APIView)
-    }  # fmt: skip
+    }
     assert exempt == KEYS_ONLY
 
 
@@ -126,7 +126,7 @@ def objects(user, api_key):
             # shared routes, and the admin's own (any values do: nobody but staff gets past its login)
             "kind": "headline", "slug": "headline", "uidb64": "MQ", "token": "set-password",
             "object_id": job.pk, "content_type_id": 1, "id": user.pk, "pk": 1, "number": 1,
-            "app_label": "generation", "url": "anything/"}  # fmt: skip
+            "app_label": "generation", "url": "anything/"}
 
 
 INTRUDERS = ("editor", "reviewer", "api key")  # a session, a reviewer's session, a key (API routes only)

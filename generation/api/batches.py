@@ -168,11 +168,11 @@ def _check_header(header: list[str]) -> None:
 def _row(header: list[str], row: list[str], number: int) -> dict:
     if len(row) < len(header):
         raise file_error(f"Row {number}, column {header[len(row)]}: missing (the row has {len(row)} values, "
-                         f"the header {len(header)} columns).")  # fmt: skip
+                         f"the header {len(header)} columns).")
     if len(row) > len(header):
         raise file_error(f"Row {number}, column {len(header) + 1}: a value past the header's {len(header)} columns.")
     item: dict = {"inputs": {}, "params": {}}
-    for column, value in zip(header, row):
+    for column, value in zip(header, row, strict=True):
         where = f"Row {number}, column {column}"
         if "\x00" in value:
             raise file_error(f"{where}: contains a NUL character.")

@@ -22,8 +22,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework import serializers
 
-from ..infra import registry
 from .. import services
+from ..infra import registry
 from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
 from .authentication import key_from_header
@@ -34,7 +34,7 @@ log = logging.getLogger("generation.openai")
 
 # Our job fields -> the request fields an OpenAI client sent.
 PARAM_NAMES = {"params.max_new_tokens": "max_tokens", "params.n": "n", "params.temperature": "temperature",
-               "params.top_p": "top_p", "params.seed": "seed", "params.stop": "stop"}  # fmt: skip
+               "params.top_p": "top_p", "params.seed": "seed", "params.stop": "stop"}
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
@@ -81,7 +81,7 @@ class _Common(serializers.Serializer):
         params = {"n": data["n"]}
         max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
         for name, value in (("max_new_tokens", max_tokens), ("temperature", data.get("temperature")),
-                            ("top_p", data.get("top_p")), ("seed", data.get("seed")), ("stop", data.get("stop"))):  # fmt: skip
+                            ("top_p", data.get("top_p")), ("seed", data.get("seed")), ("stop", data.get("stop"))):
             if value is not None:
                 params[name] = value
         return params
@@ -107,7 +107,7 @@ async def _authenticate(request):
     key = await sync_to_async(key_from_header)(request.headers.get("Authorization", ""))
     if key is None:
         return None, _error("Invalid or missing API key: send `Authorization: Bearer <key>`.", 401, "invalid_request_error",
-                            code="invalid_api_key")  # fmt: skip
+                            code="invalid_api_key")
     try:
         await sync_to_async(check_request_rate)(key)
     except LimitExceeded as exc:
@@ -117,7 +117,7 @@ async def _authenticate(request):
 
 def _limit_error(exc: LimitExceeded):
     return _error(exc.message, 429, "rate_limit_error" if exc.code == "rate_limit_exceeded" else "insufficient_quota",
-                  code=exc.code, headers={"Retry-After": str(exc.retry_after)})  # fmt: skip
+                  code=exc.code, headers={"Retry-After": str(exc.retry_after)})
 
 
 def _model_ids() -> dict[str, str]:
@@ -133,7 +133,7 @@ def _model_ids() -> dict[str, str]:
 @csrf_exempt
 @require_GET
 async def models(request):
-    key, error = await _authenticate(request)
+    _key, error = await _authenticate(request)
     if error:
         return error
     ids = await sync_to_async(_model_ids)()
@@ -171,7 +171,7 @@ async def _complete(request, serializer_class, chat: bool):
     alias = (await sync_to_async(_model_ids)()).get(data["model"])
     if alias is None:
         return _error(f"The model `{data['model']}` does not exist; GET /v1/models lists those served.", 404,
-                      param="model", code="model_not_found")  # fmt: skip
+                      param="model", code="model_not_found")
     messages = [dict(m) for m in data["messages"]] if chat else [{"role": "user", "content": data["prompt"]}]
     prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
     guard = StreamGuard.for_key(key)  # a stream counts against the user's open streams (before a job is made)
@@ -181,7 +181,7 @@ async def _complete(request, serializer_class, chat: bool):
         job = await sync_to_async(services.job_create)(
             user=key.user, template="chat", inputs={"prompt": prompt or " "}, messages=messages,
             params=payload.params(), api_key=key, model_alias=alias,
-        )  # fmt: skip
+        )
     except ValidationError as exc:
         await guard.release()
         field, text = next(iter(exc.message_dict.items()))
@@ -202,7 +202,7 @@ async def _complete(request, serializer_class, chat: bool):
     final = await sync_to_async(_finished)(job.pk)
     if final.status != "succeeded":
         return _error(final.error or f"The job ended {final.status}.", 500 if final.status == "failed" else 409,
-                      "server_error" if final.status == "failed" else "invalid_request_error", code=final.status)  # fmt: skip
+                      "server_error" if final.status == "failed" else "invalid_request_error", code=final.status)
     return JsonResponse(shape.whole(final))
 
 
@@ -240,7 +240,7 @@ class _Shape:
         """`job`: the freshest copy at hand (its weights hash is known once it ran)."""
         kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
-                "system_fingerprint": ((job or self.job).weights_sha256 or "")[:16] or None}  # fmt: skip
+                "system_fingerprint": ((job or self.job).weights_sha256 or "")[:16] or None}
 
     def whole(self, job) -> dict:
         choices = [self._choice(o.index, o.text, FINISH.get(o.finish_reason, "stop")) for o in job.outputs.all()]
@@ -272,7 +272,7 @@ class _Shape:
         sent: dict[int, str] = {}
         if self.chat:
             yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                                "finish_reason": None} for i in range(self.n)])  # fmt: skip
+                                "finish_reason": None} for i in range(self.n)])
         async for entry in job_event_entries(self.job.pk, guard=guard):
             if entry is None:
                 yield ": waiting\n\n"
@@ -295,7 +295,7 @@ class _Shape:
             yield _chunk_error(job.error or "The job failed.", "failed")
         else:
             yield self._chunk([self._choice(o.index, None if self.chat else "", FINISH.get(o.finish_reason, "stop"), delta=True)
-                               for o in job.outputs.all()])  # fmt: skip
+                               for o in job.outputs.all()])
             if self.include_usage:
                 yield f"data: {json.dumps({**self._envelope(True), 'choices': [], 'usage': self._usage(job)})}\n\n"
         yield "data: [DONE]\n\n"

@@ -19,8 +19,8 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 
-from ..content import prompts
 from .. import selectors
+from ..content import prompts
 from ..models import Kind, TemplateLabel
 from .serializers import ErrorSerializer, StrictSerializer
 
@@ -87,9 +87,9 @@ def params_schema() -> dict:
             "top_p": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
             "n": {"type": "integer", "minimum": 1, "maximum": settings.AIGC["MAX_CANDIDATES"], "description": "Candidates."},
             "seed": {"type": "integer", "minimum": 0, "maximum": prompts.MAX_SEED, "nullable": True,
-                     "description": "Null or left out: a random one, recorded with the job."},  # fmt: skip
+                     "description": "Null or left out: a random one, recorded with the job."},
             "stop": {"oneOf": [stop, {"type": "array", "items": stop, "maxItems": prompts.MAX_STOP}],
-                     "description": "Generation stops before any of these strings."},  # fmt: skip
+                     "description": "Generation stops before any of these strings."},
         },
     }
 
@@ -114,7 +114,7 @@ def _input_schema(spec: dict) -> dict:
 
 def inputs_schema(variables: list[dict]) -> dict:
     schema = {"type": "object", "additionalProperties": False,
-              "properties": {v["name"]: _input_schema(v) for v in variables}}  # fmt: skip
+              "properties": {v["name"]: _input_schema(v) for v in variables}}
     required = [v["name"] for v in variables if v.get("required")]
     return {**schema, "required": required} if required else schema
 
@@ -134,7 +134,7 @@ def _common(params_ref: dict, versions: list[int] | None, labels: list[str] | No
         "label": {**_enum("string", labels), "description": label["description"]} if labels else label,
         "params": params_ref,
         "callback_url": {"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2000,
-                         "description": "POSTed the job's JSON when it ends, signed; needs an API key."},  # fmt: skip
+                         "description": "POSTed the job's JSON when it ends, signed; needs an API key."},
     }
 
 
@@ -144,7 +144,7 @@ def _branch(title: str, selector: dict, required: list[str], inputs: dict, commo
         "type": "object", "title": title, "additionalProperties": False, "required": required,
         "properties": {**selector, "inputs": inputs, **common},
         "not": {"required": ["version", "label"]},  # "Give a version or a label, not both."
-    }  # fmt: skip
+    }
 
 
 def job_create_schema(auto_schema) -> dict:
@@ -159,7 +159,7 @@ def job_create_schema(auto_schema) -> dict:
         common = _common(params.ref, None, None)
         kinds = {"kind": _enum("string", list(Kind.values))}
         branches = [_branch("By kind", kinds, ["kind"], GENERIC_INPUTS, common),
-                    _branch("By template", {"template": {"type": "string", "pattern": SLUG}, **kinds}, ["template"], GENERIC_INPUTS, common)]  # fmt: skip
+                    _branch("By template", {"template": {"type": "string", "pattern": SLUG}, **kinds}, ["template"], GENERIC_INPUTS, common)]
     return {
         "oneOf": branches,
         "description": "A job: a `kind` (its default template) or a `template` slug, with that template's inputs. "
@@ -179,7 +179,7 @@ def _template_branches(params_ref: dict) -> list[dict]:
         common = _common(params_ref, [v.number for v in template.versions.all()], sorted(labels))
         kind = _enum("string", [template.kind])
         template_branches.append(_branch(f"Template {template.slug}", {"template": _enum("string", [template.slug]),
-                                         "kind": kind}, ["template"], inputs, common))  # fmt: skip
+                                         "kind": kind}, ["template"], inputs, common))
         if defaults.get(template.kind) == template.pk:
             kind_branches.append(_branch(f"Kind {template.kind} (template {template.slug})", {"kind": kind}, ["kind"], inputs, common))
     return kind_branches + template_branches
@@ -210,4 +210,4 @@ BATCH_FILE = {
     "properties": {"file": {"type": "string", "format": "binary", "description": (
         "A CSV (columns kind or template, version, label, callback_url, params.<name>, any other column an input; "
         "the header is row 1) or JSONL file (one job body a line). Larger than AIGC_MAX_BATCH_FILE_BYTES: 413, unread.")}},
-}  # fmt: skip
+}

@@ -85,7 +85,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage", "timings",
             "callback_url", "batch", "error", "notice", "model", "model_alias", "backend", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
-        ]  # fmt: skip
+        ]
 
     def get_usage(self, job) -> dict:
         return {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
@@ -122,7 +122,7 @@ class TemplateVersionSerializer(serializers.ModelSerializer):
         fields = [
             "number", "labels", "note", "created_at", "system_prompt", "user_template", "variables", "default_params",
             "length_variable", "output_format", "model_alias",
-        ]  # fmt: skip
+        ]
 
     def get_labels(self, version) -> list[str]:
         return sorted(label.name for label in version.template.labels.all() if label.version_id == version.pk)
@@ -164,13 +164,13 @@ class TemplateDetailSerializer(TemplateSerializer):
     versions = TemplateVersionSerializer(many=True, read_only=True)
 
     class Meta(TemplateSerializer.Meta):
-        fields = TemplateSerializer.Meta.fields + ["versions"]
+        fields = [*TemplateSerializer.Meta.fields, "versions"]
 
 
 class ErrorDetailSerializer(serializers.Serializer):
     message = serializers.CharField()
     type = serializers.ChoiceField(choices=["invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-                                            "conflict_error", "rate_limit_error", "api_error"])  # fmt: skip
+                                            "conflict_error", "rate_limit_error", "api_error"])
     code = serializers.CharField()
     param = serializers.CharField(allow_null=True, help_text="The first field at fault, e.g. inputs.text; null if none.")
     fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), help_text="Every field at fault.")
@@ -199,7 +199,7 @@ class BatchJobsSerializer(StrictSerializer):
 class BatchCreateSerializer(StrictSerializer):
     jobs = serializers.ListField(child=serializers.DictField(), required=False, help_text="Job bodies, as for POST /jobs/.")
     file = serializers.FileField(required=False, help_text="Instead of `jobs`: a CSV (columns kind or template, "
-                                 "version, label, callback_url, params.<name>, any other column an input) or JSONL file.")  # fmt: skip
+                                 "version, label, callback_url, params.<name>, any other column an input) or JSONL file.")
 
 
 class BatchSerializer(serializers.Serializer):

@@ -15,6 +15,7 @@ stream at once (the ASGI handler cancels it), which frees its slot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -31,8 +32,8 @@ from django.conf import settings
 from django.contrib import auth
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 
-from ..infra import events, redis_client
 from .. import selectors
+from ..infra import events, redis_client
 from ..models import ApiKey, Job
 from .authentication import bearer_token, key_from_header
 from .errors import error_json
@@ -108,10 +109,9 @@ class StreamGuard:
     async def refresh(self) -> None:
         if not self.counted:
             return
-        try:
+        # On a Redis error the slot ages out instead; the stream's own reads report Redis errors.
+        with contextlib.suppress(aioredis.RedisError):
             await events.stream_slot_take(self.user_id, self.member, _U64, _slot_ttl(_conf()[0]))
-        except aioredis.RedisError:
-            pass  # the slot ages out instead; the stream's own reads report Redis errors
 
     async def release(self) -> None:
         """Idempotent; runs in the stream's `finally`, also when the client left (the task is cancelled)."""
@@ -142,7 +142,7 @@ def _slot_ttl(keepalive: float) -> float:
 def too_many_streams() -> JsonResponse:
     keepalive, _, cap = _conf()
     message = (f"Too many open event streams: at most {cap} per user. Close one (or let one end), "
-               "then retry.")  # fmt: skip
+               "then retry.")
     return error_json(message, 429, "too_many_streams", headers={"Retry-After": str(max(1, math.ceil(keepalive)))})
 
 
@@ -265,7 +265,7 @@ async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | N
             now = time.monotonic()
             if now >= deadline:
                 raise StreamClosed("stream_lifetime", f"The stream reached its maximum lifetime ({lifetime:g} s); "
-                                   "reconnect with Last-Event-ID to go on.", 408)  # fmt: skip
+                                   "reconnect with Last-Event-ID to go on.", 408)
             try:
                 if final is not None:
                     batch = await client.xread({key: last_id}, count=200)
@@ -282,7 +282,7 @@ async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | N
                     if final is not None:
                         break
                     raise StreamClosed("stream_unavailable", "The job's stream cannot be read now; reconnect "
-                                       "with Last-Event-ID to go on.", 503) from exc  # fmt: skip
+                                       "with Last-Event-ID to go on.", 503) from exc
                 batch = None
             if batch:
                 for entry_id, fields in batch[0][1]:
@@ -297,7 +297,7 @@ async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | N
                 final, allowed = await _db(_keepalive_check, job_id, guard)
                 if not allowed:
                     raise StreamClosed("credentials_revoked", "The key or session that opened this stream is no "
-                                       "longer valid.", 401)  # fmt: skip
+                                       "longer valid.", 401)
                 if guard is not None:
                     await guard.refresh()
                 next_check = time.monotonic() + keepalive

@@ -17,7 +17,7 @@ from .. import selectors, services
 from ..models import ApiKey, Kind
 from ..services import limits
 from . import batches
-from . import schema as _schema  # noqa: F401 (registers the schema extensions)
+from . import schema as _schema
 from .errors import error_response, flatten
 from .parsers import SafeJSONParser
 from .serializers import (
@@ -54,7 +54,7 @@ class JobCursorPagination(CursorPagination):
 CREATE_EXAMPLE = OpenApiExample(
     "Five headlines",
     value={"kind": "headline", "inputs": {"text": "The city council voted on Tuesday to build a new bridge."},
-           "params": {"n": 5, "seed": 7}, "callback_url": "https://cms.example.com/hooks/aigc"},  # fmt: skip
+           "params": {"n": 5, "seed": 7}, "callback_url": "https://cms.example.com/hooks/aigc"},
     request_only=True,
 )
 
@@ -68,15 +68,15 @@ JOB = {
     "callback_url": "", "batch": None, "error": "", "model": "SmolLM2-135M-Instruct", "backend": "llamacpp", "weights_sha256": "b179c952...",
     "attempts": 1, "created_at": "2026-11-23T09:00:00Z", "started_at": "2026-11-23T09:00:00Z",
     "finished_at": "2026-11-23T09:00:03Z", "html_url": "http://127.0.0.1:8000/jobs/7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11/",
-}  # fmt: skip
+}
 JOB_EXAMPLE = OpenApiExample("A finished headline job", value=JOB, response_only=True)
 PAGE_EXAMPLE = OpenApiExample("A page of jobs", value={"next": "http://127.0.0.1:8000/api/v1/jobs/?cursor=cD0yMDI2", "previous": None,
-                                                       "results": [JOB]}, response_only=True)  # fmt: skip
+                                                       "results": [JOB]}, response_only=True)
 ERROR_EXAMPLE = OpenApiExample(
     "A bad input", status_codes=["400"], response_only=True,
     value={"error": {"message": "inputs.text: This field is required.", "type": "invalid_request_error", "code": "invalid",
                      "param": "inputs.text", "fields": {"inputs.text": ["This field is required."]}}},
-)  # fmt: skip
+)
 
 
 class JobListCreateApi(APIView):
@@ -84,7 +84,7 @@ class JobListCreateApi(APIView):
     body_required = True  # for POST (the schema)
 
     @extend_schema(operation_id="v1_jobs_list", parameters=[JobListQuerySerializer], responses=JobPageSerializer, examples=[PAGE_EXAMPLE],
-                   summary="List your jobs (a cursor page, newest first)")  # fmt: skip
+                   summary="List your jobs (a cursor page, newest first)")
     def get(self, request):
         query = JobListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -100,7 +100,7 @@ class JobListCreateApi(APIView):
         examples=[CREATE_EXAMPLE, OpenApiExample("Queued", value={**JOB, "status": "queued", "outputs": [],
                   "usage": {"prompt_tokens": None, "completion_tokens": None}}, response_only=True, status_codes=["202"]),
                   ERROR_EXAMPLE], summary="Create a job (answered 202; poll it, stream it, or get a webhook)",
-    )  # fmt: skip
+    )
     def post(self, request):
         payload = JobCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -131,7 +131,7 @@ class JobDetailApi(APIView):
 class JobCancelApi(APIView):
     @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(ErrorSerializer, description="The job had already ended")},
                    examples=[OpenApiExample("Cancelled", value={**JOB, "status": "cancelled", "outputs": []}, response_only=True)],
-                   summary="Cancel a queued or running job")  # fmt: skip
+                   summary="Cancel a queued or running job")
     def post(self, request, job_id):
         job = _own_job(request, job_id)
         if not services.job_cancel(job, user=request.user):
@@ -148,7 +148,7 @@ class UsageApi(APIView):
             "tokens_per_day": 500000, "tokens_used_today": 1432, "requests_per_minute": 120,
             "days": [{"day": "2026-11-23", "template": "headline", "jobs": 3, "prompt_tokens": 279, "completion_tokens": 153,
                       "total_tokens": 432}]})],
-    )  # fmt: skip
+    )
     def get(self, request):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -178,7 +178,7 @@ class BatchCreateApi(APIView):
         examples=[OpenApiExample("Two summaries", request_only=True, value={"jobs": [
             {"kind": "summary", "inputs": {"text": "First story..."}}, {"kind": "summary", "inputs": {"text": "Second story..."}}]})],
         summary="Create up to 100 jobs at once: all are queued, or none (errors name the item)",
-    )  # fmt: skip
+    )
     def post(self, request):
         payload = BatchCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -215,7 +215,7 @@ class BatchDetailApi(APIView):
     @extend_schema(responses=BatchSerializer, summary="A batch's aggregate status and its jobs", examples=[OpenApiExample(
         "Half done", response_only=True, value={"id": "0b6f...", "status": "running", "total": 2, "created_at": "2026-11-23T09:00:00Z",
                                                 "counts": {"queued": 0, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0},
-                                                "jobs": [JOB]})])  # fmt: skip
+                                                "jobs": [JOB]})])
     def get(self, request, batch_id):
         batch = selectors.batch_for_user(request.user, batch_id)
         if batch is None:
@@ -254,13 +254,13 @@ TEMPLATE = {
     "is_default": True, "labels": {"production": 1, "staging": 1}, "production_version": 1,
     "variables": [{"name": "text", "type": "text", "label": "Story", "required": True, "max_length": 20000}],
     "default_params": {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 5},
-}  # fmt: skip
+}
 TEMPLATE_EXAMPLE = OpenApiExample("Templates", value=[TEMPLATE], response_only=True)
 
 
 class TemplateListApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("kind", str, enum=[k for k, _ in Kind.choices])],
-                   responses=TemplateSerializer(many=True), summary="List templates", examples=[TEMPLATE_EXAMPLE])  # fmt: skip
+                   responses=TemplateSerializer(many=True), summary="List templates", examples=[TEMPLATE_EXAMPLE])
     def get(self, request):
         templates = selectors.templates_with_versions().order_by("kind", "slug")
         kind = request.query_params.get("kind")
@@ -274,7 +274,7 @@ class TemplateDetailApi(APIView):
                    parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=_schema.SLUG)], examples=[OpenApiExample(
         "Headline template", response_only=True, value={**TEMPLATE, "versions": [{"number": 1, "labels": ["production", "staging"],
         "system_prompt": "You are a news editor.", "user_template": "Write one headline for this story: {text}",
-        "variables": TEMPLATE["variables"], "default_params": TEMPLATE["default_params"], "output_format": "headline"}]})])  # fmt: skip
+        "variables": TEMPLATE["variables"], "default_params": TEMPLATE["default_params"], "output_format": "headline"}]})])
     def get(self, request, slug):
         template = selectors.templates_with_versions().filter(slug=slug).first()
         if template is None:

@@ -1,10 +1,10 @@
 """Each task's contract, as checks on a finished job's outputs. Pure; used by `manage.py template_contracts`
 to measure how often the default model meets them, and by tests.
 
-- headline: n distinct single lines of 3-20 words;
+- headline: n distinct single lines within the headline format's word bounds (formats.py);
 - summary: shorter than its source and within its word budget;
 - code: parses, and does what was asked (the sample's own checks pass when run);
-- writing: within half to one and a half times the asked length.
+- writing: within the writing length rule (formats.py: half to one and a half times the asked length).
 """
 
 from __future__ import annotations
@@ -13,20 +13,19 @@ import ast
 import subprocess
 import sys
 
+from . import formats
 from .shaping import count_words
 
 
 def check_headlines(outputs: list[str], n: int) -> list[str]:
+    headline = formats.FORMATS["headline"]
     problems = []
     if len(outputs) != n:
         problems.append(f"{len(outputs)} headlines, not {n}")
-    if len({o.casefold() for o in outputs}) != len(outputs):
+    if len(headline.keep_distinct(outputs)) != len(outputs):
         problems.append("repeats")
     for o in outputs:
-        if "\n" in o:
-            problems.append(f"not one line: {o!r}")
-        if not 3 <= count_words(o) <= 20:
-            problems.append(f"{count_words(o)} words: {o!r}")
+        problems += headline.problems(o)
     return problems
 
 
@@ -43,9 +42,9 @@ def check_summary(output: str, source: str, budget: int) -> list[str]:
 
 
 def check_length(output: str, asked: int) -> list[str]:
-    words = count_words(output)
-    if not 0.5 * asked <= words <= 1.5 * asked:
-        return [f"{words} words for {asked} asked (allowed {asked // 2}-{asked * 3 // 2})"]
+    words, (low, high) = count_words(output), formats.length("writing").bounds(asked)
+    if not low <= words <= high:
+        return [f"{words} words for {asked} asked (allowed {low}-{high})"]
     return []
 
 
@@ -59,7 +58,7 @@ def check_python(code: str, test: str = "", timeout: float = 10.0) -> list[str]:
     if not test:
         return []
     try:
-        run = subprocess.run([sys.executable, "-I", "-c", code + "\n\n" + test], capture_output=True, text=True, timeout=timeout)
+        run = subprocess.run([sys.executable, "-I", "-c", code + "\n\n" + test], capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return ["timed out"]
     if run.returncode != 0:

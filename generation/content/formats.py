@@ -1,28 +1,181 @@
-"""What an output format means for generation: re-sampling rounds, word bounds, how a word budget becomes a
-token budget, how code gets its docstrings. Pure: no Django, no engine."""
+"""What each output format and each kind of job means, as data: one spec per format (how raw text is shaped,
+the stop string, the re-sampling rounds, the word bounds of a candidate, what is acceptable, whether candidates
+must differ, how a download lays it out) and one length rule per kind (how a word budget is read). Shaping,
+the candidate loop, the contracts, the forms and the downloads all read these; no other module compares a
+format's or a kind's name. Pure: no Django, no engine."""
 
 from __future__ import annotations
 
-from . import prompts
+import ast
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
-# Further sampled rounds for candidates that miss their contract: cheap for one-line headlines, one more
-# try for anything longer.
-TOP_UP_ROUNDS = {"headline": 4}
+from . import prompts, shaping
+
+# Python as a job's `language` input names it: code in it must parse, and docstrings go in through its syntax tree.
+PYTHON = ("python", "py", "python3")
 # Documenting code: a sentence per function, sampled again when empty.
 DOCSTRING_TRIES = 3
 DOCSTRING_MAX_TOKENS = 64
-HEADLINE_WORDS = (3, 20)
-# A word budget becomes a token budget: ~1.4 tokens per English word, with room to reach 1.5x the budget.
+# A word budget becomes a token budget: ~1.4 tokens per English word.
 TOKENS_PER_WORD = 1.4
-# Writing may land within 0.5-1.5x of the asked length; any other word budget is a maximum.
-TRIM_RATIO = {"writing": 1.5}
-SUMMARY_MAX_SHARE = 0.8
-PYTHON = ("python", "py", "python3")
 
 
-def top_up_rounds(output_format: str) -> int:
-    """Re-sampling rounds after the first, for candidates that miss the contract."""
-    return TOP_UP_ROUNDS.get(output_format, 1)
+def distinct_key(text: str) -> str:
+    """What makes two candidates the same to a reader: case, spacing and punctuation aside."""
+    return re.sub(r"[\W_]+", " ", text.casefold()).strip()
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output format. `shape(text, truncated, max_words)` turns raw model text into the output."""
+
+    name: str
+    label: str
+    shape: Callable[[str, bool, int | None], str]
+    stop: tuple[str, ...] = ()  # ends a candidate (a headline is one line)
+    top_up_rounds: int = 1  # further sampled rounds for candidates that miss the contract
+    words: tuple[int, int] | None = None  # the words one candidate may have, inclusive
+    distinct: bool = False  # candidates must differ (see distinct_key)
+    many: bool = False  # several candidates per job: the studio asks how many, a download lists them
+    code: bool = False  # code: fenced in Markdown downloads; it must parse when the language is Python
+    documents: bool = False  # the given code with docstrings added (through the syntax tree for Python)
+    bulleted: bool = False  # the output is already a bulleted list
+
+    @property
+    def display(self) -> str:
+        """How a page shows one output: highlighted code, a single line, or sanitised Markdown."""
+        return "code" if self.code else "line" if "\n" in self.stop else "markdown"
+
+    def shaped(self, text: str, finish_reason: str = "stop", max_words: int | None = None) -> str:
+        return self.shape(shaping.strip_control(text), finish_reason == "length", max_words)
+
+    def acceptable(self, text: str, *, language: str = "python", min_words: int = 0) -> bool:
+        """Whether a shaped candidate meets the contract well enough to keep without another try."""
+        words = shaping.count_words(text)
+        if not text.strip() or words < min_words:
+            return False
+        if self.words and not self.words[0] <= words <= self.words[1]:
+            return False
+        if self.code and language.lower() in PYTHON:
+            try:
+                ast.parse(text)
+            except SyntaxError:
+                return False
+        return True
+
+    def problems(self, text: str) -> list[str]:
+        """The contract's complaints about one candidate, for people (see contracts.py)."""
+        out = []
+        if self.stop and any(s in text for s in self.stop):
+            out.append(f"not one line: {text!r}")
+        if self.words and not self.words[0] <= shaping.count_words(text) <= self.words[1]:
+            out.append(f"{shaping.count_words(text)} words: {text!r}")
+        return out
+
+    def keep_distinct(self, texts: list[str]) -> list[str]:
+        """The candidates that may be kept together: first occurrences only when they must differ."""
+        if not self.distinct:
+            return list(texts)
+        seen, kept = set(), []
+        for text in texts:
+            key = distinct_key(text)
+            if key and key not in seen:
+                seen.add(key)
+                kept.append(text)
+        return kept
+
+    def download(self, texts: list[str], markdown: bool, language: str) -> str:
+        """The job's outputs as one file: a list for several candidates, fenced code in Markdown, else prose."""
+        if (self.many or len(texts) > 1) and not self.bulleted:
+            return "\n".join(f"- {t}" if markdown else t for t in texts)
+        if self.code and markdown:
+            return "\n\n".join(f"```{language}\n{t}\n```" for t in texts)
+        return "\n\n".join(texts)
+
+
+def _prose(text: str, truncated: bool, max_words: int | None) -> str:
+    return shaping.clean_prose(text, truncated=truncated, max_words=max_words)
+
+
+def _list(text: str, truncated: bool, max_words: int | None) -> str:
+    return shaping.clean_list(text, max_words)
+
+
+def _headline(text: str, truncated: bool, max_words: int | None) -> str:
+    return shaping.clean_headline(text)
+
+
+def _code(text: str, truncated: bool, max_words: int | None) -> str:
+    return shaping.extract_code(text)
+
+
+TEXT = OutputFormat("text", "Text", _prose)
+FORMATS = {
+    f.name: f
+    for f in (
+        TEXT,
+        OutputFormat("list", "Bulleted list", _list, bulleted=True),
+        # One-line headlines are cheap: four more rounds to find distinct ones of 3-20 words.
+        OutputFormat(
+            "headline", "One headline per output", _headline, stop=("\n",), top_up_rounds=4, words=(3, 20),
+            distinct=True, many=True,
+        ),
+        OutputFormat("code", "Code only", _code, code=True),
+        OutputFormat(
+            "docstrings", "The given Python code with a docstring added to each function", _code, code=True,
+            documents=True,
+        ),
+    )
+}
+OUTPUT_FORMATS = tuple(FORMATS)
+CHOICES = [(f.name, f.label) for f in FORMATS.values()]
+
+
+def spec(name: str) -> OutputFormat:
+    """The format a template version names; one this release does not know shapes as plain text."""
+    return FORMATS.get(name, TEXT)
+
+
+@dataclass(frozen=True)
+class Length:
+    """How a kind reads its word budget: an output may land within low-high times the words asked (and, with
+    `source_share`, within that share of its longest text input)."""
+
+    low: float = 0.0
+    high: float = 1.0
+    source_share: float | None = None
+
+    def bounds(self, asked: int) -> tuple[int, int]:
+        return math.ceil(asked * self.low), math.floor(asked * self.high)
+
+    def max_words(self, asked: int | None, inputs: dict) -> int | None:
+        """The most words an output may keep: the asked budget (times `high`), and, for a kind that condenses
+        its source, less than the source whatever was asked."""
+        most = math.floor(asked * self.high) if asked else None
+        if self.source_share is not None:
+            source = max((shaping.count_words(v) for v in inputs.values() if isinstance(v, str)), default=0)
+            most = max(1, min(most or source, math.floor(source * self.source_share)))
+        return most
+
+    def min_words(self, asked: int | None) -> int:
+        """Fewer words than this and a candidate is sampled again."""
+        return math.ceil(asked * self.low) if asked else 0
+
+    def max_new_tokens(self, asked: int) -> int:
+        """The token budget of `asked` words: room to reach `high` times the budget and a little more."""
+        return math.ceil(asked * (self.high + 0.2) * TOKENS_PER_WORD) + 16
+
+
+# Writing may land within 0.5-1.5x of the asked length; a summary stays under 80% of its source; any other
+# word budget is a maximum.
+LENGTHS = {"writing": Length(low=0.5, high=1.5), "summary": Length(source_share=0.8)}
+
+
+def length(kind: str) -> Length:
+    return LENGTHS.get(kind, Length())
 
 
 def word_budget(version, inputs: dict) -> int | None:
@@ -33,7 +186,7 @@ def word_budget(version, inputs: dict) -> int | None:
 
 def documents_python(version, inputs: dict) -> bool:
     """Docstrings placed through Python's syntax tree (the model never rewrites the code)."""
-    return version.output_format == "docstrings" and str(inputs.get("language", "python")).lower() in PYTHON
+    return spec(version.output_format).documents and str(inputs.get("language", "python")).lower() in PYTHON
 
 
 def docstring_messages(version, inputs: dict, fn) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Task-shaped outputs: raw model text -> what each kind promises. Pure.
+"""Task-shaped outputs: raw model text -> what each output format promises (formats.py says which shaper a
+format uses). Pure.
 
 - headline: one line, without numbering, bullets, markdown or surrounding quotes;
 - code: the code alone, without markdown fences or chatter around them;
@@ -28,17 +29,6 @@ def clean_headline(text: str) -> str:
         if line:
             return re.sub(r"\s+", " ", line)
     return ""
-
-
-def distinct(lines: list[str]) -> list[str]:
-    """Drop repeats (ignoring case, spacing and final punctuation) and empties, keeping first occurrences."""
-    seen, kept = set(), []
-    for line in lines:
-        key = re.sub(r"[\W_]+", " ", line.casefold()).strip()
-        if key and key not in seen:
-            seen.add(key)
-            kept.append(line)
-    return kept
 
 
 def extract_code(text: str) -> str:
@@ -109,24 +99,9 @@ def clean_list(text: str, max_words: int | None = None) -> str:
     return "\n".join(f"- {item}" for item in kept)
 
 
-OUTPUT_FORMATS = ("text", "list", "headline", "code", "docstrings")
-
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def strip_control(text: str) -> str:
     """Model text is untrusted: control characters (NUL above all, which PostgreSQL refuses) are dropped."""
     return _CONTROL.sub("", text)
-
-
-def shape(output_format: str, text: str, finish_reason: str = "stop", max_words: int | None = None) -> str:
-    """Raw model text -> the output the template promises (see OUTPUT_FORMATS)."""
-    text = strip_control(text)
-    if output_format == "headline":
-        return clean_headline(text)
-    if output_format in ("code", "docstrings"):
-        return extract_code(text)
-    if output_format == "list":
-        return clean_list(text, max_words)
-    return clean_prose(text, truncated=finish_reason == "length", max_words=max_words)

@@ -27,4 +27,4 @@ class PromptCounter:
 
     def count(self, messages: list[dict]) -> int:
         return sum(len((self._tokenizer if trusted else self._plain).encode(text, add_special_tokens=False).ids)
-                   for text, trusted in self._template.render_parts(messages))  # fmt: skip
+                   for text, trusted in self._template.render_parts(messages))

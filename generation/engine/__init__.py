@@ -17,11 +17,11 @@ from .types import GenerationRequest, GenerationResult
 
 __all__ = [
     "EngineConfig",
-    "LlamaCppEngine",
     "EngineError",
     "GenerationRequest",
     "GenerationResult",
     "GenerationTimeout",
+    "LlamaCppEngine",
     "PromptTooLong",
     "TransformersEngine",
     "load_engine",

@@ -42,10 +42,10 @@ class ChatTemplate:
         Each content is replaced by a marker for rendering, padded with spaces to see whether the template trims
         it (Llama 3's does); the marker never meets user text, so no content can forge a marker either."""
         markers = [f"{_MARK_OPEN}{i}{_MARK_CLOSE}" for i in range(len(messages))]
-        padded = [{**m, "content": f" {marker} "} for m, marker in zip(messages, markers)]
+        padded = [{**m, "content": f" {marker} "} for m, marker in zip(messages, markers, strict=True)]
         rendered = self.render(padded)
         contents = {}
-        for i, (message, marker) in enumerate(zip(messages, markers)):
+        for i, (message, marker) in enumerate(zip(messages, markers, strict=True)):
             content = str(message.get("content") or "")
             if f" {marker} " in rendered:
                 rendered = rendered.replace(f" {marker} ", marker)

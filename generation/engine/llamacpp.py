@@ -180,7 +180,7 @@ class LlamaRunner:
         for active, rows in groups.items():
             r = active.request
             picked = next_tokens_np(self._logits[[self._outputs[i] for i in rows]], r.temperature, r.top_p, active.generator)
-            for i, token in zip(rows, picked):
+            for i, token in zip(rows, picked, strict=True):
                 tokens[i] = token
         return tokens
 
@@ -213,7 +213,7 @@ class LlamaRunner:
         started = time.monotonic()
         # (sequence, tokens, first position, who reads its logits); exactly one logits row per entry
         entries: list[tuple[int, list[int], int, tuple]] = [
-            (seq, [token], pos, ("row", i)) for i, (seq, pos, token) in enumerate(zip(self.seqs, self.positions, feed))
+            (seq, [token], pos, ("row", i)) for i, (seq, pos, token) in enumerate(zip(self.seqs, self.positions, feed, strict=True))
         ]
         joining: list[tuple[Active, list[int], list[int], list[int]]] = []  # request, rows, sequences, next positions
         for j, active in enumerate(admitted):
@@ -224,7 +224,7 @@ class LlamaRunner:
                 positions = [len(active.prompt)] * len(live)
             else:  # resumed: each live candidate brings its prompt and the tokens it had
                 positions = []
-                for k, (seq, index) in enumerate(zip(seqs, live)):
+                for k, (seq, index) in enumerate(zip(seqs, live, strict=True)):
                     tokens = active.prompt + active.rows[index].ids
                     entries.append((seq, tokens, 0, ("resumed", j, k)))
                     positions.append(len(tokens))
@@ -281,7 +281,7 @@ class LlamaCppEngine(LocalEngine):
     backend = "llamacpp"
 
     def __init__(self, path: str, *, model_name: str, weights_sha256: str, threads: int = 0, context: int = 2048,
-                 max_rows: int = 32, flash_attn: str = "auto", tokenizer_json=None) -> None:  # fmt: skip
+                 max_rows: int = 32, flash_attn: str = "auto", tokenizer_json=None) -> None:
         self.threads = threads or default_threads()
         self.llm = LlamaModel(path, threads=self.threads, context=context, max_rows=max_rows, flash_attn=flash_attn)
         self.path = path

@@ -59,7 +59,7 @@ class RemoteEngine:
                 model=self.model, messages=request.messages, max_tokens=request.max_new_tokens,
                 temperature=request.temperature, top_p=request.top_p, n=request.n, seed=request.seed,
                 stop=request.stop or None, stream=True, stream_options={"include_usage": True}, timeout=limit,
-            )  # fmt: skip
+            )
         except openai.APITimeoutError:
             raise GenerationTimeout.after(limit) from None
         except openai.OpenAIError as exc:
@@ -117,7 +117,7 @@ def _read(stream, chunks: queue.Queue) -> None:
         for chunk in stream:
             chunks.put(chunk)
         chunks.put(_END)
-    except Exception as exc:  # the connection broke, or was closed under it
+    except Exception as exc:  # noqa: BLE001 - the connection broke, or was closed under it: the consumer raises it
         chunks.put(exc)
 
 

@@ -122,7 +122,7 @@ class Batch:
         else:
             width = max(self.mask.shape[1], length)
             merged = new_cache(config)
-            for layer, old, new in zip(merged.layers, self.cache.layers, cache.layers):
+            for layer, old, new in zip(merged.layers, self.cache.layers, cache.layers, strict=True):
                 layer.update(
                     torch.cat([_left_pad(old.keys, width), _left_pad(new.keys, width)]),
                     torch.cat([_left_pad(old.values, width), _left_pad(new.values, width)]),
@@ -324,7 +324,7 @@ class TransformersEngine(LocalEngine):
     def encode_chat(self, messages: list[dict]) -> list[int]:
         """Special-token strings count only where the chat template wrote them (see ChatTemplate.render_parts)."""
         return [t for text, trusted in self.chat.render_parts(messages)
-                for t in self.tokenizer(text, add_special_tokens=False, split_special_tokens=not trusted)["input_ids"]]  # fmt: skip
+                for t in self.tokenizer(text, add_special_tokens=False, split_special_tokens=not trusted)["input_ids"]]
 
     def _special_tokens(self) -> dict:
         return {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 DeltaCallback = Callable[[int, str, int], None]  # candidate index, new text, tokens generated so far
 

@@ -221,7 +221,7 @@ class _CancelWatcher:
             pipe = client().pipeline(transaction=False)
             for flag in flags:
                 pipe.exists(flag.key)
-            for flag, found in zip(flags, pipe.execute()):
+            for flag, found in zip(flags, pipe.execute(), strict=True):
                 flag.value = flag.value or bool(found)
         except redis.RedisError:  # Redis away: jobs go on, and are cancelled when it answers again
             pass

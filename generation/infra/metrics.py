@@ -71,7 +71,7 @@ class StudioCollector:
         aliases = registry.aliases()
         jobs = GaugeMetricFamily("aigc_jobs", "Jobs by status and model alias", labels=["status", "alias"])
         counts = {(s, a): n for s, a, n in Job.objects.values("status", "model_alias").annotate(n=Count("pk"))
-                  .values_list("status", "model_alias", "n")}  # fmt: skip
+                  .values_list("status", "model_alias", "n")}
         for status in JobStatus.values:
             for alias in sorted(set(aliases) | {a for _, a in counts}):
                 jobs.add_metric([status, alias], counts.get((status, alias), 0))
@@ -97,9 +97,9 @@ class StudioCollector:
             tokens.add_metric([alias], int(raw.get(f"tokens|{alias}", 0)))
         yield tokens
         yield _histogram("aigc_time_to_first_token_seconds", "From a job's start on a worker to its first token",
-                         raw, "ttft", TTFT_BUCKETS, aliases)  # fmt: skip
+                         raw, "ttft", TTFT_BUCKETS, aliases)
         yield _histogram("aigc_tokens_per_second", "Completion tokens per second of generation, per job",
-                         raw, "tps", TPS_BUCKETS, aliases)  # fmt: skip
+                         raw, "tps", TPS_BUCKETS, aliases)
 
 
 def render(model_health) -> bytes:

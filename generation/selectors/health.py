@@ -20,13 +20,13 @@ def model_health() -> dict[str, dict]:
     queues = {alias: registry.queue_for(alias) for alias in entries}
     live = presence.live_workers(list(queues.values()))
     queued = dict(Job.objects.filter(status=JobStatus.QUEUED).values("model_alias").annotate(n=Count("pk"))
-                  .values_list("model_alias", "n"))  # fmt: skip
+                  .values_list("model_alias", "n"))
     depth = None
     try:
         pipe = redis_client.client().pipeline()
         for queue in queues.values():
             pipe.llen(queue)
-        depth = dict(zip(queues.values(), pipe.execute()))
+        depth = dict(zip(queues.values(), pipe.execute(), strict=True))
     except redis.RedisError:
         pass
     report = {}
@@ -37,7 +37,7 @@ def model_health() -> dict[str, dict]:
             "backend": item["backend"], "queue": queue, "live_workers": workers,
             "queue_depth": None if depth is None else depth[queue], "queued_jobs": queued.get(alias, 0),
             "stranded": workers == 0 and queued.get(alias, 0) > 0,
-        }  # fmt: skip
+        }
     return report
 
 

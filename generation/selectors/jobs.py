@@ -3,8 +3,7 @@ show nothing else."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, timedelta
 
 from django.db.models import Count, Q, QuerySet, Sum, TextField
 from django.db.models.functions import Cast, TruncDate
@@ -64,7 +63,7 @@ def job_notice(job: Job) -> str | None:
     if live is None or live[queue]:
         return None
     return (f"No worker is serving the model '{job.model_alias}' (queue {queue}) right now; "
-            f"the job waits until one starts.")  # fmt: skip
+            f"the job waits until one starts.")
 
 
 def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None):
@@ -87,7 +86,7 @@ def api_jobs(user, *, status=None, kind=None, template=None, created_after=None,
     """The API's job list filters, over the user's own jobs."""
     jobs = jobs_visible_to(user)
     filters = {"status": status, "kind": kind, "template__slug": template, "created_at__gte": created_after,
-               "created_at__lt": created_before}  # fmt: skip
+               "created_at__lt": created_before}
     return jobs.filter(**{k: v for k, v in filters.items() if v})
 
 
@@ -96,14 +95,14 @@ def usage_by_day(user, days: int) -> list[dict]:
     since = timezone.now() - timedelta(days=days)
     rows = (
         Job.objects.filter(owner=user, created_at__gte=since, status__in=FINAL_STATUSES)
-        .annotate(day=TruncDate("created_at", tzinfo=dt_timezone.utc))
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values("day", "template__slug")
         .annotate(jobs=Count("id"), prompt_tokens=Sum("prompt_tokens", default=0), completion_tokens=Sum("completion_tokens", default=0))
         .order_by("-day", "template__slug")
     )
     return [
         {"day": r["day"], "template": r["template__slug"], "jobs": r["jobs"], "prompt_tokens": r["prompt_tokens"],
-         "completion_tokens": r["completion_tokens"], "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}  # fmt: skip
+         "completion_tokens": r["completion_tokens"], "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}
         for r in rows
     ]
 

@@ -5,8 +5,8 @@ from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .batches import batch_create, batch_status
 from .intake import job_create, job_rerun
 from .reconcile import reconcile_jobs
-from .running import job_run
 from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_move, review_moves
+from .running import job_run
 from .templates import (
     model_info_publish,
     resolve_version,
@@ -21,16 +21,17 @@ from .webhooks import callback_url_check, webhook_enqueue, webhook_send, webhook
 
 __all__ = [
     "IdempotencyConflict",
-    "job_create_idempotent",
     "api_key_authenticate",
     "api_key_create",
     "api_key_revoke",
     "batch_create",
     "batch_status",
+    "callback_url_check",
     "feedback_set",
     "is_reviewer",
     "job_cancel",
     "job_create",
+    "job_create_idempotent",
     "job_rerun",
     "job_run",
     "model_info_publish",
@@ -45,7 +46,6 @@ __all__ = [
     "template_version_create",
     "templates_export",
     "templates_import",
-    "callback_url_check",
     "webhook_enqueue",
     "webhook_send",
     "webhook_sweep",

@@ -4,22 +4,20 @@ against the owner's quota, save it queued and send it once committed."""
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from ..content import codeedit, prompts
-from ..infra import registry
 from .. import selectors
+from ..content import codeedit, formats, prompts
+from ..content.formats import DOCSTRING_TRIES, docstring_messages, docstring_tokens, documents_python, word_budget
+from ..infra import registry
 from ..models import Job, Kind, PromptTemplate, TemplateVersion
-from . import limits
+from . import dispatch, limits
 from .templates import param_limits, resolve_version
 from .webhooks import callback_url_check
-from ..content.formats import DOCSTRING_TRIES, TOKENS_PER_WORD, TRIM_RATIO, docstring_messages, docstring_tokens, documents_python, top_up_rounds, word_budget
-from . import dispatch
 
 log = logging.getLogger("generation.jobs")
 
@@ -85,8 +83,8 @@ def job_create(
         raise ValidationError(exc.errors) from None
     budget = word_budget(tv, cleaned_inputs)
     if budget and "max_new_tokens" not in (params or {}):
-        slack = TRIM_RATIO.get(tpl.kind, 1.0) + 0.2
-        cleaned_params["max_new_tokens"] = min(param_limits().max_new_tokens, math.ceil(budget * slack * TOKENS_PER_WORD) + 16)
+        asked = formats.length(tpl.kind).max_new_tokens(budget)
+        cleaned_params["max_new_tokens"] = min(param_limits().max_new_tokens, asked)
     if cleaned_params["seed"] is None:
         # Record the seed the job will use, so that "run again" replays it exactly.
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
@@ -127,7 +125,7 @@ def job_create(
 def most_tokens(output_format: str, params: dict, prompt_tokens: int) -> int:
     """The most a job can use: its prompt, its first round (n candidates), then every re-sampling round at its
     widest (twice the candidates still missing, up to MAX_CANDIDATES)."""
-    n, rounds = params["n"], top_up_rounds(output_format)
+    n, rounds = params["n"], formats.spec(output_format).top_up_rounds
     widest = min(2 * n, settings.AIGC["MAX_CANDIDATES"])
     return prompt_tokens + params["max_new_tokens"] * (n + rounds * widest)
 
@@ -148,7 +146,7 @@ def _docstrings_reservation(version: TemplateVersion, inputs: dict, params: dict
     cap = settings.AIGC["MAX_FUNCTIONS_PER_JOB"]
     if len(functions) > cap:
         raise ValidationError({"inputs.code": [
-            f"{len(functions)} functions lack a docstring; a job documents at most {cap}. Split the code."]})  # fmt: skip
+            f"{len(functions)} functions lack a docstring; a job documents at most {cap}. Split the code."]})
     counter = selectors.prompt_counter(alias)
     total = 0
     for fn in functions:

@@ -5,7 +5,7 @@ in flight hold: each reserves, when created, the most it can use). Both answer w
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis
 from django.conf import settings
@@ -77,7 +77,7 @@ def tokens_per_day(user) -> int:
 
 
 def _today_start() -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -110,6 +110,6 @@ def check_token_quota(user, most: int) -> None:
         raise LimitExceeded(
             f"Daily token quota reached: {used} of {limit} tokens used today (UTC), and this job may use up to "
             f"{most}. The quota resets at 00:00 UTC.",
-            retry_after=(reset - datetime.now(timezone.utc)).total_seconds(),
+            retry_after=(reset - datetime.now(UTC)).total_seconds(),
             code="quota_exceeded",
         )

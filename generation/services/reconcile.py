@@ -31,7 +31,7 @@ def reconcile_jobs() -> dict:
     lost = Job.objects.filter(runnable(now), status=JobStatus.RUNNING)  # running, and the heartbeat stopped
     # Each job with its model alias, whose queue it goes back to.
     requeued = {pk: alias for pk, alias in lost.values_list("pk", "model_alias")
-                if lost.filter(pk=pk).update(status=JobStatus.QUEUED)}  # fmt: skip
+                if lost.filter(pk=pk).update(status=JobStatus.QUEUED)}
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
     waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
@@ -41,5 +41,5 @@ def reconcile_jobs() -> dict:
         dispatch.job_enqueue(pk, alias)
     if requeued or resent:
         log.warning("reconciler: %d running job(s) lost their worker and were re-sent; %d queued job(s) re-sent",
-                    len(requeued), len(resent))  # fmt: skip
+                    len(requeued), len(resent))
     return {"requeued_running": len(requeued), "resent_queued": len(resent)}

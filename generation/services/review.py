@@ -30,7 +30,7 @@ def is_reviewer(user) -> bool:
 def _allowed(user, job: Job, who: str) -> bool:
     owner, reviewer = job.owner_id == user.pk, is_reviewer(user)
     return {"owner": owner, "reviewer": reviewer, "owner_or_reviewer": owner or reviewer,
-            "other_reviewer": reviewer and not owner}[who]  # fmt: skip
+            "other_reviewer": reviewer and not owner}[who]
 
 
 def review_moves(job: Job, user) -> list[str]:
@@ -68,7 +68,7 @@ def feedback_set(output: JobOutput, *, user, rating: int, comment: str = "") -> 
     feedback, _ = Feedback.objects.update_or_create(
         output=output, user=user,
         defaults={"rating": rating, "comment": comment.strip(), "template_version_id": output.job.template_version_id},
-    )  # fmt: skip
+    )
     return feedback
 
 

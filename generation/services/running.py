@@ -3,21 +3,20 @@ usage settled on every end, and the final state saved with the callback it owes.
 
 from __future__ import annotations
 
-import ast
+import contextlib
 import logging
-import math
 import time
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from ..content import codeedit, prompts, shaping
+from ..content import codeedit, formats, prompts, shaping
+from ..content.formats import DOCSTRING_TRIES, docstring_messages, docstring_tokens, documents_python, word_budget
 from ..infra import events, logs, metrics
-from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus, Kind
-from .webhooks import webhook_enqueue
-from ..content.formats import DOCSTRING_TRIES, HEADLINE_WORDS, PYTHON, SUMMARY_MAX_SHARE, TRIM_RATIO, docstring_messages, docstring_tokens, documents_python, top_up_rounds, word_budget
+from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus
 from .reconcile import runnable
+from .webhooks import webhook_enqueue
 
 log = logging.getLogger("generation.jobs")
 
@@ -54,10 +53,8 @@ def with_database(operation, what: str):
             if delay is None or connection.in_atomic_block:
                 raise
             log.warning("database connection lost while %s; retrying in %.1f s", what, delay, exc_info=True)
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection may fail; the next query opens a new one
                 connection.close()
-            except Exception:  # closing a dead connection may itself fail; the next query opens a new one
-                pass
             time.sleep(delay)
 
 
@@ -99,7 +96,7 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
     job = with_database(lambda: Job.objects.select_related("template_version").get(pk=job_id), f"loading job {job_id}")
     if attempt > settings.AIGC["MAX_ATTEMPTS"]:
         _finish(job.pk, JobStatus.FAILED, attempt=attempt,
-                error=f"Gave up after {attempt - 1} attempts: the worker stopped each time.")  # fmt: skip
+                error=f"Gave up after {attempt - 1} attempts: the worker stopped each time.")
         return
     engine = engine if engine is not None else engine_for(job.model_alias)
     from ..engine import EngineError
@@ -109,7 +106,8 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
         events.reset(job.pk)
     version = job.template_version
     max_words = _max_words(job)
-    streamer = events.JobStreamer(job.pk, lambda raw: shaping.shape(version.output_format, raw, "stop", max_words))
+    output_format = formats.spec(version.output_format)
+    streamer = events.JobStreamer(job.pk, lambda raw: output_format.shaped(raw, "stop", max_words))
     spent = Spent(settings.CELERY_TASK_SOFT_TIME_LIMIT)
     try:
         texts, reasons, timings = _generate(job, engine, max_words, spent, streamer.on_delta)
@@ -139,7 +137,7 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
             )
             if done:
                 JobOutput.objects.bulk_create(
-                    JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r) for i, (t, r) in enumerate(zip(texts, reasons))
+                    JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r) for i, (t, r) in enumerate(zip(texts, reasons, strict=True))
                 )
         if done:
             return JobStatus.SUCCEEDED
@@ -195,7 +193,7 @@ def _settle(job_id, attempt: int, spent: Spent, engine) -> None:
     Job.objects.filter(pk=job_id, attempts=attempt, status__in=FINAL_STATUSES).update(
         prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens,
         model_name=engine.model_name, backend=engine.backend,
-    )  # fmt: skip
+    )
 
 
 def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
@@ -203,28 +201,13 @@ def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
         with transaction.atomic():
             done = _finish(job_id, JobStatus.FAILED, attempt=attempt, error=error, model_name=engine.model_name,
                            backend=engine.backend, prompt_tokens=spent.prompt_tokens,
-                           completion_tokens=spent.completion_tokens)  # fmt: skip
+                           completion_tokens=spent.completion_tokens)
         if not done:
             _settle(job_id, attempt, spent, engine)
         return done
 
     if with_database(fail, f"failing job {job_id}"):
         events.publish_end(job_id, JobStatus.FAILED, error)
-
-
-def _acceptable(output_format: str, language: str, text: str, min_words: int = 0) -> bool:
-    """Whether a shaped candidate meets its contract well enough to keep without another try."""
-    if not text.strip() or shaping.count_words(text) < min_words:
-        return False
-    if output_format == "headline":
-        low, high = HEADLINE_WORDS
-        return low <= shaping.count_words(text) <= high
-    if output_format == "code" and language.lower() in PYTHON:
-        try:
-            ast.parse(text)
-        except SyntaxError:
-            return False
-    return True
 
 
 def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=None):
@@ -237,15 +220,15 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     from ..engine import EngineError, GenerationRequest, GenerationTimeout
 
     version = job.template_version
-    fmt = version.output_format
+    fmt = formats.spec(version.output_format)
     if documents_python(version, job.inputs):
         return _generate_docstrings(job, engine, spent)  # the code is shown when complete: nothing to stream
     p = job.params
     want = p["n"]
     budget = word_budget(version, job.inputs)
     language = str(job.inputs.get("language", "python"))
-    # Writing must land within 0.5-1.5x of the asked length: a reply under half is sampled once more.
-    min_words = math.ceil(budget * 0.5) if budget and job.kind == Kind.WRITING else 0
+    # A reply shorter than its kind allows (writing: half the asked length) is sampled again.
+    min_words = formats.length(job.kind).min_words(budget)
     request = GenerationRequest(
         messages=job.messages,
         max_new_tokens=p["max_new_tokens"],
@@ -253,7 +236,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
         top_p=p["top_p"],
         n=want,
         seed=p["seed"],
-        stop=(["\n"] if fmt == "headline" else []) + p.get("stop", []),
+        stop=[*fmt.stop, *p.get("stop", [])],
         cancelled=events.CancelFlag(job.pk),
     )
     good: list[tuple[str, str]] = []
@@ -261,7 +244,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     total_s = 0.0
     first_timings = None
     out_of_time = False
-    for round_no in range(top_up_rounds(fmt) + 1):
+    for round_no in range(fmt.top_up_rounds + 1):
         if round_no:
             if request.cancelled():
                 break
@@ -278,12 +261,11 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
             break
         first_timings = first_timings or result.timings
         total_s += result.timings["total_s"]
-        for text, reason in zip(result.texts, result.finish_reasons):
-            shaped = shaping.shape(fmt, text, reason, max_words=max_words)
-            pool = good if _acceptable(fmt, language, shaped, min_words) else spare
+        for text, reason in zip(result.texts, result.finish_reasons, strict=True):
+            shaped = fmt.shaped(text, reason, max_words=max_words)
+            pool = good if fmt.acceptable(shaped, language=language, min_words=min_words) else spare
             pool.append((shaped, reason))
-        if fmt == "headline":
-            good = _distinct(good)
+        good = _distinct(fmt, good)
         if len(good) >= want:
             break
     outputs = list(good)
@@ -291,7 +273,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
         if len(outputs) >= want:
             break
         if candidate[0].strip():
-            outputs = _distinct(outputs + [candidate]) if fmt == "headline" else outputs + [candidate]
+            outputs = _distinct(fmt, [*outputs, candidate])
     outputs = outputs[:want]
     if not outputs:
         raise EngineError("The model produced no usable output; try again or change the inputs.")
@@ -300,14 +282,8 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
 
 
 def _max_words(job: Job) -> int | None:
-    """The most words an output may keep: the asked budget (1.5x for writing), and for a summary, less than
-    its source whatever was asked."""
-    budget = word_budget(job.template_version, job.inputs)
-    max_words = math.floor(budget * TRIM_RATIO.get(job.kind, 1.0)) if budget else None
-    if job.kind == Kind.SUMMARY:
-        source = max((shaping.count_words(v) for v in job.inputs.values() if isinstance(v, str)), default=0)
-        max_words = max(1, min(max_words or source, math.floor(source * SUMMARY_MAX_SHARE)))
-    return max_words
+    """The most words an output may keep, by the length rule of the job's kind."""
+    return formats.length(job.kind).max_words(word_budget(job.template_version, job.inputs), job.inputs)
 
 
 def _generate_docstrings(job: Job, engine, spent: Spent):
@@ -333,7 +309,7 @@ def _generate_docstrings(job: Job, engine, spent: Spent):
                 messages=messages, max_new_tokens=docstring_tokens(p), cancelled=cancelled,
                 temperature=p["temperature"] if attempt == 0 else max(p["temperature"], 0.7), top_p=p["top_p"],
                 n=1, seed=(p["seed"] + 101 * i + attempt) % prompts.MAX_SEED, stop=["\n"],
-            ))  # fmt: skip
+            ))
             total_s += result.timings["total_s"]
             docs[fn.body_line] = shaping.clean_headline(shaping.strip_control(result.texts[0]))
             if codeedit.as_docstring(docs[fn.body_line]):
@@ -342,11 +318,8 @@ def _generate_docstrings(job: Job, engine, spent: Spent):
     return [text], ["stop"], {"total_s": round(total_s, 4), "functions": len(functions)}
 
 
-def _distinct(candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    keep = set(shaping.distinct([t for t, _ in candidates]))
-    seen, out = set(), []
-    for text, reason in candidates:
-        if text in keep and text not in seen:
-            seen.add(text)
-            out.append((text, reason))
-    return out
+def _distinct(fmt: formats.OutputFormat, candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The candidates the format lets stand together, each with its finish reason."""
+    texts = fmt.keep_distinct([t for t, _ in candidates])
+    reasons = dict(reversed(candidates))  # the reason of a text's first occurrence
+    return [(t, reasons[t]) for t in texts]

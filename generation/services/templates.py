@@ -7,9 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from ..content import prompts, shaping
-from ..infra import registry
 from .. import selectors
+from ..content import formats, prompts
+from ..infra import registry
 from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
 
@@ -44,8 +44,8 @@ def check_content(content: dict) -> dict:
         prompts.clean_params(content["default_params"], {}, param_limits())
     except prompts.InvalidInput as exc:
         errors.update({key.replace("params", "default_params", 1): v for key, v in exc.errors.items()})
-    if content["output_format"] not in shaping.OUTPUT_FORMATS:
-        errors["output_format"] = [f"One of {', '.join(shaping.OUTPUT_FORMATS)}."]
+    if content["output_format"] not in formats.OUTPUT_FORMATS:
+        errors["output_format"] = [f"One of {', '.join(formats.OUTPUT_FORMATS)}."]
     if content["model_alias"] not in registry.aliases():
         errors["model_alias"] = [f"Unknown model alias; configured: {', '.join(registry.aliases())}."]
     if errors:

@@ -19,6 +19,7 @@ reconciler has another ("maintenance"), so slow receivers never delay the recove
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -154,10 +155,8 @@ def callback_url_check(url: str, *, resolve=None) -> None:
     that counts, since what a name resolves to can change after this."""
     try:
         _scheme, host, port, _path = _split(url)
-        try:
+        with contextlib.suppress(OSError):  # unknown today; checked again, address by address, at each attempt
             _checked_addresses(host, port, resolve)
-        except OSError:  # unknown today; checked again, address by address, at each attempt
-            pass
     except UnsafeTarget as exc:
         raise ValidationError({"callback_url": [str(exc)]}) from None
 
@@ -207,7 +206,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _post(scheme: str, host: str, port: int, path: str, addresses: list[tuple], body: bytes,
-          headers: dict) -> tuple[int | None, str]:  # fmt: skip
+          headers: dict) -> tuple[int | None, str]:
     """One POST to the checked addresses, in turn until one connects: (status code or None, error text or "").
     Never raises for the network or the receiver.
 
@@ -228,10 +227,8 @@ def _post(scheme: str, host: str, port: int, path: str, addresses: list[tuple], 
         connection = current.get("connection")
         sock = getattr(connection, "sock", None)
         if sock is not None:
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # wakes a blocked read; TLS state is left alone
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # wakes a blocked read; TLS state is left alone
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     watchdog = threading.Timer(limit, cut)
     watchdog.daemon = True

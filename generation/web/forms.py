@@ -4,6 +4,7 @@ the API accept the same inputs. The service does the validation; its field error
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from ..content import formats
 from ..models import JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
 
 
@@ -63,12 +64,12 @@ class JobForm(InputsForm):
             label="Max new tokens", required=False, min_value=1,
             initial=None if version.length_variable else defaults.get("max_new_tokens"),
             help_text="Empty: set from the template (and its length input, if any).",
-        )  # fmt: skip
+        )
         self.fields["temperature"] = forms.FloatField(
             label="Temperature", required=False, min_value=0, max_value=2, initial=defaults.get("temperature"),
             help_text="0 gives the same text every time.",
-        )  # fmt: skip
-        if version.output_format == "headline":
+        )
+        if formats.spec(version.output_format).many:
             self.fields["n"] = forms.IntegerField(label="Candidates", required=False, min_value=1, initial=defaults.get("n"))
         self.fields["seed"] = forms.IntegerField(label="Seed", required=False, min_value=0, help_text="Empty: a random one, recorded with the job.")
 
@@ -103,7 +104,7 @@ class TemplateAdminForm(forms.ModelForm):
     default_params = forms.JSONField(
         initial=dict, required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 100}),
         help_text='{"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.95, "n": 1}',
-    )  # fmt: skip
+    )
     length_variable = forms.CharField(required=False, help_text="A number variable holding the word budget, if any.")
     output_format = forms.ChoiceField(choices=TemplateVersion._meta.get_field("output_format").choices, initial="text")
     model_alias = forms.CharField(initial="default")
@@ -155,10 +156,10 @@ class HistoryFilterForm(forms.Form):
     """The history's filters, read from the query string; anything invalid is simply not applied."""
 
     q = forms.CharField(required=False, label=_("Search"))
-    kind = forms.ChoiceField(required=False, choices=[("", _("Any kind"))] + list(Kind.choices), label=_("Kind"))
-    status = forms.ChoiceField(required=False, choices=[("", _("Any status"))] + list(JobStatus.choices), label=_("Status"))
+    kind = forms.ChoiceField(required=False, choices=[("", _("Any kind")), *list(Kind.choices)], label=_("Kind"))
+    status = forms.ChoiceField(required=False, choices=[("", _("Any status")), *list(JobStatus.choices)], label=_("Status"))
     template = forms.ChoiceField(required=False, label=_("Template"))
-    review = forms.ChoiceField(required=False, choices=[("", _("Any state"))] + list(ReviewState.choices), label=_("Review"))
+    review = forms.ChoiceField(required=False, choices=[("", _("Any state")), *list(ReviewState.choices)], label=_("Review"))
     since = forms.DateField(required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
 

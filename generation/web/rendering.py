@@ -20,7 +20,7 @@ LIGHT_STYLE, DARK_STYLE = "default", "github-dark"
 ALLOWED_TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "code", "pre", "blockquote",
     "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td", "span", "div", "del",
-}  # fmt: skip
+}
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     **{tag: {"class"} for tag in ("span", "div", "pre", "code")},

@@ -14,12 +14,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import selectors, services
+from ..content import formats
 from ..content.diffing import word_diff
-from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
+from ..content.shaping import count_words
 from ..models import Feedback, Kind, ReviewState
 from ..services.limits import LimitExceeded, check_request_rate
 from ..services.review import outputs_editable
-from ..content.shaping import count_words
+from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
 
 
 @login_required
@@ -80,6 +81,7 @@ def job_detail(request, job_id):
     context = {
         "job": job,
         "outputs": outputs,
+        "output_format": formats.spec(job.template_version.output_format),
         "is_owner": is_owner,
         "can_edit": outputs_editable(job, request.user),  # only in draft: what the service allows
         "review_moves": [(to, ReviewState(to).label) for to in services.review_moves(job, request.user)],
@@ -131,12 +133,8 @@ def job_download(request, job_id, fmt: str):
         raise Http404
     job = _page_job(request, job_id)
     texts = [o.current_text for o in job.outputs.all()]
-    if job.template_version.output_format in ("headline", "list") or len(texts) > 1:
-        body = "\n".join(f"- {t}" if fmt == "md" else t for t in texts)
-    elif job.template_version.output_format in ("code", "docstrings") and fmt == "md":
-        body = "\n\n".join(f"```{job.inputs.get('language', 'python')}\n{t}\n```" for t in texts)
-    else:
-        body = "\n\n".join(texts)
+    output_format = formats.spec(job.template_version.output_format)
+    body = output_format.download(texts, markdown=fmt == "md", language=str(job.inputs.get("language", "python")))
     if fmt == "md":
         body = f"# {job.template.name}\n\n{body}\n"
     response = HttpResponse(body, content_type="text/markdown; charset=utf-8" if fmt == "md" else "text/plain; charset=utf-8")
@@ -162,7 +160,7 @@ def output_feedback(request, job_id, index: int):
             services.feedback_set(output, user=request.user, **form.cleaned_data)
             messages.success(request, _("Thanks: your rating was saved."))
         except PermissionDenied:
-            raise Http404
+            raise Http404 from None
     else:
         messages.error(request, _("Choose thumbs up or thumbs down."))
     return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
@@ -201,7 +199,7 @@ def job_review(request, job_id):
     try:
         services.review_move(job, user=request.user, **form.cleaned_data)
     except PermissionDenied:
-        raise Http404
+        raise Http404 from None
     except ValidationError as exc:
         messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
     else:
@@ -298,7 +296,7 @@ def metrics(request):
     if not settings.AIGC["METRICS_TOKEN"]:
         if not settings.DEBUG:
             return HttpResponse("Metrics are off: set AIGC_METRICS_TOKEN and scrape with it as a bearer token.\n",
-                                status=403, content_type="text/plain")  # fmt: skip
+                                status=403, content_type="text/plain")
     elif not _has_metrics_token(request):
         response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

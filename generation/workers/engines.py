@@ -30,7 +30,7 @@ def engine_config(alias: str = registry.DEFAULT_ALIAS):
         raise ValueError(f"alias {alias!r} is served by the {item['backend']} backend, not in this process")
     options = {k: item[k] for k in ("device", "dtype", "threads", "context", "max_rows", "flash_attn") if k in item}
     return EngineConfig(model_path=item["path"], model_name=item["name"], cache_dir=settings.AIGC["MODEL_CACHE_DIR"],
-                        backend=item["backend"], **options)  # fmt: skip
+                        backend=item["backend"], **options)
 
 
 def _build(alias: str):
@@ -40,7 +40,7 @@ def _build(alias: str):
 
         api_key = os.environ.get(item["api_key_env"], "") if item.get("api_key_env") else ""
         return RemoteEngine(item["url"], item["model"], api_key=api_key, name=item.get("name", ""),
-                            timeout_s=float(item.get("timeout_s", 600)))  # fmt: skip
+                            timeout_s=float(item.get("timeout_s", 600)))
     from ..engine import load_engine
 
     return load_engine(engine_config(alias))

@@ -98,7 +98,7 @@ NASTY_FILES = [
     ("nested past the limit", "a.jsonl", b'{"kind": "summary", "inputs": {"text": ' + b"[" * 40 + b"]" * 40 + b"}}\n", "Line 1, field inputs.text"),
     ("escaped NUL in JSONL", "a.jsonl", b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["\\u0000"]}}\n', "Line 1, field params.stop.0"),
     ("a bad field in JSONL", "a.jsonl", b'{"kind": "summary", "inputs": {"text": "x"}}\n{"kind": "summary", "inputs": {}}\n', "Line 2, field inputs.text"),
-]  # fmt: skip
+]
 
 
 def _upload(api, name: str, content: bytes):
@@ -147,14 +147,14 @@ def test_json_bodies_that_python_would_choke_on_are_400s(api):
     """Deep nesting (a RecursionError in json), NaN (which PostgreSQL cannot store) and NUL."""
     deep = b'{"kind": "summary", "inputs": {"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
     for body in (deep, b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"temperature": NaN}}',
-                 b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["a\\u0000"]}}'):  # fmt: skip
+                 b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["a\\u0000"]}}'):
         for path in ("/api/v1/jobs/", "/api/v1/jobs/batch/"):
             data = body if path == "/api/v1/jobs/" else b'{"jobs": [' + body + b"]}"
             response = api.generic("POST", path, data, content_type="application/json")
             assert response.status_code == 400, (path, response.content[:300])
             assert response.json()["error"]["type"] == "invalid_request_error"
     response = api.generic("POST", "/api/v1/jobs/", b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["a\\u0000"]}}',
-                           content_type="application/json")  # fmt: skip
+                           content_type="application/json")
     assert response.json()["error"]["param"] == "params.stop.0"
     assert Job.objects.count() == 0
 
@@ -203,12 +203,12 @@ def test_the_asgi_server_refuses_a_large_body_before_django_reads_it(settings):
 
 
 _CSV_BITS = st.sampled_from(["kind", "text", "version", "params.seed", "params.stop", "summary", ",", '"', "\r", "\n", "\r\n",
-                             "\x00", "²", "١٢", "7", "[", "]", "{", "}", "NaN", " ", "\ufeff", "\u2028", "é"])  # fmt: skip
+                             "\x00", "²", "١٢", "7", "[", "]", "{", "}", "NaN", " ", "\ufeff", "\u2028", "é"])
 
 
 @pytest.mark.django_db(transaction=False)
 @given(content=st.one_of(st.binary(max_size=300), st.lists(_CSV_BITS, max_size=60).map(lambda bits: "".join(bits).encode())),
-       name=st.sampled_from(["a.csv", "a.jsonl", "a.txt"]))  # fmt: skip
+       name=st.sampled_from(["a.csv", "a.jsonl", "a.txt"]))
 @hypothesis_settings(max_examples=300, deadline=None, database=None, derandomize=True)
 def test_fuzzed_files_are_parsed_or_refused_by_name(content, name):
     """Whatever the bytes, the parser and the job validators answer with a ValidationError naming `file`

@@ -8,9 +8,9 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import Client
 
-from generation.infra import events, redis_client
 from generation import services
 from generation.api import streams
+from generation.infra import events, redis_client
 from generation.models import Job
 
 pytestmark = pytest.mark.django_db

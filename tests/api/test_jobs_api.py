@@ -94,7 +94,7 @@ def test_get_returns_the_full_contract(api, user):
     JobOutput.objects.bulk_create([JobOutput(job=job, index=i, text=f"Headline {i}") for i in range(5)])
     body = api.get(f"/api/v1/jobs/{job.pk}/").json()
     for key in ("id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage",
-                "error", "created_at", "started_at", "finished_at", "html_url"):  # fmt: skip
+                "error", "created_at", "started_at", "finished_at", "html_url"):
         assert key in body
     assert body["status"] == "succeeded"
     assert body["outputs"] == [{"index": i, "text": f"Headline {i}"} for i in range(5)]
@@ -163,7 +163,7 @@ def test_callback_url_is_kept_and_needs_an_api_key(api, client, user):
     assert Job.objects.get().api_key == user.api_keys.get()
     client.force_login(user)
     session = client.post("/api/v1/jobs/", {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "https://x.example/h"},
-                          content_type="application/json")  # fmt: skip
+                          content_type="application/json")
     assert session.status_code == 400 and session.json()["error"]["param"] == "callback_url"
     bad = post(api, {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "not a url"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "callback_url"
@@ -181,6 +181,6 @@ def test_invalid_utf8_and_oversized_bodies_are_4xx_in_the_error_shape(api):
     bad = api.post("/api/v1/jobs/", b'{"kind": "headline", "inputs": {"text": "\xff\xfe"}}', content_type="application/json")
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "parse_error"
     big = api.post("/api/v1/jobs/", '{"kind": "headline", "inputs": {"text": "' + "a" * 3_000_000 + '"}}',
-                   content_type="application/json")  # fmt: skip
+                   content_type="application/json")
     assert big.status_code == 413 and "larger than" in big.json()["error"]["message"]
     assert Job.objects.count() == 0

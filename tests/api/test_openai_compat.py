@@ -26,7 +26,7 @@ def test_models_and_a_chat_completion_run_as_a_job(client_for, user):
         model="default",
         messages=[{"role": "system", "content": "You write headlines."}, {"role": "user", "content": f"Headline for: {STORY}"}],
         max_tokens=24, temperature=0.8, seed=11, n=2, stop=["\n"],
-    )  # fmt: skip
+    )
     assert reply.object == "chat.completion" and len(reply.choices) == 2
     assert all(c.message.role == "assistant" and c.message.content and "\n" not in c.message.content for c in reply.choices)
     assert all(c.finish_reason in ("stop", "length") for c in reply.choices)
@@ -40,7 +40,7 @@ def test_models_and_a_chat_completion_run_as_a_job(client_for, user):
         model="default", messages=[{"role": "system", "content": "You write headlines."},
                                    {"role": "user", "content": f"Headline for: {STORY}"}],
         max_tokens=24, temperature=0.8, seed=11, n=2, stop=["\n"],
-    )  # fmt: skip
+    )
     assert [c.message.content for c in again.choices] == [c.message.content for c in reply.choices]
 
 
@@ -50,7 +50,7 @@ def test_streamed_chat_and_completions(client_for, user):
     stream = client_for.chat.completions.create(
         model="default", messages=[{"role": "user", "content": "Write two sentences about bridges."}],
         max_tokens=40, temperature=0, stream=True, stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     pieces, finish, usage = [], None, None
     for chunk in stream:
         if chunk.usage:
@@ -77,7 +77,7 @@ def test_a_browser_session_is_not_a_credential(user):
     client.force_login(user)
     assert client.get("/v1/models").status_code == 401
     for path, body in (("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "hi"}]}),
-                       ("/v1/completions", {"model": "default", "prompt": "hi"})):  # fmt: skip
+                       ("/v1/completions", {"model": "default", "prompt": "hi"})):
         response = client.post(path, json.dumps(body), content_type="application/json")
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     assert Job.objects.count() == 0

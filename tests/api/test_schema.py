@@ -22,7 +22,7 @@ from schemathesis.checks import (
 from generation.models import Job
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]  # fmt: skip
+          response_schema_conformance]
 POSTS = {("POST", "/api/v1/jobs/"), ("POST", "/api/v1/jobs/batch/")}
 
 
@@ -58,7 +58,7 @@ def test_every_operation_answers_as_its_schema_says(api_schema, api_key, unthrot
 
         @given(case=operation.as_strategy())
         @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
-        def check(case):
+        def check(case, seen=seen):
             response = case.call(headers={"Authorization": f"Bearer {api_key}"})
             case.validate_response(response, checks=CHECKS)
             # Acceptance is counted for JSON bodies: the upload form's schema cannot say what a CSV holds. A 409

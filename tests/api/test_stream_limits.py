@@ -8,14 +8,15 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 from django.test import Client
 
-from generation.infra import events, processes, redis_client
 from generation import services
+from generation.infra import events, processes, redis_client
 from generation.models import Job, JobOutput, JobStatus, PromptTemplate
 from tests.support.live import server_env, start_web_server
 
@@ -33,7 +34,7 @@ class Web:
 
     def cpu_s(self) -> float:
         """CPU time the process has used (user + system), from /proc."""
-        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def cpu_share(self, seconds: float = 3.0) -> float:
@@ -48,14 +49,14 @@ class Web:
 
 def _start_web(tmp_path_factory, live_database_url, redis_url, **extra) -> Web:
     env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-                     DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", **extra)  # fmt: skip
+                     DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", **extra)
     return Web(*start_web_server(env, tmp_path_factory, "/api/v1/templates/"))
 
 
 @pytest.fixture(scope="module")
 def web(broker_url, live_database_url, tmp_path_factory):
     server = _start_web(tmp_path_factory, live_database_url, broker_url, AIGC_STREAM_KEEPALIVE_S=KEEPALIVE_S,
-                        AIGC_STREAM_MAX_S=LIFETIME_S, AIGC_STREAMS_PER_USER=CAP)  # fmt: skip
+                        AIGC_STREAM_MAX_S=LIFETIME_S, AIGC_STREAMS_PER_USER=CAP)
     yield server
     processes.stop(server.proc)
 
@@ -150,7 +151,7 @@ def events_path(job) -> str:
 def make_job(user, status=JobStatus.RUNNING, texts=()) -> Job:
     template = PromptTemplate.objects.get(slug="headline")
     job = Job.objects.create(owner=user, kind="headline", template=template, template_version=template.versions.get(number=1),
-                             inputs={"text": STORY}, params={"n": max(1, len(texts)), "seed": 1}, status=status)  # fmt: skip
+                             inputs={"text": STORY}, params={"n": max(1, len(texts)), "seed": 1}, status=status)
     for index, text in enumerate(texts):
         JobOutput.objects.create(job=job, index=index, text=text, finish_reason="stop")
     return job
@@ -179,7 +180,7 @@ def test_a_malformed_last_event_id_is_refused_with_400_naming_it(web, rds, user,
     job = make_job(user)
     for headers, path in ((bearer(key) | {"Last-Event-ID": bad}, events_path(job)),
                           (bearer(key), f"{events_path(job)}?last_event_id={bad}"),
-                          (bearer(key), f"{events_path(job)}?last_event_id=%D9%A1-0")):  # an Arabic-Indic digit  # fmt: skip
+                          (bearer(key), f"{events_path(job)}?last_event_id=%D9%A1-0")):  # an Arabic-Indic digit
         response = Stream(web.url, path, headers)
         assert response.status == 400, response.data
         error = response.json()["error"]

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-
 # Playwright's sync API runs an asyncio event loop in the main thread, so Django would refuse the tests' ORM
 # calls (SynchronousOnlyOperation) although nothing in the test process is async. The servers keep the check
 # (see tests/support/live.py: server_env).
@@ -19,7 +18,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 
 

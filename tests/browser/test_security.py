@@ -63,7 +63,7 @@ def newsroom(django_user_model):
     """An editor with a finished job (markdown, a table, code) and a running one; a staff reviewer."""
     desk = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
     chief = django_user_model.objects.create_user(username="chief", password="pw-chief-12345", is_staff=True,
-                                                  is_superuser=True)  # fmt: skip
+                                                  is_superuser=True)
     chief.groups.add(Group.objects.get(name="reviewer"))
     jobs = {}
     for name, slug, status, inputs, text in (
@@ -74,7 +74,7 @@ def newsroom(django_user_model):
         template = PromptTemplate.objects.get(slug=slug)
         jobs[name] = Job.objects.create(owner=desk, kind=template.kind, template=template,
                                         template_version=template.versions.get(number=1), inputs=inputs,
-                                        params={"seed": 1}, status=status)  # fmt: skip
+                                        params={"seed": 1}, status=status)
         if text:
             JobOutput.objects.create(job=jobs[name], index=0, text=text)
     return jobs
@@ -125,7 +125,7 @@ def test_studio_pages_admin_and_api_docs_report_no_violation(live_server_url, pa
                        (f"/admin/generation/prompttemplate/{template.pk}/change/", "#versions"),
                        (f"/admin/generation/prompttemplate/{template.pk}/versions/1/", "#preview-text, form"),
                        (f"/admin/generation/prompttemplate/{template.pk}/diff/?a=1&b=1", "#content-main"),
-                       ("/admin/generation/job/", "#result_list")):  # fmt: skip
+                       ("/admin/generation/job/", "#result_list")):
         staff.visit(base + url, ready=ready)
     # admin.css replaced the inline style: the versions table still spans its fieldset.
     staff.visit(f"{base}/admin/generation/prompttemplate/{template.pk}/change/", ready="#versions")

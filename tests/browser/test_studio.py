@@ -105,7 +105,7 @@ def desk_job(django_user_model, slug: str, inputs: dict, status: str) -> Job:
     template = PromptTemplate.objects.get(slug=slug)
     version = template.versions.get(number=1)
     return Job.objects.create(owner=owner, kind=template.kind, template=template, template_version=version,
-                              inputs=inputs, params={"seed": 1}, status=status)  # fmt: skip
+                              inputs=inputs, params={"seed": 1}, status=status)
 
 
 def test_html_and_script_in_model_output_run_nothing(live_server_url, page, django_user_model):

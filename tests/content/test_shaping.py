@@ -2,7 +2,7 @@ import ast
 
 import pytest
 
-from generation.content.shaping import clean_headline, clean_prose, distinct, extract_code, shape
+from generation.content.shaping import clean_headline, clean_prose, extract_code
 
 
 @pytest.mark.parametrize(
@@ -20,13 +20,6 @@ from generation.content.shaping import clean_headline, clean_prose, distinct, ex
 )
 def test_clean_headline(raw, expected):
     assert clean_headline(raw) == expected
-
-
-def test_distinct_ignores_case_spacing_and_punctuation():
-    assert distinct(["Bridge approved", "bridge approved!", "", "Bridge  Approved.", "New bridge"]) == [
-        "Bridge approved",
-        "New bridge",
-    ]
 
 
 def test_code_comes_without_fences_or_chatter():
@@ -48,19 +41,6 @@ def test_prose_cut_by_the_token_limit_ends_at_a_sentence():
     assert clean_prose("Summary: 桥梁将于五月开放。费用为四千万", truncated=True) == "桥梁将于五月开放。"
 
 
-def test_shape_dispatches_per_kind():
-    assert shape("headline", "1. A\nB") == "A"
-    assert shape("code", "```\nx = 1\n```") == "x = 1"
-    assert shape("summary", "  Summary: short.  ") == "short."
-
-
-def test_list_drops_introductions_and_empty_items_and_fits_the_budget():
-    raw = "Here are the three key points:\n\n1. The council approved a new bridge.\n2. **Work starts in spring.**\n3."
-    assert shape("list", raw) == "- The council approved a new bridge.\n- Work starts in spring."
-    assert shape("list", raw, max_words=8) == "- The council approved a new bridge."
-    assert shape("list", "The bridge opens in May. It cost a lot.") == "- The bridge opens in May.\n- It cost a lot."
-
-
 def test_trim_to_words_counts_chinese_characters():
     from generation.content.shaping import count_words, trim_to_words
 
@@ -73,8 +53,3 @@ def test_list_markers_and_dashes_are_not_words():
     from generation.content.shaping import count_words
 
     assert count_words("- one two\n- three — four") == 4
-
-
-def test_control_characters_never_reach_storage():
-    assert shape("text", "a\x00b\x07c\nd\te") == "abc\nd\te"
-    assert shape("headline", "\x00Bridge \x1bopens") == "Bridge opens"

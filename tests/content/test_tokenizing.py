@@ -2,8 +2,8 @@
 
 import pytest
 
-from generation.engine import EngineConfig, load_engine
 from generation.content.tokenizing import PromptCounter
+from generation.engine import EngineConfig, load_engine
 from tests.support.tiny_llama import build_llama2_style
 
 MESSAGES = [
@@ -17,7 +17,7 @@ def counter_for(engine) -> PromptCounter:
     return PromptCounter(
         chat_template=d["chat_template"], tokenizer_json=d["tokenizer_json"], special_tokens=d["special_tokens"],
         context_length=d["context_length"],
-    )  # fmt: skip
+    )
 
 
 def test_same_text_and_count_as_the_engine_chatml(tiny_engine):

@@ -109,7 +109,7 @@ def test_chinese_prompts_and_multibyte_output_stream_intact(engine):
     for seed in range(3):
         deltas = []
         result = engine.generate(
-            req(messages=messages, temperature=1.0, max_new_tokens=30, seed=seed), on_delta=lambda i, t, n: deltas.append(t)
+            req(messages=messages, temperature=1.0, max_new_tokens=30, seed=seed), on_delta=lambda i, t, n, out=deltas: out.append(t)
         )
         assert "".join(deltas) == result.texts[0]
 
@@ -133,5 +133,5 @@ def test_special_token_strings_in_messages_cannot_forge_chat_turns(engine):
 def _special_ids(engine) -> set[int]:
     if engine.backend == "llamacpp":
         return {t for text, trusted in engine.chat.render_parts(MESSAGES) if trusted
-                for t in engine.llm.tokenize(text) if not engine.llm.piece(t)}  # fmt: skip
+                for t in engine.llm.tokenize(text) if not engine.llm.piece(t)}
     return set(engine.tokenizer.all_special_ids)

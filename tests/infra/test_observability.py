@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings as django_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from generation.infra import logs, metrics, presence, redis_client
 from generation import services
+from generation.infra import logs, metrics, presence, redis_client
 from generation.models import JobStatus
 
 pytestmark = pytest.mark.django_db
@@ -50,9 +50,9 @@ def test_health_reports_each_alias_and_a_stranded_one(client, user, own_queues, 
     report = response.json()
     assert response.status_code == 200 and report["status"] == "degraded"
     assert report["models"]["default"] == {"backend": "llamacpp", "queue": base, "live_workers": 1, "queue_depth": 0,
-                                           "queued_jobs": 0, "stranded": False}  # fmt: skip
+                                           "queued_jobs": 0, "stranded": False}
     assert report["models"]["big"] == {"backend": "llamacpp", "queue": big, "live_workers": 0, "queue_depth": 1,
-                                       "queued_jobs": 1, "stranded": True}  # fmt: skip
+                                       "queued_jobs": 1, "stranded": True}
     presence.announce("gpu-2@host", [big])
     assert client.get("/healthz", **SCRAPER).json()["status"] == "ok"
 
@@ -139,7 +139,7 @@ def test_every_line_logged_while_a_job_runs_carries_its_id(user, tiny_engine, ca
     caplog.handler.addFilter(logs.JobIdFilter())
     with django_capture_on_commit_callbacks(execute=False):
         job = services.job_create(user=user, kind="summary", inputs={"text": "A text to sum up in a line."},
-                                  params={"max_new_tokens": 6})  # fmt: skip
+                                  params={"max_new_tokens": 6})
     with caplog.at_level(logging.INFO):
         services.job_run(job.pk, engine=tiny_engine)
         logging.getLogger("generation.test").info("after the job")
@@ -152,11 +152,11 @@ def test_every_line_logged_while_a_job_runs_carries_its_id(user, tiny_engine, ca
 
 def test_json_logs_are_one_object_per_line_with_the_job_id():
     code = ("import django, logging; django.setup(); from generation.infra import logs; logs.current_job.set('job-42'); "
-            "logging.getLogger('generation.jobs').warning('saving %s', 'it')")  # fmt: skip
+            "logging.getLogger('generation.jobs').warning('saving %s', 'it')")
     env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aigc_site.settings", "DJANGO_SECRET_KEY": "x",
-           "DJANGO_ENV_FILE": "", "LOG_FORMAT": "json"}  # fmt: skip
+           "DJANGO_ENV_FILE": "", "LOG_FORMAT": "json"}
     out = subprocess.run([sys.executable, "-c", code], cwd=django_settings.BASE_DIR, env=env, capture_output=True,
-                         text=True, timeout=60)  # fmt: skip
+                         text=True, timeout=60)
     line = json.loads(out.stderr.strip().splitlines()[-1])
     assert (line["level"], line["logger"], line["job_id"], line["message"]) == ("WARNING", "generation.jobs", "job-42", "saving it")
 

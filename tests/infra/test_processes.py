@@ -39,7 +39,7 @@ class LocalRun:
         self.tmp, self.runs = tmp_path, 0
         self.env = processes.process_env(DJANGO_ENV_FILE="", DJANGO_DEBUG="1", DJANGO_SECRET_KEY="run-local-test-key",
                                          DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", AIGC_VAR_DIR=str(tmp_path / "var"),
-                                         AIGC_LOAD_MODEL="0")  # fmt: skip
+                                         AIGC_LOAD_MODEL="0")
         self.env.pop("REDIS_URL", None)
 
     def start(self, timeout: float = 180) -> tuple[subprocess.Popen, str, str]:
@@ -48,7 +48,7 @@ class LocalRun:
         port = processes.free_port()
         self.log = self.tmp / f"run-{self.runs}.log"
         proc = subprocess.Popen([sys.executable, "manage.py", "run_local", "--port", str(port), "web"], cwd=ROOT,
-                                env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -119,7 +119,7 @@ def test_a_second_run_on_the_same_var_directory_is_refused(tmp_path):
     try:
         (var / "run-local.pid").write_text(f"{sleeper.pid}\n")
         out = subprocess.run([sys.executable, "manage.py", "run_local", "--var-dir", str(var)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=60, env=processes.process_env(DJANGO_ENV_FILE="", DJANGO_DEBUG="1"))  # fmt: skip
+                             text=True, timeout=60, env=processes.process_env(DJANGO_ENV_FILE="", DJANGO_DEBUG="1"))
         assert out.returncode != 0 and f"already running here (pid {sleeper.pid})" in out.stderr
     finally:
         sleeper.kill()

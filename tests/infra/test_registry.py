@@ -3,8 +3,8 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from generation.infra import redis_client, registry
 from generation import services
+from generation.infra import redis_client, registry
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_each_alias_has_its_own_queue_and_a_worker_hosts_the_aliases_it_consumes
     assert registry.aliases_for_queues(["h100", "webhooks"]) == ["gpu2"]
     # No backend and no path: the bundled GGUF through llama.cpp, with its defaults.
     assert registry.entry("big") == {"backend": "llamacpp", "path": "", "name": "", "threads": 0, "context": 2048,
-                                     "max_rows": 32, "flash_attn": "auto"}  # fmt: skip
+                                     "max_rows": 32, "flash_attn": "auto"}
     with pytest.raises(ImproperlyConfigured, match="unknown model alias 'nope'"):
         registry.entry("nope")
 
@@ -82,7 +82,7 @@ def test_the_backend_follows_the_path_unless_named(settings):
     settings.AIGC = {**settings.AIGC, "MODELS": {
         "gguf": {"path": "/models/m.gguf"}, "folder": {"path": "/models/llama-8b"}, "old": {"backend": "local"},
         "named": {"backend": "transformers"},
-    }}  # fmt: skip
+    }}
     assert {a: registry.entry(a)["backend"] for a in registry.aliases()} == {
         "gguf": "llamacpp", "folder": "transformers", "old": "transformers", "named": "transformers"}
     assert registry.entry("folder")["device"] == "auto"
@@ -94,7 +94,7 @@ def test_the_backend_follows_the_path_unless_named(settings):
     ({"backend": "llamacpp", "threads": "8"}, "threads must be a whole number"),
     ({"backend": "llamacpp", "flash_attn": "yes"}, "flash_attn is auto, on or off"),
     ({"backend": "vllm"}, "unknown backend 'vllm'"),
-])  # fmt: skip
+])
 def test_a_bad_local_entry_is_refused_at_start(entry, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         registry.validate({"default": entry})

@@ -24,7 +24,7 @@ class Cluster:
     def env(self, redis_url: str | None = None, **extra) -> dict:
         redis_url = redis_url or self.broker_url
         return server_env(DATABASE_URL=self.database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-                          AIGC_QUEUE=self.queue, **LIVENESS, **extra)  # fmt: skip
+                          AIGC_QUEUE=self.queue, **LIVENESS, **extra)
 
     def _keep(self, proc, name: str):
         proc.log_path = self.tmp_path / f"{name}.log"
@@ -36,7 +36,7 @@ class Cluster:
         """A worker on the test's queue, or `queue` (and `also`), once it has loaded its models."""
         log_path = self.tmp_path / f"{name}.log"
         proc = processes.start_worker(self.env(redis_url, **extra), queue or self.queue, log_path, concurrency=concurrency,
-                                      also=also, name=f"{self.queue}-{name}")  # fmt: skip
+                                      also=also, name=f"{self.queue}-{name}")
         self._keep(proc, name)
         processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
         return proc

@@ -11,8 +11,8 @@ import pytest
 import requests
 from django.db import connection
 
-from generation.infra import processes
 from generation import services
+from generation.infra import processes
 from generation.models import Job, JobStatus
 from tests.integration.conftest import log_tail, wait_status
 from tests.integration.test_full_path import NEWS, wait_final
@@ -47,7 +47,7 @@ def test_queued_jobs_survive_the_broker_losing_their_messages(cluster, user, set
 
     settings.AIGC = {**settings.AIGC, "RESEND_QUEUED_AFTER_S": 1.0}
     jobs = [services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16, "seed": i})
-            for i in range(3)]  # fmt: skip
+            for i in range(3)]
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     assert redis_client.client().llen(queue) == 3
     redis_client.client().delete(queue)  # the broker lost them

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from generation.infra import registry
 from generation import services
+from generation.infra import registry
 from generation.models import Job, JobStatus, ModelInfo, PromptTemplate
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]

@@ -28,7 +28,7 @@ FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 def test_200_jobs_over_two_workers_with_random_cancels_all_end_and_reconcile(cluster, user):
     workers = [cluster.worker(name, concurrency=8) for name in ("left", "right")]
-    web, url = cluster.web(AIGC_REQUESTS_PER_MINUTE=str(10 * N_JOBS))
+    _web, url = cluster.web(AIGC_REQUESTS_PER_MINUTE=str(10 * N_JOBS))
     headers = {"Authorization": f"Bearer {services.api_key_create(user, name='load')[1]}"}
 
     def post(i: int) -> requests.Response:
@@ -91,4 +91,4 @@ def test_200_jobs_over_two_workers_with_random_cancels_all_end_and_reconcile(clu
 
     assert services.reconcile_jobs() == {"requeued_running": 0, "resent_queued": 0}  # nothing stuck
     print(f"\nload: {dict(counts)}, cancelled queued {len(cancelled_queued)} / running {len(cancelled_running)}, "
-          f"served per worker {served}")  # fmt: skip
+          f"served per worker {served}")

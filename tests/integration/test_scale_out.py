@@ -5,13 +5,14 @@ reading it all back."""
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from generation.infra import events, processes, redis_client, registry
 from generation import services
+from generation.infra import events, processes, redis_client, registry
 from generation.models import JobStatus
 from tests.integration.conftest import log_tail
 from tests.integration.test_full_path import NEWS, wait_final
@@ -27,7 +28,7 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
         # The same weights under another alias, through transformers (converted from the GGUF on first load).
         "second": {"backend": "transformers", "name": "smollm2-second"},
         "relay": {"backend": "openai", "url": f"http://127.0.0.1:{upstream_port}/v1", "model": "default",
-                  "api_key_env": "RELAY_KEY", "name": "relayed-smollm2"},  # fmt: skip
+                  "api_key_env": "RELAY_KEY", "name": "relayed-smollm2"},
         "idle": {},  # no worker hosts it
     }
     settings.AIGC = {**settings.AIGC, "MODELS": models}
@@ -40,7 +41,7 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     before = metric_samples(url)  # the metrics' Redis counters are shared with whatever ran before
 
     jobs = {alias: services.job_create(user=user, kind="summary", inputs={"text": NEWS}, model_alias=alias,
-                                       params={"max_new_tokens": 24, "seed": 11})  # fmt: skip
+                                       params={"max_new_tokens": 24, "seed": 11})
             for alias in ("default", "second", "relay", "idle")}
     done = {alias: wait_final(jobs[alias].pk, timeout=300) for alias in ("default", "second", "relay")}
     for alias, job in done.items():
@@ -56,9 +57,9 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
 
     # Only the transformers worker loads torch: the llama.cpp worker runs the GGUF in llama.cpp, and the relay
     # worker forwards to the server.
-    assert "libtorch" in open(f"/proc/{second.pid}/maps").read()
-    assert "libtorch" not in open(f"/proc/{first.pid}/maps").read()
-    assert "libtorch" not in open(f"/proc/{relay.pid}/maps").read()
+    assert "libtorch" in Path(f"/proc/{second.pid}/maps").read_text()
+    assert "libtorch" not in Path(f"/proc/{first.pid}/maps").read_text()
+    assert "libtorch" not in Path(f"/proc/{relay.pid}/maps").read_text()
 
     # The relay passed the remote server's stream through: several deltas before the end, not one block.
     relayed = [e for _, e in redis_client.client().xrange(events.stream_key(jobs["relay"].pk))]
@@ -96,7 +97,7 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     # Cancelling a relayed job stops the remote server's work too: the relay closes its stream, and the server
     # cancels the job whose reader left.
     long = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 300}, model_alias="relay",
-                               params={"seed": 5})  # fmt: skip
+                               params={"seed": 5})
     deadline = time.monotonic() + 120
     while redis_client.client().xlen(events.stream_key(long.pk)) < 3:  # text is flowing through the relay
         assert time.monotonic() < deadline, log_tail(relay, first)

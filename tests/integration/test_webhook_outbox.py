@@ -21,9 +21,9 @@ from celery import Celery
 from django.conf import settings
 from django.utils import timezone
 
-from generation.infra import processes
-from generation.api.webhooks import job_body
 from generation import services
+from generation.api.webhooks import job_body
+from generation.infra import processes
 from generation.models import Job, JobStatus, WebhookDelivery, WebhookOutbox
 from generation.services import dispatch
 from tests.support.live import WORKER_START_TIMEOUT, server_env
@@ -45,7 +45,7 @@ def local_receivers(settings, monkeypatch):
 def finished_job(user, key, callback_url, status=JobStatus.SUCCEEDED) -> Job:
     job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
     Job.objects.filter(pk=job.pk).update(callback_url=callback_url, api_key=key, status=status,
-                                         finished_at=None if status == JobStatus.QUEUED else timezone.now())  # fmt: skip
+                                         finished_at=None if status == JobStatus.QUEUED else timezone.now())
     return Job.objects.get(pk=job.pk)
 
 
@@ -71,7 +71,7 @@ SWEEP = "import django; django.setup(); from generation.api.webhooks import job_
 
 def python(code: str, env: dict, *args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=settings.BASE_DIR, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_a_process_killed_between_commit_and_send_loses_no_callback_and_it_arrives_once(
@@ -79,7 +79,7 @@ def test_a_process_killed_between_commit_and_send_loses_no_callback_and_it_arriv
 ):
     receiver = Receiver()
     env = server_env(DATABASE_URL=live_database_url, REDIS_URL=broker_url, CELERY_BROKER_URL=broker_url,
-                     DJANGO_SETTINGS_MODULE="aigc_site.settings", **LOCAL_RECEIVERS)  # fmt: skip
+                     DJANGO_SETTINGS_MODULE="aigc_site.settings", **LOCAL_RECEIVERS)
     try:
         job = finished_job(user, user.api_keys.get(), receiver.url, status=JobStatus.QUEUED)
         child = python(CANCEL_THEN_DIE, env, str(job.pk))
@@ -134,14 +134,15 @@ def test_stuck_webhook_workers_are_cut_at_the_deadline_and_never_delay_the_recon
     started: list[subprocess.Popen] = [processes.start_redis(port, tmp_path / "redis.log")]
     env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
                      AIGC_QUEUE=f"outbox-{uuid.uuid4().hex[:8]}", AIGC_WEBHOOK_DEADLINE_S=str(deadline_s),
-                     AIGC_WEBHOOK_TIMEOUT_S="5", AIGC_WEBHOOK_MAX_IN_FLIGHT_PER_KEY="0", **LOCAL_RECEIVERS)  # fmt: skip
+                     AIGC_WEBHOOK_TIMEOUT_S="5", AIGC_WEBHOOK_MAX_IN_FLIGHT_PER_KEY="0", **LOCAL_RECEIVERS)
     trickler = Trickler()
     try:
         workers = {}
         for name in ("webhooks", "maintenance"):
             args = procfile_command(name, env)
             log_path = tmp_path / f"{name}.log"
-            proc = subprocess.Popen(args, cwd=settings.BASE_DIR, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+            with open(log_path, "w") as log:
+                proc = subprocess.Popen(args, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
             started.append(proc)
             workers[name] = (args, proc, log_path)
         assert queues_of(workers["maintenance"][0]) == ["maintenance"]  # it shares nothing with the webhooks worker
@@ -161,7 +162,7 @@ def test_stuck_webhook_workers_are_cut_at_the_deadline_and_never_delay_the_recon
         # A running job whose worker died (its heartbeat stopped an hour ago): what the reconciler is for.
         lost = finished_job(user, None, "", status=JobStatus.QUEUED)
         Job.objects.filter(pk=lost.pk).update(status=JobStatus.RUNNING, attempts=1, started_at=timezone.now(),
-                                              heartbeat_at=timezone.now() - timedelta(hours=1))  # fmt: skip
+                                              heartbeat_at=timezone.now() - timedelta(hours=1))
         probe.send_task("generation.reconcile_jobs", queue=settings.CELERY_BEAT_SCHEDULE["reconcile-jobs"]["options"]["queue"])
         wait_until(lambda: Job.objects.get(pk=lost.pk).status == JobStatus.QUEUED, 10, "the reconciler never ran")
         recovered_in = time.monotonic() - stuck_at

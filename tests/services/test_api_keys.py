@@ -7,7 +7,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_key_is_stored_hashed_and_authenticates(user):
-    key, raw = services.api_key_create(user, name="cms")
+    _key, raw = services.api_key_create(user, name="cms")
     row = ApiKey.objects.get()
     assert raw.startswith("aigc_") and row.prefix in raw
     assert raw.split("_", 2)[2] not in row.key_hash and len(row.key_hash) == 64

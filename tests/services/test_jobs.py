@@ -18,7 +18,7 @@ def create(user, **kw):
 def test_default_templates_exist_for_every_kind():
     assert set(PromptTemplate.objects.filter(is_default=True).values_list("kind", flat=True)) == {
         "writing", "summary", "headline", "code",
-    }  # fmt: skip
+    }
 
 
 def test_create_renders_the_prompt_records_a_seed_and_enqueues_on_commit(user, django_capture_on_commit_callbacks):

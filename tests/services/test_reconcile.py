@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from generation.infra import redis_client
 from generation import services
+from generation.infra import redis_client
 from generation.models import Job, JobStatus
 from generation.workers.engines import Heartbeat
 

@@ -181,7 +181,7 @@ def test_default_templates_cover_every_task_and_are_valid():
         "article": "writing", "blog-post": "writing", "product-description": "writing", "social-post": "writing",
         "summary": "summary", "summary-bullets": "summary", "headline": "headline", "seo-title": "headline",
         "code": "code", "code-explain": "code", "code-docstrings": "code", "chat": "writing",
-    }  # fmt: skip
+    }
     for template in PromptTemplate.objects.all():
         version = services.resolve_version(template)
         services.templates.check_content(version.content())

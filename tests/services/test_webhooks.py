@@ -50,7 +50,7 @@ def webhook_settings(settings):
     settings.AIGC = {
         **settings.AIGC, "WEBHOOK_ATTEMPTS": 3, "WEBHOOK_BACKOFF_S": 2.0, "WEBHOOK_TIMEOUT_S": 5.0,
         "WEBHOOK_DEADLINE_S": 10.0, "WEBHOOK_ALLOW_PRIVATE": True, "WEBHOOK_ALLOW_HTTP": True,
-    }  # fmt: skip
+    }
     return settings
 
 
@@ -77,7 +77,7 @@ def closed_port_url(webhook_settings):
 
 
 def make_job(user, callback_url="", status=JobStatus.SUCCEEDED, outputs=HEADLINES, with_key=True, key=None,
-             capture=None) -> Job:  # fmt: skip
+             capture=None) -> Job:
     """A job as the API creates it (never sent to a generation worker), then moved to `status` directly."""
     with capture(execute=False):
         job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
@@ -135,7 +135,7 @@ def test_a_finished_job_is_delivered_signed_with_its_keys_secret(job_factory, re
     delivery = WebhookDelivery.objects.get()
     assert (delivery.job_id, delivery.url, delivery.attempt, delivery.status_code, delivery.ok) == (
         job.pk, receiver.url, 1, 200, True,
-    )  # fmt: skip
+    )
     assert delivery.error == "" and delivery.duration_ms is not None
     row.refresh_from_db()
     assert (row.state, row.attempts, row.leased_until) == ("delivered", 1, None) and row.finished_at
@@ -248,7 +248,7 @@ def sent(client, task="generation.send_webhook") -> list[dict]:
 
 
 def test_cancelling_writes_the_delivery_with_the_cancel_and_kicks_the_sender_on_commit(job_factory, receiver, broker,
-                                                                                      user, on_commit):  # fmt: skip
+                                                                                      user, on_commit):
     job = job_factory(callback_url=receiver.url, status=JobStatus.QUEUED, outputs=[])
     before = sent(broker)
     with on_commit(execute=False) as callbacks:
@@ -340,7 +340,7 @@ REFUSED = [
     "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
     "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
     "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("address", REFUSED)
@@ -361,7 +361,7 @@ def post_job(api, callback_url):
     "https://10.1.2.3/hook", "https://169.254.169.254/latest/meta-data/", "https://[::1]/hook",
     "https://[::ffff:127.0.0.1]/hook", "https://0.0.0.0/hook", "https://100.64.0.1/hook", "https://[fd00:ec2::254]/",
     "https://localhost/hook", "https://hooks.localhost/hook", "https://LocalHost/hook",
-])  # fmt: skip
+])
 def test_plainly_internal_callback_urls_are_a_400_naming_the_field(api, strict, url):
     response = post_job(api, url)
     assert response.status_code == 400, response.content
@@ -447,7 +447,7 @@ def test_loopback_forms_are_refused_at_send_time_by_the_real_resolver(job_factor
 
 
 def test_allowed_private_targets_are_called_at_the_checked_address_with_the_original_host(job_factory, receiver,
-                                                                                          monkeypatch):  # fmt: skip
+                                                                                          monkeypatch):
     """The name is resolved once; the connection goes to that address (a second lookup would have said
     10.255.255.1, where nothing answers) and the Host header is the URL's."""
     answers = iter(["127.0.0.1", "10.255.255.1"])
@@ -465,12 +465,12 @@ def make_certificate(tmp_path, name: str) -> tuple[str, str]:
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
          "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
-    )  # fmt: skip
+    )
     return str(cert), str(key)
 
 
 def test_https_to_the_checked_address_uses_the_original_name_for_sni_and_the_certificate(job_factory, webhook_settings,
-                                                                                         tmp_path, monkeypatch):  # fmt: skip
+                                                                                         tmp_path, monkeypatch):
     cert, key = make_certificate(tmp_path, "hooks.customer.test")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -516,7 +516,7 @@ def test_a_receiver_trickling_one_byte_a_second_is_cut_at_the_deadline(job_facto
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_deliveries_in_flight_are_capped_per_key_and_the_rest_deferred_not_dropped(user, api_key, webhook_settings,
-                                                                                    on_commit, broker, monkeypatch):  # fmt: skip
+                                                                                    on_commit, broker, monkeypatch):
     monkeypatch.setattr(dispatch, "job_enqueue", lambda job_id, alias: None)  # these jobs never run: no message for them
     webhook_settings.AIGC = {**webhook_settings.AIGC, "WEBHOOK_MAX_IN_FLIGHT_PER_KEY": 2}
     receiver = Receiver()

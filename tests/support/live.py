@@ -108,7 +108,7 @@ def live_server_url(celery_worker_process, broker_url, live_database_url, tmp_pa
     )
     # With DEBUG off static files come from collectstatic's manifest, as in the Dockerfile.
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=settings.BASE_DIR, env=env,
-                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+                   check=True, stdout=subprocess.DEVNULL)
     proc, url, _ = start_web_server(env, tmp_path_factory, "/accounts/login/")
     yield url
     processes.stop(proc)

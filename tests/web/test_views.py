@@ -128,7 +128,7 @@ def test_everything_about_another_users_job_is_404(client, other_user, finished)
     for url in (f"/jobs/{pk}/", f"/jobs/{pk}/state/", f"/jobs/{pk}/download.md", f"/jobs/{pk}/outputs/0/edit/", f"/api/v1/jobs/{pk}/events/"):
         assert client.get(url).status_code == 404, url
     for url, data in ((f"/jobs/{pk}/cancel/", {}), (f"/jobs/{pk}/outputs/0/feedback/", {"rating": "1"}),
-                      (f"/jobs/{pk}/review/", {"to_state": "in_review"}), (f"/jobs/{pk}/rerun/", {})):  # fmt: skip
+                      (f"/jobs/{pk}/review/", {"to_state": "in_review"}), (f"/jobs/{pk}/rerun/", {})):
         assert client.post(url, data).status_code == 404, url
     assert not Feedback.objects.exists() and Job.objects.get(pk=pk).review_state == "draft"
 
@@ -325,7 +325,7 @@ def _inline_code(html: str) -> list[str]:
                 found.append("<style> block")
             found.extend(f"{tag} {name}=" for name in attrs if name.startswith("on") or name == "style")
             found.extend(f"{tag} {name}=javascript:" for name, value in attrs.items()
-                         if (value or "").strip().lower().startswith("javascript:"))  # fmt: skip
+                         if (value or "").strip().lower().startswith("javascript:"))
 
     Finder().feed(html)
     return found
@@ -347,7 +347,7 @@ def test_every_html_page_has_the_strict_policy_and_no_inline_code(client, django
     values = {"job_id": job.pk, "key_id": boss.api_keys.get().pk, "index": 0, "fmt": "md", "kind": "headline",
               "slug": "headline", "uidb64": "MQ", "token": "set-password", "object_id": template.pk,
               "content_type_id": 1, "id": template.pk, "pk": template.pk, "number": 1, "app_label": "generation",
-              "url": "anything/", "batch_id": "00000000-0000-0000-0000-000000000000"}  # fmt: skip
+              "url": "anything/", "batch_id": "00000000-0000-0000-0000-000000000000"}
     expected = _policy("; ".join(f"{k} {' '.join(v)}" for k, v in settings_policy().items()))
     assert expected["script-src"] == ["'self'"] and expected["frame-ancestors"] == ["'none'"]
     pages = []
@@ -369,7 +369,7 @@ def test_every_html_page_has_the_strict_policy_and_no_inline_code(client, django
             assert _inline_code(html) == [], (path, _inline_code(html))
             pages.append(path)
     assert {"/accounts/login/", "/jobs/new/", f"/jobs/{job.pk}/", "/keys/", "/health/", "/api/docs/",
-            "/admin/", f"/admin/generation/prompttemplate/{template.pk}/change/"} <= set(pages)  # fmt: skip
+            "/admin/", f"/admin/generation/prompttemplate/{template.pk}/change/"} <= set(pages)
     assert len(pages) >= 40
     # The docs page's start-up script is a file of its own, and an error page carries the policy too.
     script = client.get("/api/docs/?script=")

@@ -17,6 +17,7 @@ posted through the API, read back as server-sent events, timed with the server's
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -102,8 +103,8 @@ def engine_figures(engine, tokens: int, repeat: int) -> dict:
 
 def headline_messages() -> list[dict]:
     """The messages a headline job for NEWS runs with: the default headline template's production version."""
-    from generation.content import prompts
     from generation import selectors, services
+    from generation.content import prompts
 
     template = selectors.template_default_for_kind("headline")
     if template is None:
@@ -129,7 +130,7 @@ def headline_ratio(engine, repeat: int) -> dict:
     five = [timed(5) for _ in range(repeat)]
     one_s, five_s = statistics.median(t for t, _ in one), statistics.median(t for t, _ in five)
     return {"prompt_tokens": len(engine.encode_chat(messages)), "n1_s": round(one_s, 3), "n5_s": round(five_s, 3),
-            "n1_steps": one[0][1], "n5_steps": five[0][1], "ratio": round(five_s / one_s, 3)}  # fmt: skip
+            "n1_steps": one[0][1], "n5_steps": five[0][1], "ratio": round(five_s / one_s, 3)}
 
 
 def greedy_agreement(engine, count: int = 16, tokens: int = 48) -> float:
@@ -138,11 +139,11 @@ def greedy_agreement(engine, count: int = 16, tokens: int = 48) -> float:
 
     prompts = [f"Write a short note about {topic}." for topic in ("bridges", "rivers", "cycling", "markets", "libraries",
                "trains", "parks", "schools", "bakeries", "museums", "harbours", "gardens", "theatres", "farms",
-               "tunnels", "stadiums")][:count]  # fmt: skip
+               "tunnels", "stadiums")][:count]
     make = lambda p: GenerationRequest(messages=[{"role": "user", "content": p}], max_new_tokens=tokens, temperature=0)  # noqa: E731
     alone = [engine.generate(make(p)).texts for p in prompts]
     together = [f.result().texts for f in [engine.submit(make(p)) for p in prompts]]
-    return round(sum(a == b for a, b in zip(alone, together)) / len(prompts), 3)
+    return round(sum(a == b for a, b in zip(alone, together, strict=True)) / len(prompts), 3)
 
 
 def transformers_raw_batch1(engine, tokens: int, repeat: int) -> float:
@@ -154,7 +155,7 @@ def transformers_raw_batch1(engine, tokens: int, repeat: int) -> float:
     def run():
         started = time.monotonic()
         out = engine.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
-                                    do_sample=False)  # fmt: skip
+                                    do_sample=False)
         return (out.shape[1] - ids.shape[1]) / (time.monotonic() - started)
 
     return _median_rate(run, repeat)
@@ -167,17 +168,17 @@ def llamacpp_peer(engine, messages: list[dict], tokens: int, repeat: int, length
     """llama.cpp itself, measured in a process of its own: two llama.cpp contexts driven from two threads of
     one process slow each other down (each keeps its own OpenMP team spinning on the same cores)."""
     args = {"path": engine.path, "threads": engine.threads, "messages": messages, "tokens": tokens, "repeat": repeat,
-            "lengths": lengths, "temperature": temperature, "prompt": engine.encode_chat(messages)}  # fmt: skip
+            "lengths": lengths, "temperature": temperature, "prompt": engine.encode_chat(messages)}
     with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
         json.dump(args, fh)
         fh.flush()
         out = subprocess.run([sys.executable, "manage.py", "bench", "--peer", fh.name], cwd=settings.BASE_DIR,
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+                             capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
 
 def peer_figures(path: str, threads: int, messages: list[dict], tokens: int, repeat: int, lengths: list[int],
-                 temperature: float, prompt: list[int]) -> dict:  # fmt: skip
+                 temperature: float, prompt: list[int]) -> dict:
     """llama.cpp through llama-cpp-python on the same GGUF and thread count, doing the same work as the studio:
     its high-level API for one request (prompt evaluated afresh each time; llama.cpp's own sampler, greedy and
     at `temperature`), and one sequence per length in `lengths` decoded together in one context with its batch
@@ -198,7 +199,7 @@ def peer_figures(path: str, threads: int, messages: list[dict], tokens: int, rep
         return run
 
     report = {"api": "llama_cpp.Llama.create_chat_completion", "threads": threads, "process": "its own",
-              "batch1_greedy_tok_s": _median_rate(one(0.0), repeat)}  # fmt: skip
+              "batch1_greedy_tok_s": _median_rate(one(0.0), repeat)}
     if temperature:
         report[f"batch1_temperature_{temperature:g}_tok_s"] = _median_rate(one(temperature), repeat)
     model, n_vocab = llm._model.model, llm.n_vocab()
@@ -228,7 +229,7 @@ def peer_figures(path: str, threads: int, messages: list[dict], tokens: int, rep
         while True:
             logits = np.ctypeslib.as_array(lc.llama_get_logits(ctx), shape=(len(running), n_vocab))
             picks = logits.argmax(axis=1).tolist()
-            step = [(seq, token) for seq, token in zip(running, picks) if produced[seq] < lengths[seq]]
+            step = [(seq, token) for seq, token in zip(running, picks, strict=True) if produced[seq] < lengths[seq]]
             if not step:
                 break
             for i, (seq, token) in enumerate(step):
@@ -256,7 +257,7 @@ RANDOM_SHAPES = {
         hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         vocab_size=49152, max_position_embeddings=2048,
     ),
-}  # fmt: skip
+}
 
 
 def _bundled_tokenizer():
@@ -268,7 +269,7 @@ def _bundled_tokenizer():
 
     gguf, cache = bundled_gguf_path(), Path(settings.AIGC["MODEL_CACHE_DIR"])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(gguf_tokenizer_json(gguf, weights_hash(gguf, cache), cache)),
-                                        eos_token="<|im_end|>", pad_token="<|endoftext|>")  # fmt: skip
+                                        eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.chat_template = (
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -321,7 +322,7 @@ def random_model_figures(shape: str, tokens: int) -> dict:
     engine.warmup()
     weights_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     report = {"shape": shape, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-              "parameters_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3)}  # fmt: skip
+              "parameters_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3)}
     if device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name()
     report["transformers"] = concurrency_figures(engine, tokens, (1, 64))
@@ -329,7 +330,7 @@ def random_model_figures(shape: str, tokens: int) -> dict:
     bound = bandwidth * 1e9 / weights_bytes
     report.update({"memory_bandwidth_gb_s": round(bandwidth, 1), "weights_gb": round(weights_bytes / 1e9, 2),
                    "batch1_bound_tok_s": round(bound, 2),
-                   "batch1_share_of_bound": round(report["transformers"]["concurrent_1_tok_s"] / bound, 3)})  # fmt: skip
+                   "batch1_share_of_bound": round(report["transformers"]["concurrent_1_tok_s"] / bound, 3)})
     return report
 
 
@@ -344,7 +345,7 @@ def concurrency_figures(engine, tokens: int, levels) -> dict:
             produced = sum(f.result().completion_tokens for f in [engine.submit(r) for r in requests])
         else:  # the remote engine: one thread per request, as a worker's threads call it
             results = []
-            threads = [threading.Thread(target=lambda r=r: results.append(engine.generate(r))) for r in requests]
+            threads = [threading.Thread(target=lambda r=r, out=results: out.append(engine.generate(r))) for r in requests]
             started = time.monotonic()
             for thread in threads:
                 thread.start()
@@ -370,7 +371,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--random-model", choices=sorted(RANDOM_SHAPES), help="Only: the transformers engine on a randomly initialised "
             "Llama of this shape (llama3-8b: the published Llama-3-8B config, for GPU hosts), 1 and 64 concurrent requests.",
-        )  # fmt: skip
+        )
         parser.add_argument("--openai-url", help="With --random-model: also a server (vLLM) at this URL, same requests.")
         parser.add_argument("--openai-model", default="", help="The model id that server serves.")
         parser.add_argument("--peer", metavar="ARGS_JSON", help=argparse.SUPPRESS)  # the peer's own process
@@ -424,7 +425,7 @@ class Command(BaseCommand):
             path = full.get("llamacpp")
             peer = llamacpp_peer(engines["llamacpp"], path["messages"] if path else PROMPT,
                                  path["max_new_tokens"] if path else tokens, repeat,
-                                 lengths=path["lengths"] if path else [tokens] * jobs, temperature=0.8 if path else 0.0)  # fmt: skip
+                                 lengths=path["lengths"] if path else [tokens] * jobs, temperature=0.8 if path else 0.0)
             report["llamacpp_peer"] = {"single": peer, "messages": "the full path's job" if path else "the engine figures' prompt"}
             report["targets"] = targets(report)
         for figures in full.values():
@@ -474,8 +475,8 @@ class FullPath:
         self.log = log
 
     def measure(self, backend: str, concurrent: int) -> dict:
-        from generation.infra import processes
         from generation import services
+        from generation.infra import processes
         from generation.models import Job
 
         redis_url, redis_server = settings.REDIS_URL, None
@@ -492,7 +493,7 @@ class FullPath:
             env = processes.process_env(REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url, AIGC_QUEUE=queue, WEB_CONCURRENCY=1,
                                         AIGC_MODELS=json.dumps({"default": {"backend": backend}}),
                                         AIGC_MODEL_CACHE_DIR=str(Path(tmp) / "cache"), AIGC_REQUESTS_PER_MINUTE="100000",
-                                        AIGC_TOKENS_PER_DAY="1000000000")  # fmt: skip
+                                        AIGC_TOKENS_PER_DAY="1000000000")
             worker_log, web_log = Path(tmp) / "worker.log", Path(tmp) / "web.log"
             started = time.monotonic()
             worker = self.worker = processes.start_worker(env, queue, worker_log, concurrency=max(64, concurrent))
@@ -543,7 +544,7 @@ class FullPath:
             "stream_latency_ms_p50": round(_percentile(latency, 0.5), 1),
             "stream_latency_ms_p95": round(_percentile(latency, 0.95), 1),
             "failed": sum(j["status"] != "succeeded" for j in everyone),
-        })  # fmt: skip
+        })
         return report
 
     def _wait_published(self, started_at: float, timeout: float = 300) -> float | None:
@@ -610,7 +611,7 @@ class FullPath:
         self._final = threading.Event()
         before = self._cpu()
         threads = [threading.Thread(target=lambda s=seed: results.append(self._job(s, stream)))
-                   for seed in range(100, 100 + count)]  # fmt: skip
+                   for seed in range(100, 100 + count)]
         started = time.time()
         for thread in threads:
             thread.start()
@@ -636,8 +637,6 @@ class FullPath:
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
         out = {"worker": of(self.worker.pid), "web": of(self.web.pid), "clients (this process)": of(os.getpid())}
-        try:
+        with contextlib.suppress(Exception):  # another machine's Redis has no /proc entry here
             out["redis"] = of(redis_client.client().info("server")["process_id"])
-        except Exception:  # another machine's Redis
-            pass
         return out

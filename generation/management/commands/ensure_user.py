@@ -24,7 +24,7 @@ def write_secret(path: Path, text: str) -> None:
 
 class Command(BaseCommand):
     help = ("Create USERNAME as a superuser with a random password if no such user exists, and print that password "
-            "this once (and keep it in --password-file, mode 0600). Later runs never print it again.")  # fmt: skip
+            "this once (and keep it in --password-file, mode 0600). Later runs never print it again.")
 
     def add_arguments(self, parser):
         parser.add_argument("username")

@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", 8000)))
         parser.add_argument("--var-dir", default=os.environ.get("AIGC_VAR_DIR", str(Path(settings.BASE_DIR) / "var")),
-                            help="Where the embedded Redis, the admin password and this run's pid live (default var/).")  # fmt: skip
+                            help="Where the embedded Redis, the admin password and this run's pid live (default var/).")
         parser.add_argument("processes", nargs="*", help="Procfile processes to run (default: all of them).")
 
     def handle(self, port, var_dir, processes, **options):
@@ -61,7 +61,7 @@ class Command(BaseCommand):
         if os.environ.get("REDIS_URL"):
             if not redis_answers(env["REDIS_URL"]):
                 raise CommandError(f"REDIS_URL={_shown(env['REDIS_URL'])} does not answer PING: start that Redis, or "
-                                   "unset REDIS_URL for an embedded one.")  # fmt: skip
+                                   "unset REDIS_URL for an embedded one.")
             self.stdout.write(f"Redis at {_shown(env['REDIS_URL'])} answers.")
         else:
             (var / "redis").mkdir(exist_ok=True)
@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 )
             )
             honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile", *processes], env=env,
-                                      cwd=settings.BASE_DIR)  # fmt: skip
+                                      cwd=settings.BASE_DIR)
             # `kill` (or a service manager) stops everything as Ctrl-C does, rather than orphaning the processes.
             signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGTERM))
             try:

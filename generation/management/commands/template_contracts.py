@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from generation.content import contracts
 from generation import services
+from generation.content import contracts
 from generation.models import Job, JobStatus
 
 NEWS = [
@@ -64,7 +64,7 @@ def samples():
     for text in NEWS[:5]:
         yield "headline", {"text": text}, {}, lambda o: contracts.check_headlines(o, 5)
         yield "seo-title", {"text": text}, {}, lambda o: contracts.check_headlines(o, 3)
-    for text in [LONG_TEXT] + NEWS[1:5]:
+    for text in [LONG_TEXT, *NEWS[1:5]]:
         yield "summary", {"text": text, "words": 30}, {}, lambda o, t=text: contracts.check_summary(o[0], t, 30)
         yield "summary-bullets", {"text": text, "points": 3, "words": 40}, {}, lambda o, t=text: contracts.check_summary(o[0], t, 40)
     for topic in TOPICS:
