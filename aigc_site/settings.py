@@ -35,7 +35,7 @@ if SECRET_KEY == PLACEHOLDER_SECRET_KEY:
 
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY is still the placeholder copied from .env.example: set a random one, e.g. "
-        "python3 -c \"import secrets; print(secrets.token_urlsafe(40))\"."
+        'python3 -c "import secrets; print(secrets.token_urlsafe(40))".'
     )
 # Rotation: the new key signs; the old ones, comma-separated here, are still accepted until removed, so nobody
 # is logged out at the switch. Read verbatim, as the key is.
@@ -227,8 +227,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "generation.api.errors.exception_handler",
     # JSON bodies: no NaN, NUL or deep nesting, and no larger than DATA_UPLOAD_MAX_MEMORY_SIZE (api/parsers.py).
-    "DEFAULT_PARSER_CLASSES": ["generation.api.parsers.SafeJSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": [
+        "generation.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["generation.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "generation.api.schema.ApiSchema",  # drf-spectacular's, as strict as the validation
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -237,7 +240,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "AIGC Studio API",
     "DESCRIPTION": "Jobs (create, poll, stream, cancel), templates and usage for editorial tools. Authenticate with "
-    "`Authorization: Bearer <key>`; errors share one shape: {\"error\": {message, type, code, param, fields}}.",
+    '`Authorization: Bearer <key>`; errors share one shape: {"error": {message, type, code, param, fields}}.',
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # The Swagger UI's files come from the drf-spectacular-sidecar package, served by us: no CDN.
@@ -300,16 +303,33 @@ AIGC = {
     # bundled SmolLM2 GGUF, served by llama.cpp); registry.DEFAULTS fills in the rest.
     # Template versions name an alias; each alias has its own Celery queue; a worker hosts the aliases whose
     # queues it consumes.
-    "MODELS": env.json("AIGC_MODELS", default={"default": {key: value for key, value in {
-        "backend": env.str("AIGC_BACKEND", default=None),  # llamacpp | transformers | openai
-        "path": env.str("AIGC_MODEL_PATH", default=""),  # a .gguf file (llamacpp) or a checkpoint folder (transformers)
-        "name": env.str("AIGC_MODEL_NAME", default=""),
-        "threads": env.int("AIGC_THREADS", default=None),  # llamacpp: 0 = every core of the process
-        "context": env.int("AIGC_CONTEXT", default=None),  # llamacpp: positions per candidate row (default 2048)
-        "max_rows": env.int("AIGC_MAX_ROWS", default=None),  # candidate rows decoded together (llamacpp 32, transformers 64)
-        "device": env.str("AIGC_DEVICE", default=None),  # transformers: auto | cpu | cuda | cuda:1 ...
-        "dtype": env.str("AIGC_DTYPE", default=None),  # transformers: auto (bf16 on CUDA and bf16 CPUs, else fp32) | ...
-    }.items() if value is not None}}),
+    "MODELS": env.json(
+        "AIGC_MODELS",
+        default={
+            "default": {
+                key: value
+                for key, value in {
+                    "backend": env.str("AIGC_BACKEND", default=None),  # llamacpp | transformers | openai
+                    "path": env.str(
+                        "AIGC_MODEL_PATH", default=""
+                    ),  # a .gguf file (llamacpp) or a checkpoint folder (transformers)
+                    "name": env.str("AIGC_MODEL_NAME", default=""),
+                    "threads": env.int("AIGC_THREADS", default=None),  # llamacpp: 0 = every core of the process
+                    "context": env.int(
+                        "AIGC_CONTEXT", default=None
+                    ),  # llamacpp: positions per candidate row (default 2048)
+                    "max_rows": env.int(
+                        "AIGC_MAX_ROWS", default=None
+                    ),  # candidate rows decoded together (llamacpp 32, transformers 64)
+                    "device": env.str("AIGC_DEVICE", default=None),  # transformers: auto | cpu | cuda | cuda:1 ...
+                    "dtype": env.str(
+                        "AIGC_DTYPE", default=None
+                    ),  # transformers: auto (bf16 on CUDA and bf16 CPUs, else fp32) | ...
+                }.items()
+                if value is not None
+            }
+        },
+    ),
     # Where weight hashes, the web tier's tokenizers and (transformers only) the dequantized bundled GGUF are cached.
     "MODEL_CACHE_DIR": env.str("AIGC_MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "models")),
     "MAX_NEW_TOKENS": env.int("AIGC_MAX_NEW_TOKENS", default=1024),
@@ -372,8 +392,11 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain",
-                    "filters": ["job_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["job_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -57,7 +57,12 @@ class PromptTemplateAdmin(admin.ModelAdmin):
     )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_versions=Count("versions", distinct=True)).prefetch_related("labels__version")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_versions=Count("versions", distinct=True))
+            .prefetch_related("labels__version")
+        )
 
     @admin.display(description="labels")
     def label_summary(self, obj):
@@ -72,13 +77,21 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         note = form.cleaned_data.get("note", "")
         if not change:
             created = services.template_create(
-                slug=obj.slug, kind=obj.kind, name=obj.name, description=obj.description, is_default=obj.is_default,
-                user=request.user, note=note, **form.content(),
+                slug=obj.slug,
+                kind=obj.kind,
+                name=obj.name,
+                description=obj.description,
+                is_default=obj.is_default,
+                user=request.user,
+                note=note,
+                **form.content(),
             )
             obj.pk = created.pk
             return
         obj.save()
-        version, created = services.template_version_create(template=obj, user=request.user, note=note, **form.content())
+        version, created = services.template_version_create(
+            template=obj, user=request.user, note=note, **form.content()
+        )
         if created:
             messages.info(request, f"Saved as version {version.number}. Move a label to publish it.")
 
@@ -100,7 +113,11 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("<int:pk>/versions/<int:number>/", self.admin_site.admin_view(self.version_view), name="generation_template_version"),
+            path(
+                "<int:pk>/versions/<int:number>/",
+                self.admin_site.admin_view(self.version_view),
+                name="generation_template_version",
+            ),
             path("<int:pk>/diff/", self.admin_site.admin_view(self.diff_view), name="generation_template_diff"),
             path("<int:pk>/labels/", self.admin_site.admin_view(self.label_view), name="generation_template_label"),
         ]
@@ -129,7 +146,9 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 if "test_run" in request.POST:
-                    job = services.job_create(user=request.user, template=template.slug, version=number, inputs=form.inputs())
+                    job = services.job_create(
+                        user=request.user, template=template.slug, version=number, inputs=form.inputs()
+                    )
                     url = reverse("job-detail", args=[job.pk])
                     messages.success(request, format_html('Test run queued: <a href="{}">job {}</a>.', url, job.pk))
                     return redirect(request.path)
@@ -195,7 +214,9 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             messages.error(request, f"No version {form.cleaned_data['version']}.")
             return redirect(change_url)
         try:
-            services.template_label_move(template=template, label=form.cleaned_data["label"], version=version, user=request.user)
+            services.template_label_move(
+                template=template, label=form.cleaned_data["label"], version=version, user=request.user
+            )
         except ValidationError as exc:
             messages.error(request, "; ".join(exc.messages))
         else:
@@ -240,7 +261,16 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "owner", "kind", "template_version", "status", "review_state", "completion_tokens", "created_at")
+    list_display = (
+        "id",
+        "owner",
+        "kind",
+        "template_version",
+        "status",
+        "review_state",
+        "completion_tokens",
+        "created_at",
+    )
     list_filter = ("status", "kind", "review_state")
     search_fields = ("id", "owner__username")
     readonly_fields = [f.name for f in Job._meta.fields]

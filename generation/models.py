@@ -36,7 +36,9 @@ class PromptTemplate(models.Model):
     class Meta:
         ordering = ["kind", "slug"]
         constraints = [
-            models.UniqueConstraint(fields=["kind"], condition=models.Q(is_default=True), name="one_default_template_per_kind")
+            models.UniqueConstraint(
+                fields=["kind"], condition=models.Q(is_default=True), name="one_default_template_per_kind"
+            )
         ]
 
     def __str__(self) -> str:
@@ -70,11 +72,19 @@ class TemplateVersion(models.Model):
     )
     model_alias = models.CharField(max_length=64, default="default")
     note = models.CharField(max_length=200, blank=True, help_text="What changed, for the history.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     CONTENT_FIELDS = (
-        "system_prompt", "user_template", "variables", "default_params", "length_variable", "output_format", "model_alias",
+        "system_prompt",
+        "user_template",
+        "variables",
+        "default_params",
+        "length_variable",
+        "output_format",
+        "model_alias",
     )
 
     class Meta:
@@ -103,7 +113,9 @@ class TemplateLabel(models.Model):
     name = models.SlugField(max_length=40)
     # RESTRICT: a labelled version cannot be deleted on its own, but goes with its template.
     version = models.ForeignKey(TemplateVersion, on_delete=models.RESTRICT, related_name="labels")
-    moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    moved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     moved_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -201,7 +213,9 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.DRAFT, db_index=True)
+    review_state = models.CharField(
+        max_length=16, choices=ReviewState.choices, default=ReviewState.DRAFT, db_index=True
+    )
     # Liveness: the worker running a job touches heartbeat_at every few seconds; the reconciler re-sends a
     # running job whose heartbeat stopped (its worker died) and a queued job sent long ago (a lost message).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -219,7 +233,9 @@ class Job(models.Model):
         indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["status", "model_alias"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "idempotency_key"], condition=~models.Q(idempotency_key=""), name="one_job_per_idempotency_key"
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="one_job_per_idempotency_key",
             )
         ]
         permissions = [("review_job", "Can review jobs: see those in review, approve or send back")]
@@ -381,7 +397,9 @@ class WebhookOutbox(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_outbox")
     event = models.CharField(max_length=32, default="job.finished")
     # The key whose secret signs it, and whose cap on deliveries in flight applies (AIGC_WEBHOOK_MAX_IN_FLIGHT_PER_KEY).
-    api_key = models.ForeignKey("ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_outbox")
+    api_key = models.ForeignKey(
+        "ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="webhook_outbox"
+    )
     state = models.CharField(max_length=16, choices=WebhookOutboxState.choices, default=WebhookOutboxState.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts started (claimed by a sender).")
     next_attempt_at = models.DateTimeField(default=timezone.now)
@@ -397,7 +415,9 @@ class WebhookOutbox(models.Model):
         indexes = [
             # The sweeper's scan: pending rows by due time (delivered and failed ones are never scanned).
             models.Index(fields=["next_attempt_at"], condition=models.Q(state="pending"), name="webhook_outbox_due"),
-            models.Index(fields=["api_key", "leased_until"], condition=models.Q(state="pending"), name="webhook_outbox_in_flight"),
+            models.Index(
+                fields=["api_key", "leased_until"], condition=models.Q(state="pending"), name="webhook_outbox_in_flight"
+            ),
         ]
 
     def __str__(self) -> str:

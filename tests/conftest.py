@@ -19,7 +19,9 @@ def tiny_model_dir(tmp_path_factory):
 def tiny_engine(tiny_model_dir, tmp_path_factory):
     from generation.engine import EngineConfig, load_engine
 
-    return load_engine(EngineConfig(model_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache")), dtype="float32"))
+    return load_engine(
+        EngineConfig(model_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache")), dtype="float32")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,18 @@ VARIABLES = [
 
 def form_data(**overrides):
     data = {
-        "slug": "tagline", "kind": "writing", "name": "Tagline", "description": "A product tagline.",
-        "system_prompt": "You write taglines.", "user_template": "Write a {tone} tagline for {product}.",
-        "variables": json.dumps(VARIABLES), "default_params": json.dumps({"max_new_tokens": 24, "temperature": 0.7}),
-        "length_variable": "", "output_format": "headline", "model_alias": "default", "note": "",
+        "slug": "tagline",
+        "kind": "writing",
+        "name": "Tagline",
+        "description": "A product tagline.",
+        "system_prompt": "You write taglines.",
+        "user_template": "Write a {tone} tagline for {product}.",
+        "variables": json.dumps(VARIABLES),
+        "default_params": json.dumps({"max_new_tokens": 24, "temperature": 0.7}),
+        "length_variable": "",
+        "output_format": "headline",
+        "model_alias": "default",
+        "note": "",
     }
     data.update(overrides)
     return data
@@ -69,7 +77,9 @@ def test_list_search_and_filter(staff, tagline):
 
 
 def test_invalid_content_is_a_form_error_and_saves_nothing(staff):
-    response = staff.post(reverse("admin:generation_prompttemplate_add"), form_data(user_template="For {product} and {colour}"))
+    response = staff.post(
+        reverse("admin:generation_prompttemplate_add"), form_data(user_template="For {product} and {colour}")
+    )
     assert response.status_code == 200
     assert "Uses undeclared variables: colour." in response.content.decode()
     assert not PromptTemplate.objects.filter(slug="tagline").exists()
@@ -79,14 +89,20 @@ def test_edit_creates_a_version_and_no_change_creates_none(staff, tagline):
     change = reverse("admin:generation_prompttemplate_change", args=[tagline.pk])
     staff.post(change, form_data(system_prompt="You write short taglines.", note="shorter"))
     staff.post(change, form_data(system_prompt="You write short taglines.", note="again"))
-    assert list(tagline.versions.order_by("number").values_list("number", "note")) == [(1, "First version"), (2, "shorter")]
+    assert list(tagline.versions.order_by("number").values_list("number", "note")) == [
+        (1, "First version"),
+        (2, "shorter"),
+    ]
     assert services.resolve_version(tagline).number == 1  # production stays until a label is moved
     html = staff.get(change).content.decode()
     assert "diff with v1" in html
 
 
 def test_diff_between_versions(staff, tagline):
-    staff.post(reverse("admin:generation_prompttemplate_change", args=[tagline.pk]), form_data(system_prompt="You write short taglines."))
+    staff.post(
+        reverse("admin:generation_prompttemplate_change", args=[tagline.pk]),
+        form_data(system_prompt="You write short taglines."),
+    )
     html = staff.get(reverse("admin:generation_template_diff", args=[tagline.pk]), {"a": 1, "b": 2}).content.decode()
     assert '<span class="del">-You write taglines.</span>' in html
     assert '<span class="add">+You write short taglines.</span>' in html
@@ -95,35 +111,53 @@ def test_diff_between_versions(staff, tagline):
 
 def test_preview_shows_the_exact_text_and_its_token_count(staff, tagline, tiny_engine):
     services.model_info_publish("default", tiny_engine.describe())
-    response = staff.post(version_url(tagline, 1), {"in_product": "<b>Acme</b> kettle", "in_tone": "serious", "preview": "1"})
+    response = staff.post(
+        version_url(tagline, 1), {"in_product": "<b>Acme</b> kettle", "in_tone": "serious", "preview": "1"}
+    )
     html = " ".join(response.content.decode().split())
-    messages = [{"role": "system", "content": "You write taglines."}, {"role": "user", "content": "Write a serious tagline for <b>Acme</b> kettle."}]
+    messages = [
+        {"role": "system", "content": "You write taglines."},
+        {"role": "user", "content": "Write a serious tagline for <b>Acme</b> kettle."},
+    ]
     expected = tiny_engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert f"<strong>{tiny_engine.count_tokens(messages)}</strong> prompt tokens + 24 for the output of a 256-token context: fits" in html
+    assert (
+        f"<strong>{tiny_engine.count_tokens(messages)}</strong> prompt tokens + 24 for the output of a 256-token context: fits"
+        in html
+    )
     assert " ".join(escape(expected).split()) in html  # the exact text, shown escaped
     assert not Job.objects.exists()
 
 
 def test_preview_names_bad_inputs(staff, tagline):
-    html = staff.post(version_url(tagline, 1), {"in_product": "", "in_tone": "serious", "preview": "1"}).content.decode()
+    html = staff.post(
+        version_url(tagline, 1), {"in_product": "", "in_tone": "serious", "preview": "1"}
+    ).content.decode()
     assert "This field is required." in html
 
 
 def test_test_run_queues_a_job_on_that_version_and_links_to_it(staff, tagline, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as sent:
-        response = staff.post(version_url(tagline, 1), {"in_product": "Acme kettle", "in_tone": "playful", "test_run": "1"}, follow=True)
+        response = staff.post(
+            version_url(tagline, 1), {"in_product": "Acme kettle", "in_tone": "playful", "test_run": "1"}, follow=True
+        )
     job = Job.objects.get()
     assert job.template_version.number == 1 and job.inputs == {"product": "Acme kettle", "tone": "playful"}
     assert len(sent) == 1
     assert f'href="{reverse("job-detail", args=[job.pk])}"' in response.content.decode()
 
 
-def test_publish_v2_to_staging_then_production_old_jobs_keep_v1(staff, tagline, user, django_capture_on_commit_callbacks):
+def test_publish_v2_to_staging_then_production_old_jobs_keep_v1(
+    staff, tagline, user, django_capture_on_commit_callbacks
+):
     old = services.job_create(user=user, template="tagline", inputs={"product": "kettle"})
-    staff.post(reverse("admin:generation_prompttemplate_change", args=[tagline.pk]), form_data(system_prompt="Be witty."))
+    staff.post(
+        reverse("admin:generation_prompttemplate_change", args=[tagline.pk]), form_data(system_prompt="Be witty.")
+    )
     label_url = reverse("admin:generation_template_label", args=[tagline.pk])
     staff.post(label_url, {"label": "staging", "version": 2})
-    assert services.resolve_version(tagline, label="staging").number == 2 and services.resolve_version(tagline).number == 1
+    assert (
+        services.resolve_version(tagline, label="staging").number == 2 and services.resolve_version(tagline).number == 1
+    )
     response = staff.post(label_url, {"label": "production", "version": 2}, follow=True)
     assert "Production now points at v2." in response.content.decode()
     new = services.job_create(user=user, template="tagline", inputs={"product": "kettle"})

@@ -25,7 +25,13 @@ def test_the_web_process_never_imports_torch():
 def test_the_engine_has_no_django_imports():
     for path in (ROOT / "generation" / "engine").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not any(n.startswith("django") for n in names), path
 
 
@@ -33,14 +39,44 @@ def test_the_engine_has_no_django_imports():
 # down: web and api over services and selectors, services over content, infra and the engine; the worker layer
 # (tasks, workers) hands services what a worker process holds, never the other way.
 FORBIDDEN = {
-    "generation.content": ("django", "generation.models", "generation.services", "generation.selectors", "generation.infra",
-                           "generation.web", "generation.api", "generation.tasks", "generation.workers"),
-    "generation.engine": ("django", "generation.models", "generation.services", "generation.selectors", "generation.infra",
-                          "generation.web", "generation.api", "generation.tasks", "generation.workers", "generation.content"),
-    "generation.infra": ("generation.services", "generation.selectors", "generation.web", "generation.api",
-                         "generation.tasks", "generation.workers"),
-    "generation.selectors": ("generation.services", "generation.web", "generation.api", "generation.tasks",
-                             "generation.workers"),
+    "generation.content": (
+        "django",
+        "generation.models",
+        "generation.services",
+        "generation.selectors",
+        "generation.infra",
+        "generation.web",
+        "generation.api",
+        "generation.tasks",
+        "generation.workers",
+    ),
+    "generation.engine": (
+        "django",
+        "generation.models",
+        "generation.services",
+        "generation.selectors",
+        "generation.infra",
+        "generation.web",
+        "generation.api",
+        "generation.tasks",
+        "generation.workers",
+        "generation.content",
+    ),
+    "generation.infra": (
+        "generation.services",
+        "generation.selectors",
+        "generation.web",
+        "generation.api",
+        "generation.tasks",
+        "generation.workers",
+    ),
+    "generation.selectors": (
+        "generation.services",
+        "generation.web",
+        "generation.api",
+        "generation.tasks",
+        "generation.workers",
+    ),
     "generation.services": ("generation.web", "generation.api", "generation.tasks", "generation.workers"),
     "generation.web": ("generation.api", "generation.tasks", "generation.workers"),
     "generation.api": ("generation.web", "generation.tasks", "generation.workers"),

@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def production_env(**overrides) -> dict:
     """What a production process gets: a real secret key and nothing else of ours (no .env file either), plus
     the services this machine's tests use."""
-    env = {"PATH": os.environ.get("PATH", ""), "DJANGO_ENV_FILE": "", "DJANGO_SETTINGS_MODULE": "aigc_site.settings",
-           "DJANGO_SECRET_KEY": get_random_secret_key(), "DJANGO_DEBUG": "0"}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_ENV_FILE": "",
+        "DJANGO_SETTINGS_MODULE": "aigc_site.settings",
+        "DJANGO_SECRET_KEY": get_random_secret_key(),
+        "DJANGO_DEBUG": "0",
+    }
     env.update({name: os.environ[name] for name in ("DATABASE_URL", "REDIS_URL") if name in os.environ})
     env.update(overrides)
     return env
@@ -30,8 +35,10 @@ def run(args: list[str], env: dict) -> subprocess.CompletedProcess:
 
 def settings_in(env: dict, *names: str) -> dict:
     """The named settings as a process started with `env` sees them."""
-    code = ("import json, django; django.setup(); from django.conf import settings; "
-            f"print(json.dumps({{n: getattr(settings, n, None) for n in {list(names)!r}}}))")
+    code = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        f"print(json.dumps({{n: getattr(settings, n, None) for n in {list(names)!r}}}))"
+    )
     out = run(["-c", code], env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -85,10 +92,17 @@ def test_debug_is_off_unless_asked_for():
 
 def test_production_defaults_are_https_only_with_secure_cookies():
     expected = {
-        "SECURE_SSL_REDIRECT": True, "SECURE_HSTS_SECONDS": 31_536_000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
-        "SECURE_HSTS_PRELOAD": True, "SECURE_PROXY_SSL_HEADER": None,
-        "SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_HTTPONLY": True, "SESSION_COOKIE_SAMESITE": "Lax",
-        "CSRF_COOKIE_SECURE": True, "CSRF_COOKIE_HTTPONLY": True, "CSRF_COOKIE_SAMESITE": "Lax",
+        "SECURE_SSL_REDIRECT": True,
+        "SECURE_HSTS_SECONDS": 31_536_000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        "SECURE_HSTS_PRELOAD": True,
+        "SECURE_PROXY_SSL_HEADER": None,
+        "SESSION_COOKIE_SECURE": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "CSRF_COOKIE_SECURE": True,
+        "CSRF_COOKIE_HTTPONLY": True,
+        "CSRF_COOKIE_SAMESITE": "Lax",
     }
     assert settings_in(production_env(), *expected) == expected
 
@@ -100,8 +114,11 @@ def test_make_run_settings_serve_plain_http():
 
 def test_switches_for_a_tls_proxy_and_for_plain_http():
     env = production_env(DJANGO_BEHIND_TLS_PROXY="1", DJANGO_SSL_REDIRECT="0", DJANGO_HSTS_PRELOAD="0")
-    expected = {"SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"], "SECURE_SSL_REDIRECT": False,
-                "SECURE_HSTS_PRELOAD": False}
+    expected = {
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+        "SECURE_SSL_REDIRECT": False,
+        "SECURE_HSTS_PRELOAD": False,
+    }
     assert settings_in(env, *expected) == expected
 
 

@@ -64,8 +64,11 @@ KEYS_ONLY = {"v1/models", "v1/chat/completions", "v1/completions"}
 ADMIN = [r for r in ROUTES if r.route.startswith("admin/")]
 OWNED = [r for r in ROUTES if r.params and r not in ADMIN and r.route not in SHARED]
 # What a request to a route sends, so that a missing check would write something.
-FORM_DATA = {"output-feedback": {"rating": "1", "comment": "Not mine."}, "job-review": {"to_state": "in_review"},
-             "output-edit": {"text": "Rewritten by someone else."}}
+FORM_DATA = {
+    "output-feedback": {"rating": "1", "comment": "Not mine."},
+    "job-review": {"to_state": "in_review"},
+    "output-edit": {"text": "Rewritten by someone else."},
+}
 METHODS = ("get", "post", "delete")
 
 
@@ -82,7 +85,8 @@ def test_every_route_with_a_parameter_has_an_access_rule():
 
 def test_only_the_openai_compatible_views_are_csrf_exempt():
     exempt = {
-        r.route for r in ROUTES
+        r.route
+        for r in ROUTES
         if getattr(r.callback, "csrf_exempt", False) and not issubclass(getattr(r.callback, "cls", object), APIView)
     }
     assert exempt == KEYS_ONLY
@@ -122,11 +126,25 @@ def objects(user, api_key):
     job = services.job_create(user=user, kind="writing", inputs={"topic": "our secret plans"})
     Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, batch=batch)
     JobOutput.objects.create(job=job, index=0, text="The plans, in full.")
-    return {"job_id": job.pk, "batch_id": batch.pk, "key_id": user.api_keys.get().pk, "index": 0, "fmt": "md",
-            # shared routes, and the admin's own (any values do: nobody but staff gets past its login)
-            "kind": "headline", "slug": "headline", "uidb64": "MQ", "token": "set-password",
-            "object_id": job.pk, "content_type_id": 1, "id": user.pk, "pk": 1, "number": 1,
-            "app_label": "generation", "url": "anything/"}
+    return {
+        "job_id": job.pk,
+        "batch_id": batch.pk,
+        "key_id": user.api_keys.get().pk,
+        "index": 0,
+        "fmt": "md",
+        # shared routes, and the admin's own (any values do: nobody but staff gets past its login)
+        "kind": "headline",
+        "slug": "headline",
+        "uidb64": "MQ",
+        "token": "set-password",
+        "object_id": job.pk,
+        "content_type_id": 1,
+        "id": user.pk,
+        "pk": 1,
+        "number": 1,
+        "app_label": "generation",
+        "url": "anything/",
+    }
 
 
 INTRUDERS = ("editor", "reviewer", "api key")  # a session, a reviewer's session, a key (API routes only)

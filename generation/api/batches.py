@@ -62,7 +62,10 @@ def refuse_large_body(request) -> None:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return  # the server has refused such a request already; nothing is read on our side
-    if request.content_type.startswith("multipart/") and length > settings.AIGC["MAX_BATCH_FILE_BYTES"] + MULTIPART_SLACK:
+    if (
+        request.content_type.startswith("multipart/")
+        and length > settings.AIGC["MAX_BATCH_FILE_BYTES"] + MULTIPART_SLACK
+    ):
         raise too_large()
 
 
@@ -73,7 +76,9 @@ def too_large() -> PayloadTooLarge:
 
 def parse_items(data: dict, limit: int) -> Parsed:
     if ("jobs" in data) == ("file" in data):
-        raise ValidationError({"jobs": ["Send either `jobs` (a JSON list) or `file` (CSV or JSONL), not both or neither."]})
+        raise ValidationError(
+            {"jobs": ["Send either `jobs` (a JSON list) or `file` (CSV or JSONL), not both or neither."]}
+        )
     parsed = Parsed(data["jobs"]) if "jobs" in data else _from_file(data["file"])
     where = "jobs" if parsed.source == "jobs" else "file"
     if not parsed.items:
@@ -167,8 +172,10 @@ def _check_header(header: list[str]) -> None:
 
 def _row(header: list[str], row: list[str], number: int) -> dict:
     if len(row) < len(header):
-        raise file_error(f"Row {number}, column {header[len(row)]}: missing (the row has {len(row)} values, "
-                         f"the header {len(header)} columns).")
+        raise file_error(
+            f"Row {number}, column {header[len(row)]}: missing (the row has {len(row)} values, "
+            f"the header {len(header)} columns)."
+        )
     if len(row) > len(header):
         raise file_error(f"Row {number}, column {len(header) + 1}: a value past the header's {len(header)} columns.")
     item: dict = {"inputs": {}, "params": {}}

@@ -56,9 +56,18 @@ class BodyLimit:
 async def _refuse(send, scope, limit: int) -> None:
     param = "file" if scope.get("path", "").endswith(BATCH_PATH_SUFFIX) else None
     message = f"The request body is larger than {limit // 1024} KiB."
-    error = {"message": message, "type": "invalid_request_error", "code": "payload_too_large", "param": param,
-             "fields": {param: [message]} if param else {}}
+    error = {
+        "message": message,
+        "type": "invalid_request_error",
+        "code": "payload_too_large",
+        "param": param,
+        "fields": {param: [message]} if param else {},
+    }
     body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -89,13 +89,17 @@ class PayloadTooLarge(exceptions.APIException):
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 1024
-        exc = PayloadTooLarge(f"The request body is larger than {limit} KiB; send less (or a batch file of fewer jobs).")
+        exc = PayloadTooLarge(
+            f"The request body is larger than {limit} KiB; send less (or a batch file of fewer jobs)."
+        )
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):  # Django's form parser; else an HTML 400 page
         exc = exceptions.ValidationError({"non_field_errors": [f"Too many form fields or files ({exc})."]})
     if isinstance(exc, LimitExceeded):
         exc = exceptions.Throttled(wait=exc.retry_after, detail=exc.message, code=exc.code)
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages})
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -33,8 +33,14 @@ from .streams import StreamClosed, StreamGuard, event_stream_response, job_event
 log = logging.getLogger("generation.openai")
 
 # Our job fields -> the request fields an OpenAI client sent.
-PARAM_NAMES = {"params.max_new_tokens": "max_tokens", "params.n": "n", "params.temperature": "temperature",
-               "params.top_p": "top_p", "params.seed": "seed", "params.stop": "stop"}
+PARAM_NAMES = {
+    "params.max_new_tokens": "max_tokens",
+    "params.n": "n",
+    "params.temperature": "temperature",
+    "params.top_p": "top_p",
+    "params.seed": "seed",
+    "params.stop": "stop",
+}
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
 
@@ -54,7 +60,9 @@ class Message(serializers.Serializer):
 
     def validate_content(self, value):
         if isinstance(value, list):  # content parts: only text is understood
-            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value):
+            if not all(
+                isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value
+            ):
                 raise serializers.ValidationError("Only text content parts are supported.")
             value = "".join(p["text"] for p in value)
         if not isinstance(value, str):
@@ -80,8 +88,13 @@ class _Common(serializers.Serializer):
         data = self.validated_data
         params = {"n": data["n"]}
         max_tokens = data.get("max_completion_tokens") or data.get("max_tokens")
-        for name, value in (("max_new_tokens", max_tokens), ("temperature", data.get("temperature")),
-                            ("top_p", data.get("top_p")), ("seed", data.get("seed")), ("stop", data.get("stop"))):
+        for name, value in (
+            ("max_new_tokens", max_tokens),
+            ("temperature", data.get("temperature")),
+            ("top_p", data.get("top_p")),
+            ("seed", data.get("seed")),
+            ("stop", data.get("stop")),
+        ):
             if value is not None:
                 params[name] = value
         return params
@@ -106,8 +119,12 @@ async def _authenticate(request):
     """(key, None) or (None, error response). Only bearer keys: these views are CSRF-exempt."""
     key = await sync_to_async(key_from_header)(request.headers.get("Authorization", ""))
     if key is None:
-        return None, _error("Invalid or missing API key: send `Authorization: Bearer <key>`.", 401, "invalid_request_error",
-                            code="invalid_api_key")
+        return None, _error(
+            "Invalid or missing API key: send `Authorization: Bearer <key>`.",
+            401,
+            "invalid_request_error",
+            code="invalid_api_key",
+        )
     try:
         await sync_to_async(check_request_rate)(key)
     except LimitExceeded as exc:
@@ -116,8 +133,13 @@ async def _authenticate(request):
 
 
 def _limit_error(exc: LimitExceeded):
-    return _error(exc.message, 429, "rate_limit_error" if exc.code == "rate_limit_exceeded" else "insufficient_quota",
-                  code=exc.code, headers={"Retry-After": str(exc.retry_after)})
+    return _error(
+        exc.message,
+        429,
+        "rate_limit_error" if exc.code == "rate_limit_exceeded" else "insufficient_quota",
+        code=exc.code,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
 
 
 def _model_ids() -> dict[str, str]:
@@ -137,7 +159,9 @@ async def models(request):
     if error:
         return error
     ids = await sync_to_async(_model_ids)()
-    return JsonResponse({"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "aigc-studio"} for i in ids]})
+    return JsonResponse(
+        {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "aigc-studio"} for i in ids]}
+    )
 
 
 @csrf_exempt
@@ -170,8 +194,12 @@ async def _complete(request, serializer_class, chat: bool):
     data = payload.validated_data
     alias = (await sync_to_async(_model_ids)()).get(data["model"])
     if alias is None:
-        return _error(f"The model `{data['model']}` does not exist; GET /v1/models lists those served.", 404,
-                      param="model", code="model_not_found")
+        return _error(
+            f"The model `{data['model']}` does not exist; GET /v1/models lists those served.",
+            404,
+            param="model",
+            code="model_not_found",
+        )
     messages = [dict(m) for m in data["messages"]] if chat else [{"role": "user", "content": data["prompt"]}]
     prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
     guard = StreamGuard.for_key(key)  # a stream counts against the user's open streams (before a job is made)
@@ -179,8 +207,13 @@ async def _complete(request, serializer_class, chat: bool):
         return too_many_streams()
     try:
         job = await sync_to_async(services.job_create)(
-            user=key.user, template="chat", inputs={"prompt": prompt or " "}, messages=messages,
-            params=payload.params(), api_key=key, model_alias=alias,
+            user=key.user,
+            template="chat",
+            inputs={"prompt": prompt or " "},
+            messages=messages,
+            params=payload.params(),
+            api_key=key,
+            model_alias=alias,
         )
     except ValidationError as exc:
         await guard.release()
@@ -189,7 +222,9 @@ async def _complete(request, serializer_class, chat: bool):
     except LimitExceeded as exc:
         await guard.release()
         return _limit_error(exc)
-    shape = _Shape(job, data["model"], chat, include_usage=bool((data.get("stream_options") or {}).get("include_usage")))
+    shape = _Shape(
+        job, data["model"], chat, include_usage=bool((data.get("stream_options") or {}).get("include_usage"))
+    )
     if data["stream"]:
         return event_stream_response(shape.stream(guard))
     try:  # the same lifetime, back-off and key re-check as a stream; an answer nobody can get is not run on
@@ -201,8 +236,12 @@ async def _complete(request, serializer_class, chat: bool):
         return _error(exc.message, exc.status, code=exc.code)
     final = await sync_to_async(_finished)(job.pk)
     if final.status != "succeeded":
-        return _error(final.error or f"The job ended {final.status}.", 500 if final.status == "failed" else 409,
-                      "server_error" if final.status == "failed" else "invalid_request_error", code=final.status)
+        return _error(
+            final.error or f"The job ended {final.status}.",
+            500 if final.status == "failed" else 409,
+            "server_error" if final.status == "failed" else "invalid_request_error",
+            code=final.status,
+        )
     return JsonResponse(shape.whole(final))
 
 
@@ -233,14 +272,29 @@ class _Shape:
         if not self.chat:
             return {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
         if delta:
-            return {"index": index, "delta": {} if text is None else {"content": text}, "logprobs": None, "finish_reason": finish}
-        return {"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
+            return {
+                "index": index,
+                "delta": {} if text is None else {"content": text},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        return {
+            "index": index,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
 
     def _envelope(self, chunk: bool, job=None) -> dict:
         """`job`: the freshest copy at hand (its weights hash is known once it ran)."""
         kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
-        return {"id": self.id, "object": kind, "created": self.created, "model": self.model,
-                "system_fingerprint": ((job or self.job).weights_sha256 or "")[:16] or None}
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": ((job or self.job).weights_sha256 or "")[:16] or None,
+        }
 
     def whole(self, job) -> dict:
         choices = [self._choice(o.index, o.text, FINISH.get(o.finish_reason, "stop")) for o in job.outputs.all()]
@@ -271,8 +325,12 @@ class _Shape:
     async def _chunks(self, guard=None):
         sent: dict[int, str] = {}
         if self.chat:
-            yield self._chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                                "finish_reason": None} for i in range(self.n)])
+            yield self._chunk(
+                [
+                    {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+                    for i in range(self.n)
+                ]
+            )
         async for entry in job_event_entries(self.job.pk, guard=guard):
             if entry is None:
                 yield ": waiting\n\n"
@@ -284,7 +342,7 @@ class _Shape:
             index, text = item["index"], item["text"]
             if event == "replace":  # a client cannot take text back: send only what extends what it has
                 old = sent.get(index, "")
-                text = text[len(old):] if text.startswith(old) else ""
+                text = text[len(old) :] if text.startswith(old) else ""
                 sent[index] = old + text
             else:
                 sent[index] = sent.get(index, "") + text
@@ -294,9 +352,12 @@ class _Shape:
         if job.status == "failed":
             yield _chunk_error(job.error or "The job failed.", "failed")
         else:
-            yield self._chunk([self._choice(o.index, None if self.chat else "", FINISH.get(o.finish_reason, "stop"), delta=True)
-                               for o in job.outputs.all()])
+            yield self._chunk(
+                [
+                    self._choice(o.index, None if self.chat else "", FINISH.get(o.finish_reason, "stop"), delta=True)
+                    for o in job.outputs.all()
+                ]
+            )
             if self.include_usage:
                 yield f"data: {json.dumps({**self._envelope(True), 'choices': [], 'usage': self._usage(job)})}\n\n"
         yield "data: [DONE]\n\n"
-

@@ -52,7 +52,10 @@ class ApiSchema(AutoSchema):
         for code, description in self._error_codes():
             if code not in responses or "content" not in responses[code]:
                 described = responses.get(code, {}).get("description") or description
-                responses[code] = {**self._get_response_for_code(ErrorSerializer, code, direction=direction), "description": described}
+                responses[code] = {
+                    **self._get_response_for_code(ErrorSerializer, code, direction=direction),
+                    "description": described,
+                }
         return dict(sorted(responses.items()))
 
     def _error_codes(self) -> list[tuple[str, str]]:
@@ -85,11 +88,23 @@ def params_schema() -> dict:
             "max_new_tokens": {"type": "integer", "minimum": 1, "maximum": settings.AIGC["MAX_NEW_TOKENS"]},
             "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "0: greedy."},
             "top_p": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1},
-            "n": {"type": "integer", "minimum": 1, "maximum": settings.AIGC["MAX_CANDIDATES"], "description": "Candidates."},
-            "seed": {"type": "integer", "minimum": 0, "maximum": prompts.MAX_SEED, "nullable": True,
-                     "description": "Null or left out: a random one, recorded with the job."},
-            "stop": {"oneOf": [stop, {"type": "array", "items": stop, "maxItems": prompts.MAX_STOP}],
-                     "description": "Generation stops before any of these strings."},
+            "n": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": settings.AIGC["MAX_CANDIDATES"],
+                "description": "Candidates.",
+            },
+            "seed": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": prompts.MAX_SEED,
+                "nullable": True,
+                "description": "Null or left out: a random one, recorded with the job.",
+            },
+            "stop": {
+                "oneOf": [stop, {"type": "array", "items": stop, "maxItems": prompts.MAX_STOP}],
+                "description": "Generation stops before any of these strings.",
+            },
         },
     }
 
@@ -113,8 +128,11 @@ def _input_schema(spec: dict) -> dict:
 
 
 def inputs_schema(variables: list[dict]) -> dict:
-    schema = {"type": "object", "additionalProperties": False,
-              "properties": {v["name"]: _input_schema(v) for v in variables}}
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {v["name"]: _input_schema(v) for v in variables},
+    }
     required = [v["name"] for v in variables if v.get("required")]
     return {**schema, "required": required} if required else schema
 
@@ -133,22 +151,32 @@ def _common(params_ref: dict, versions: list[int] | None, labels: list[str] | No
         "version": {**_enum("integer", versions), "description": version["description"]} if versions else version,
         "label": {**_enum("string", labels), "description": label["description"]} if labels else label,
         "params": params_ref,
-        "callback_url": {"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2000,
-                         "description": "POSTed the job's JSON when it ends, signed; needs an API key."},
+        "callback_url": {
+            "type": "string",
+            "format": "uri",
+            "pattern": "^https?://",
+            "maxLength": 2000,
+            "description": "POSTed the job's JSON when it ends, signed; needs an API key.",
+        },
     }
 
 
 def _branch(title: str, selector: dict, required: list[str], inputs: dict, common: dict) -> dict:
     required = required + (["inputs"] if inputs.get("required") else [])
     return {
-        "type": "object", "title": title, "additionalProperties": False, "required": required,
+        "type": "object",
+        "title": title,
+        "additionalProperties": False,
+        "required": required,
         "properties": {**selector, "inputs": inputs, **common},
         "not": {"required": ["version", "label"]},  # "Give a version or a label, not both."
     }
 
 
 def job_create_schema(auto_schema) -> dict:
-    params = ResolvedComponent(name="JobParams", type=ResolvedComponent.SCHEMA, object="JobParams", schema=params_schema())
+    params = ResolvedComponent(
+        name="JobParams", type=ResolvedComponent.SCHEMA, object="JobParams", schema=params_schema()
+    )
     auto_schema.registry.register_on_missing(params)
     try:
         branches = _template_branches(params.ref)
@@ -158,8 +186,16 @@ def job_create_schema(auto_schema) -> dict:
     if not branches:
         common = _common(params.ref, None, None)
         kinds = {"kind": _enum("string", list(Kind.values))}
-        branches = [_branch("By kind", kinds, ["kind"], GENERIC_INPUTS, common),
-                    _branch("By template", {"template": {"type": "string", "pattern": SLUG}, **kinds}, ["template"], GENERIC_INPUTS, common)]
+        branches = [
+            _branch("By kind", kinds, ["kind"], GENERIC_INPUTS, common),
+            _branch(
+                "By template",
+                {"template": {"type": "string", "pattern": SLUG}, **kinds},
+                ["template"],
+                GENERIC_INPUTS,
+                common,
+            ),
+        ]
     return {
         "oneOf": branches,
         "description": "A job: a `kind` (its default template) or a `template` slug, with that template's inputs. "
@@ -178,10 +214,19 @@ def _template_branches(params_ref: dict) -> list[dict]:
         inputs = inputs_schema(production.variables)
         common = _common(params_ref, [v.number for v in template.versions.all()], sorted(labels))
         kind = _enum("string", [template.kind])
-        template_branches.append(_branch(f"Template {template.slug}", {"template": _enum("string", [template.slug]),
-                                         "kind": kind}, ["template"], inputs, common))
+        template_branches.append(
+            _branch(
+                f"Template {template.slug}",
+                {"template": _enum("string", [template.slug]), "kind": kind},
+                ["template"],
+                inputs,
+                common,
+            )
+        )
         if defaults.get(template.kind) == template.pk:
-            kind_branches.append(_branch(f"Kind {template.kind} (template {template.slug})", {"kind": kind}, ["kind"], inputs, common))
+            kind_branches.append(
+                _branch(f"Kind {template.kind} (template {template.slug})", {"kind": kind}, ["kind"], inputs, common)
+            )
     return kind_branches + template_branches
 
 
@@ -207,7 +252,14 @@ BATCH_FILE = {
     "type": "object",
     "additionalProperties": False,
     "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary", "description": (
-        "A CSV (columns kind or template, version, label, callback_url, params.<name>, any other column an input; "
-        "the header is row 1) or JSONL file (one job body a line). Larger than AIGC_MAX_BATCH_FILE_BYTES: 413, unread.")}},
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": (
+                "A CSV (columns kind or template, version, label, callback_url, params.<name>, any other column an input; "
+                "the header is row 1) or JSONL file (one job body a line). Larger than AIGC_MAX_BATCH_FILE_BYTES: 413, unread."
+            ),
+        }
+    },
 }

@@ -17,13 +17,17 @@ class StrictSerializer(serializers.Serializer):
 
 
 class JobCreateSerializer(StrictSerializer):
-    kind = serializers.ChoiceField(choices=Kind.choices, required=False, help_text="Picks that kind's default template.")
+    kind = serializers.ChoiceField(
+        choices=Kind.choices, required=False, help_text="Picks that kind's default template."
+    )
     template = serializers.SlugField(required=False, help_text="A template slug, instead of a kind.")
     version = serializers.IntegerField(required=False, min_value=1, help_text="Pin a version of the template.")
     label = serializers.SlugField(required=False, help_text="Run the version a label points at (default production).")
     inputs = serializers.JSONField(required=False, default=dict, help_text="Values for the template's variables.")
     params = serializers.JSONField(
-        required=False, default=dict, help_text="max_new_tokens, temperature, top_p, n, seed; defaults from the template."
+        required=False,
+        default=dict,
+        help_text="max_new_tokens, temperature, top_p, n, seed; defaults from the template.",
     )
     callback_url = serializers.URLField(
         required=False, max_length=2000, help_text="POSTed the job's JSON when it ends, signed (see the API guide)."
@@ -83,8 +87,29 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage", "timings",
-            "callback_url", "batch", "error", "notice", "model", "model_alias", "backend", "weights_sha256", "attempts", "created_at", "started_at", "finished_at", "html_url",
+            "id",
+            "status",
+            "kind",
+            "template",
+            "template_version",
+            "inputs",
+            "params",
+            "outputs",
+            "usage",
+            "timings",
+            "callback_url",
+            "batch",
+            "error",
+            "notice",
+            "model",
+            "model_alias",
+            "backend",
+            "weights_sha256",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "html_url",
         ]
 
     def get_usage(self, job) -> dict:
@@ -120,8 +145,17 @@ class TemplateVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = TemplateVersion
         fields = [
-            "number", "labels", "note", "created_at", "system_prompt", "user_template", "variables", "default_params",
-            "length_variable", "output_format", "model_alias",
+            "number",
+            "labels",
+            "note",
+            "created_at",
+            "system_prompt",
+            "user_template",
+            "variables",
+            "default_params",
+            "length_variable",
+            "output_format",
+            "model_alias",
         ]
 
     def get_labels(self, version) -> list[str]:
@@ -139,7 +173,17 @@ class TemplateSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PromptTemplate
-        fields = ["slug", "kind", "name", "description", "is_default", "labels", "production_version", "variables", "default_params"]
+        fields = [
+            "slug",
+            "kind",
+            "name",
+            "description",
+            "is_default",
+            "labels",
+            "production_version",
+            "variables",
+            "default_params",
+        ]
 
     def _production(self, template):
         return next((label.version for label in template.labels.all() if label.name == TemplateLabel.PRODUCTION), None)
@@ -169,11 +213,24 @@ class TemplateDetailSerializer(TemplateSerializer):
 
 class ErrorDetailSerializer(serializers.Serializer):
     message = serializers.CharField()
-    type = serializers.ChoiceField(choices=["invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-                                            "conflict_error", "rate_limit_error", "api_error"])
+    type = serializers.ChoiceField(
+        choices=[
+            "invalid_request_error",
+            "authentication_error",
+            "permission_error",
+            "not_found_error",
+            "conflict_error",
+            "rate_limit_error",
+            "api_error",
+        ]
+    )
     code = serializers.CharField()
-    param = serializers.CharField(allow_null=True, help_text="The first field at fault, e.g. inputs.text; null if none.")
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), help_text="Every field at fault.")
+    param = serializers.CharField(
+        allow_null=True, help_text="The first field at fault, e.g. inputs.text; null if none."
+    )
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), help_text="Every field at fault."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -197,14 +254,21 @@ class BatchJobsSerializer(StrictSerializer):
 
 
 class BatchCreateSerializer(StrictSerializer):
-    jobs = serializers.ListField(child=serializers.DictField(), required=False, help_text="Job bodies, as for POST /jobs/.")
-    file = serializers.FileField(required=False, help_text="Instead of `jobs`: a CSV (columns kind or template, "
-                                 "version, label, callback_url, params.<name>, any other column an input) or JSONL file.")
+    jobs = serializers.ListField(
+        child=serializers.DictField(), required=False, help_text="Job bodies, as for POST /jobs/."
+    )
+    file = serializers.FileField(
+        required=False,
+        help_text="Instead of `jobs`: a CSV (columns kind or template, "
+        "version, label, callback_url, params.<name>, any other column an input) or JSONL file.",
+    )
 
 
 class BatchSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    status = serializers.CharField(help_text="queued, running, succeeded, failed, cancelled, or mixed when all ended differently.")
+    status = serializers.CharField(
+        help_text="queued, running, succeeded, failed, cancelled, or mixed when all ended differently."
+    )
     total = serializers.IntegerField()
     counts = serializers.DictField(child=serializers.IntegerField())
     created_at = serializers.DateTimeField()

@@ -141,8 +141,7 @@ def _slot_ttl(keepalive: float) -> float:
 
 def too_many_streams() -> JsonResponse:
     keepalive, _, cap = _conf()
-    message = (f"Too many open event streams: at most {cap} per user. Close one (or let one end), "
-               "then retry.")
+    message = f"Too many open event streams: at most {cap} per user. Close one (or let one end), then retry."
     return error_json(message, 429, "too_many_streams", headers={"Retry-After": str(max(1, math.ceil(keepalive)))})
 
 
@@ -212,7 +211,11 @@ def _from_database(final, fresh: bool):
     stream gets one `replace` per candidate, so nothing is doubled or missed."""
     status, error, texts = final
     for index, text in enumerate(texts):
-        yield "delta" if fresh else "replace", json.dumps({"index": index, "text": text}, ensure_ascii=False), f"db-{index}"
+        yield (
+            "delta" if fresh else "replace",
+            json.dumps({"index": index, "text": text}, ensure_ascii=False),
+            f"db-{index}",
+        )
     end = "error" if status == "failed" else "done"
     yield end, json.dumps({"status": status, **({"error": error} if error else {})}, ensure_ascii=False), "db-end"
 
@@ -264,8 +267,11 @@ async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | N
             _stop_if_cancelled()
             now = time.monotonic()
             if now >= deadline:
-                raise StreamClosed("stream_lifetime", f"The stream reached its maximum lifetime ({lifetime:g} s); "
-                                   "reconnect with Last-Event-ID to go on.", 408)
+                raise StreamClosed(
+                    "stream_lifetime",
+                    f"The stream reached its maximum lifetime ({lifetime:g} s); reconnect with Last-Event-ID to go on.",
+                    408,
+                )
             try:
                 if final is not None:
                     batch = await client.xread({key: last_id}, count=200)
@@ -281,8 +287,11 @@ async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | N
                     final, _ = await _db(_keepalive_check, job_id, None)
                     if final is not None:
                         break
-                    raise StreamClosed("stream_unavailable", "The job's stream cannot be read now; reconnect "
-                                       "with Last-Event-ID to go on.", 503) from exc
+                    raise StreamClosed(
+                        "stream_unavailable",
+                        "The job's stream cannot be read now; reconnect with Last-Event-ID to go on.",
+                        503,
+                    ) from exc
                 batch = None
             if batch:
                 for entry_id, fields in batch[0][1]:
@@ -296,8 +305,9 @@ async def job_event_entries(job_id, last_id: str = "0-0", guard: StreamGuard | N
             if time.monotonic() >= next_check:
                 final, allowed = await _db(_keepalive_check, job_id, guard)
                 if not allowed:
-                    raise StreamClosed("credentials_revoked", "The key or session that opened this stream is no "
-                                       "longer valid.", 401)
+                    raise StreamClosed(
+                        "credentials_revoked", "The key or session that opened this stream is no longer valid.", 401
+                    )
                 if guard is not None:
                     await guard.refresh()
                 next_check = time.monotonic() + keepalive
@@ -314,7 +324,9 @@ async def _stream(job_id, last_id: str, guard: StreamGuard):
     try:
         async with aclosing(job_event_entries(job_id, last_id, guard)) as entries:  # closed (slot freed) with this one
             async for entry in entries:
-                yield ": waiting\n\n" if entry is None else events.sse(*entry)  # a comment keeps proxies from closing an idle stream
+                yield (
+                    ": waiting\n\n" if entry is None else events.sse(*entry)
+                )  # a comment keeps proxies from closing an idle stream
     except StreamClosed as exc:
         # No `done`: the job goes on. EventSource reconnects after `retry` ms with Last-Event-ID (and stops on
         # the 401 a revoked key then gets); other clients do the same.

@@ -53,29 +53,61 @@ class JobCursorPagination(CursorPagination):
 
 CREATE_EXAMPLE = OpenApiExample(
     "Five headlines",
-    value={"kind": "headline", "inputs": {"text": "The city council voted on Tuesday to build a new bridge."},
-           "params": {"n": 5, "seed": 7}, "callback_url": "https://cms.example.com/hooks/aigc"},
+    value={
+        "kind": "headline",
+        "inputs": {"text": "The city council voted on Tuesday to build a new bridge."},
+        "params": {"n": 5, "seed": 7},
+        "callback_url": "https://cms.example.com/hooks/aigc",
+    },
     request_only=True,
 )
 
 
 JOB = {
-    "id": "7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11", "status": "succeeded", "kind": "headline", "template": "headline",
-    "template_version": 1, "inputs": {"text": "The city council voted on Tuesday to build a new bridge."},
+    "id": "7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11",
+    "status": "succeeded",
+    "kind": "headline",
+    "template": "headline",
+    "template_version": 1,
+    "inputs": {"text": "The city council voted on Tuesday to build a new bridge."},
     "params": {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 2, "seed": 7},
-    "outputs": [{"index": 0, "text": "Council approves new Elm River bridge"}, {"index": 1, "text": "A bridge for the city"}],
-    "usage": {"prompt_tokens": 93, "completion_tokens": 21}, "timings": {"total_s": 2.4, "first_token_s": 0.6},
-    "callback_url": "", "batch": None, "error": "", "model": "SmolLM2-135M-Instruct", "backend": "llamacpp", "weights_sha256": "b179c952...",
-    "attempts": 1, "created_at": "2026-11-23T09:00:00Z", "started_at": "2026-11-23T09:00:00Z",
-    "finished_at": "2026-11-23T09:00:03Z", "html_url": "http://127.0.0.1:8000/jobs/7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11/",
+    "outputs": [
+        {"index": 0, "text": "Council approves new Elm River bridge"},
+        {"index": 1, "text": "A bridge for the city"},
+    ],
+    "usage": {"prompt_tokens": 93, "completion_tokens": 21},
+    "timings": {"total_s": 2.4, "first_token_s": 0.6},
+    "callback_url": "",
+    "batch": None,
+    "error": "",
+    "model": "SmolLM2-135M-Instruct",
+    "backend": "llamacpp",
+    "weights_sha256": "b179c952...",
+    "attempts": 1,
+    "created_at": "2026-11-23T09:00:00Z",
+    "started_at": "2026-11-23T09:00:00Z",
+    "finished_at": "2026-11-23T09:00:03Z",
+    "html_url": "http://127.0.0.1:8000/jobs/7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11/",
 }
 JOB_EXAMPLE = OpenApiExample("A finished headline job", value=JOB, response_only=True)
-PAGE_EXAMPLE = OpenApiExample("A page of jobs", value={"next": "http://127.0.0.1:8000/api/v1/jobs/?cursor=cD0yMDI2", "previous": None,
-                                                       "results": [JOB]}, response_only=True)
+PAGE_EXAMPLE = OpenApiExample(
+    "A page of jobs",
+    value={"next": "http://127.0.0.1:8000/api/v1/jobs/?cursor=cD0yMDI2", "previous": None, "results": [JOB]},
+    response_only=True,
+)
 ERROR_EXAMPLE = OpenApiExample(
-    "A bad input", status_codes=["400"], response_only=True,
-    value={"error": {"message": "inputs.text: This field is required.", "type": "invalid_request_error", "code": "invalid",
-                     "param": "inputs.text", "fields": {"inputs.text": ["This field is required."]}}},
+    "A bad input",
+    status_codes=["400"],
+    response_only=True,
+    value={
+        "error": {
+            "message": "inputs.text: This field is required.",
+            "type": "invalid_request_error",
+            "code": "invalid",
+            "param": "inputs.text",
+            "fields": {"inputs.text": ["This field is required."]},
+        }
+    },
 )
 
 
@@ -83,8 +115,13 @@ class JobListCreateApi(APIView):
     parser_classes = [SafeJSONParser]  # a job body nests objects: no form encoding can carry it
     body_required = True  # for POST (the schema)
 
-    @extend_schema(operation_id="v1_jobs_list", parameters=[JobListQuerySerializer], responses=JobPageSerializer, examples=[PAGE_EXAMPLE],
-                   summary="List your jobs (a cursor page, newest first)")
+    @extend_schema(
+        operation_id="v1_jobs_list",
+        parameters=[JobListQuerySerializer],
+        responses=JobPageSerializer,
+        examples=[PAGE_EXAMPLE],
+        summary="List your jobs (a cursor page, newest first)",
+    )
     def get(self, request):
         query = JobListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -94,12 +131,38 @@ class JobListCreateApi(APIView):
         return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(
-        request=JobCreateSerializer, responses={202: JobSerializer, 200: OpenApiResponse(JobSerializer, description="A retry with the same Idempotency-Key and body: the job it created"),
-                                                 409: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with another body")},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, description="Retries with the same key and body return the same job.")],
-        examples=[CREATE_EXAMPLE, OpenApiExample("Queued", value={**JOB, "status": "queued", "outputs": [],
-                  "usage": {"prompt_tokens": None, "completion_tokens": None}}, response_only=True, status_codes=["202"]),
-                  ERROR_EXAMPLE], summary="Create a job (answered 202; poll it, stream it, or get a webhook)",
+        request=JobCreateSerializer,
+        responses={
+            202: JobSerializer,
+            200: OpenApiResponse(
+                JobSerializer, description="A retry with the same Idempotency-Key and body: the job it created"
+            ),
+            409: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with another body"),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Retries with the same key and body return the same job.",
+            )
+        ],
+        examples=[
+            CREATE_EXAMPLE,
+            OpenApiExample(
+                "Queued",
+                value={
+                    **JOB,
+                    "status": "queued",
+                    "outputs": [],
+                    "usage": {"prompt_tokens": None, "completion_tokens": None},
+                },
+                response_only=True,
+                status_codes=["202"],
+            ),
+            ERROR_EXAMPLE,
+        ],
+        summary="Create a job (answered 202; poll it, stream it, or get a webhook)",
     )
     def post(self, request):
         payload = JobCreateSerializer(data=request.data)
@@ -129,9 +192,12 @@ class JobDetailApi(APIView):
 
 
 class JobCancelApi(APIView):
-    @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(ErrorSerializer, description="The job had already ended")},
-                   examples=[OpenApiExample("Cancelled", value={**JOB, "status": "cancelled", "outputs": []}, response_only=True)],
-                   summary="Cancel a queued or running job")
+    @extend_schema(
+        request=None,
+        responses={200: JobSerializer, 409: OpenApiResponse(ErrorSerializer, description="The job had already ended")},
+        examples=[OpenApiExample("Cancelled", value={**JOB, "status": "cancelled", "outputs": []}, response_only=True)],
+        summary="Cancel a queued or running job",
+    )
     def post(self, request, job_id):
         job = _own_job(request, job_id)
         if not services.job_cancel(job, user=request.user):
@@ -143,11 +209,30 @@ class JobCancelApi(APIView):
 
 class UsageApi(APIView):
     @extend_schema(
-        parameters=[UsageQuerySerializer], responses=UsageReportSerializer, summary="Your tokens by day and template",
-        examples=[OpenApiExample("Usage", response_only=True, value={
-            "tokens_per_day": 500000, "tokens_used_today": 1432, "requests_per_minute": 120,
-            "days": [{"day": "2026-11-23", "template": "headline", "jobs": 3, "prompt_tokens": 279, "completion_tokens": 153,
-                      "total_tokens": 432}]})],
+        parameters=[UsageQuerySerializer],
+        responses=UsageReportSerializer,
+        summary="Your tokens by day and template",
+        examples=[
+            OpenApiExample(
+                "Usage",
+                response_only=True,
+                value={
+                    "tokens_per_day": 500000,
+                    "tokens_used_today": 1432,
+                    "requests_per_minute": 120,
+                    "days": [
+                        {
+                            "day": "2026-11-23",
+                            "template": "headline",
+                            "jobs": 3,
+                            "prompt_tokens": 279,
+                            "completion_tokens": 153,
+                            "total_tokens": 432,
+                        }
+                    ],
+                },
+            )
+        ],
     )
     def get(self, request):
         query = UsageQuerySerializer(data=request.query_params)
@@ -173,10 +258,25 @@ class BatchCreateApi(APIView):
 
     @extend_schema(
         request={"application/json": BatchJobsSerializer, "multipart/form-data": _schema.BATCH_FILE},
-        responses={202: BatchSerializer, 413: OpenApiResponse(ErrorSerializer, description="The body or the file is too large "
-                                                              "(AIGC_MAX_BATCH_FILE_BYTES); refused before it is read")},
-        examples=[OpenApiExample("Two summaries", request_only=True, value={"jobs": [
-            {"kind": "summary", "inputs": {"text": "First story..."}}, {"kind": "summary", "inputs": {"text": "Second story..."}}]})],
+        responses={
+            202: BatchSerializer,
+            413: OpenApiResponse(
+                ErrorSerializer,
+                description="The body or the file is too large (AIGC_MAX_BATCH_FILE_BYTES); refused before it is read",
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "Two summaries",
+                request_only=True,
+                value={
+                    "jobs": [
+                        {"kind": "summary", "inputs": {"text": "First story..."}},
+                        {"kind": "summary", "inputs": {"text": "Second story..."}},
+                    ]
+                },
+            )
+        ],
         summary="Create up to 100 jobs at once: all are queued, or none (errors name the item)",
     )
     def post(self, request):
@@ -200,7 +300,7 @@ class BatchCreateApi(APIView):
 
 
 def _name_items(parsed: batches.Parsed, errors: dict[str, list[str]]) -> dict[str, list[str]]:
-    """"jobs.<i>.<field>" keys as the request named the item: the same for a JSON list, the file's row and
+    """ "jobs.<i>.<field>" keys as the request named the item: the same for a JSON list, the file's row and
     column (or line and field) for an upload."""
     named: dict[str, list[str]] = {}
     for key, messages in errors.items():
@@ -212,10 +312,24 @@ def _name_items(parsed: batches.Parsed, errors: dict[str, list[str]]) -> dict[st
 
 
 class BatchDetailApi(APIView):
-    @extend_schema(responses=BatchSerializer, summary="A batch's aggregate status and its jobs", examples=[OpenApiExample(
-        "Half done", response_only=True, value={"id": "0b6f...", "status": "running", "total": 2, "created_at": "2026-11-23T09:00:00Z",
-                                                "counts": {"queued": 0, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0},
-                                                "jobs": [JOB]})])
+    @extend_schema(
+        responses=BatchSerializer,
+        summary="A batch's aggregate status and its jobs",
+        examples=[
+            OpenApiExample(
+                "Half done",
+                response_only=True,
+                value={
+                    "id": "0b6f...",
+                    "status": "running",
+                    "total": 2,
+                    "created_at": "2026-11-23T09:00:00Z",
+                    "counts": {"queued": 0, "running": 1, "succeeded": 1, "failed": 0, "cancelled": 0},
+                    "jobs": [JOB],
+                },
+            )
+        ],
+    )
     def get(self, request, batch_id):
         batch = selectors.batch_for_user(request.user, batch_id)
         if batch is None:
@@ -238,7 +352,9 @@ def _signing_key(request, items: list[dict]) -> ApiKey | None:
     """The request's key, which will sign the items' webhooks; callbacks without a key are refused."""
     api_key = _api_key(request)
     if api_key is None and any(item.get("callback_url") for item in items):
-        raise ValidationError({"callback_url": ["Webhooks are signed with an API key's secret: authenticate with a key."]})
+        raise ValidationError(
+            {"callback_url": ["Webhooks are signed with an API key's secret: authenticate with a key."]}
+        )
     return api_key
 
 
@@ -250,8 +366,13 @@ def _own_job(request, job_id):
 
 
 TEMPLATE = {
-    "slug": "headline", "kind": "headline", "name": "News headlines", "description": "Several headline candidates.",
-    "is_default": True, "labels": {"production": 1, "staging": 1}, "production_version": 1,
+    "slug": "headline",
+    "kind": "headline",
+    "name": "News headlines",
+    "description": "Several headline candidates.",
+    "is_default": True,
+    "labels": {"production": 1, "staging": 1},
+    "production_version": 1,
     "variables": [{"name": "text", "type": "text", "label": "Story", "required": True, "max_length": 20000}],
     "default_params": {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 5},
 }
@@ -259,8 +380,12 @@ TEMPLATE_EXAMPLE = OpenApiExample("Templates", value=[TEMPLATE], response_only=T
 
 
 class TemplateListApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("kind", str, enum=[k for k, _ in Kind.choices])],
-                   responses=TemplateSerializer(many=True), summary="List templates", examples=[TEMPLATE_EXAMPLE])
+    @extend_schema(
+        parameters=[OpenApiParameter("kind", str, enum=[k for k, _ in Kind.choices])],
+        responses=TemplateSerializer(many=True),
+        summary="List templates",
+        examples=[TEMPLATE_EXAMPLE],
+    )
     def get(self, request):
         templates = selectors.templates_with_versions().order_by("kind", "slug")
         kind = request.query_params.get("kind")
@@ -270,11 +395,31 @@ class TemplateListApi(APIView):
 
 
 class TemplateDetailApi(APIView):
-    @extend_schema(responses=TemplateDetailSerializer, summary="Get a template with its versions",
-                   parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=_schema.SLUG)], examples=[OpenApiExample(
-        "Headline template", response_only=True, value={**TEMPLATE, "versions": [{"number": 1, "labels": ["production", "staging"],
-        "system_prompt": "You are a news editor.", "user_template": "Write one headline for this story: {text}",
-        "variables": TEMPLATE["variables"], "default_params": TEMPLATE["default_params"], "output_format": "headline"}]})])
+    @extend_schema(
+        responses=TemplateDetailSerializer,
+        summary="Get a template with its versions",
+        parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=_schema.SLUG)],
+        examples=[
+            OpenApiExample(
+                "Headline template",
+                response_only=True,
+                value={
+                    **TEMPLATE,
+                    "versions": [
+                        {
+                            "number": 1,
+                            "labels": ["production", "staging"],
+                            "system_prompt": "You are a news editor.",
+                            "user_template": "Write one headline for this story: {text}",
+                            "variables": TEMPLATE["variables"],
+                            "default_params": TEMPLATE["default_params"],
+                            "output_format": "headline",
+                        }
+                    ],
+                },
+            )
+        ],
+    )
     def get(self, request, slug):
         template = selectors.templates_with_versions().filter(slug=slug).first()
         if template is None:

@@ -58,7 +58,13 @@ def check_python(code: str, test: str = "", timeout: float = 10.0) -> list[str]:
     if not test:
         return []
     try:
-        run = subprocess.run([sys.executable, "-I", "-c", code + "\n\n" + test], capture_output=True, text=True, timeout=timeout, check=False)
+        run = subprocess.run(
+            [sys.executable, "-I", "-c", code + "\n\n" + test],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return ["timed out"]
     if run.returncode != 0:

@@ -120,12 +120,21 @@ FORMATS = {
         OutputFormat("list", "Bulleted list", _list, bulleted=True),
         # One-line headlines are cheap: four more rounds to find distinct ones of 3-20 words.
         OutputFormat(
-            "headline", "One headline per output", _headline, stop=("\n",), top_up_rounds=4, words=(3, 20),
-            distinct=True, many=True,
+            "headline",
+            "One headline per output",
+            _headline,
+            stop=("\n",),
+            top_up_rounds=4,
+            words=(3, 20),
+            distinct=True,
+            many=True,
         ),
         OutputFormat("code", "Code only", _code, code=True),
         OutputFormat(
-            "docstrings", "The given Python code with a docstring added to each function", _code, code=True,
+            "docstrings",
+            "The given Python code with a docstring added to each function",
+            _code,
+            code=True,
             documents=True,
         ),
     )

@@ -105,8 +105,14 @@ def _stop_strings(errors: dict, value) -> list[str]:
     if value is None:
         return []
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(s, str) and s and len(s) <= 64 for s in items) or len(items) > MAX_STOP:
-        errors["params.stop"] = [f"A string or a list of at most {MAX_STOP} non-empty strings of at most 64 characters."]
+    if (
+        not isinstance(items, list)
+        or not all(isinstance(s, str) and s and len(s) <= 64 for s in items)
+        or len(items) > MAX_STOP
+    ):
+        errors["params.stop"] = [
+            f"A string or a list of at most {MAX_STOP} non-empty strings of at most 64 characters."
+        ]
         return []
     return items
 
@@ -117,7 +123,19 @@ def check_variables(variables: object, texts: dict[str, str], length_variable: s
     if not isinstance(variables, list) or not all(isinstance(v, dict) for v in variables):
         raise InvalidInput({"variables": ["Must be a list of objects."]})
     seen = set()
-    allowed_keys = {"name", "type", "label", "required", "default", "max_length", "min", "max", "choices", "multiline", "help"}
+    allowed_keys = {
+        "name",
+        "type",
+        "label",
+        "required",
+        "default",
+        "max_length",
+        "min",
+        "max",
+        "choices",
+        "multiline",
+        "help",
+    }
     for i, spec in enumerate(variables):
         where = f"variables.{i}"
         name = spec.get("name")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 
 _LIST_MARKER = re.compile(r"^\s*(?:\d{1,2}\s*[.):\-]|[-*•·#>]+|\(\d{1,2}\))\s*")
-_LABEL = re.compile(r"^\s*(?:headline|title|seo title|story|article|news|option\s*\d*|标题)\s*[:：\-]\s*", re.IGNORECASE)
+_LABEL = re.compile(
+    r"^\s*(?:headline|title|seo title|story|article|news|option\s*\d*|标题)\s*[:：\-]\s*", re.IGNORECASE
+)
 _QUOTES = "\"'“”‘’「」『』«»`"
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 # ASCII sentence ends need a space (or the end) after them, to skip "3.5" and "e.g."; CJK ones need none.
@@ -40,7 +42,9 @@ def extract_code(text: str) -> str:
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _LATIN_WORD = re.compile(r"[^\s\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
-_WORD_OR_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]|[^\s\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+")
+_WORD_OR_CJK = re.compile(
+    r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]|[^\s\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]+"
+)
 
 
 _HAS_WORD_CHAR = re.compile(r"\w")

@@ -26,5 +26,7 @@ class PromptCounter:
         return self._template.render(messages)
 
     def count(self, messages: list[dict]) -> int:
-        return sum(len((self._tokenizer if trusted else self._plain).encode(text, add_special_tokens=False).ids)
-                   for text, trusted in self._template.render_parts(messages))
+        return sum(
+            len((self._tokenizer if trusted else self._plain).encode(text, add_special_tokens=False).ids)
+            for text, trusted in self._template.render_parts(messages)
+        )

@@ -32,7 +32,9 @@ class ChatTemplate:
 
     def render(self, messages: list[dict]) -> str:
         """The exact prompt text, ready for the assistant's reply."""
-        return self._template.render(messages=messages, add_generation_prompt=True, tools=None, documents=None, **self._special)
+        return self._template.render(
+            messages=messages, add_generation_prompt=True, tools=None, documents=None, **self._special
+        )
 
     def render_parts(self, messages: list[dict]) -> list[tuple[str, bool]]:
         """The same prompt as (text, trusted) pieces: the template's own text (trusted: its special-token strings

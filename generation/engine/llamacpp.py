@@ -179,7 +179,9 @@ class LlamaRunner:
         tokens = [0] * len(self.slots)
         for active, rows in groups.items():
             r = active.request
-            picked = next_tokens_np(self._logits[[self._outputs[i] for i in rows]], r.temperature, r.top_p, active.generator)
+            picked = next_tokens_np(
+                self._logits[[self._outputs[i] for i in rows]], r.temperature, r.top_p, active.generator
+            )
             for i, token in zip(rows, picked, strict=True):
                 tokens[i] = token
         return tokens
@@ -213,7 +215,8 @@ class LlamaRunner:
         started = time.monotonic()
         # (sequence, tokens, first position, who reads its logits); exactly one logits row per entry
         entries: list[tuple[int, list[int], int, tuple]] = [
-            (seq, [token], pos, ("row", i)) for i, (seq, pos, token) in enumerate(zip(self.seqs, self.positions, feed, strict=True))
+            (seq, [token], pos, ("row", i))
+            for i, (seq, pos, token) in enumerate(zip(self.seqs, self.positions, feed, strict=True))
         ]
         joining: list[tuple[Active, list[int], list[int], list[int]]] = []  # request, rows, sequences, next positions
         for j, active in enumerate(admitted):
@@ -280,8 +283,18 @@ class LlamaCppEngine(LocalEngine):
 
     backend = "llamacpp"
 
-    def __init__(self, path: str, *, model_name: str, weights_sha256: str, threads: int = 0, context: int = 2048,
-                 max_rows: int = 32, flash_attn: str = "auto", tokenizer_json=None) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        model_name: str,
+        weights_sha256: str,
+        threads: int = 0,
+        context: int = 2048,
+        max_rows: int = 32,
+        flash_attn: str = "auto",
+        tokenizer_json=None,
+    ) -> None:
         self.threads = threads or default_threads()
         self.llm = LlamaModel(path, threads=self.threads, context=context, max_rows=max_rows, flash_attn=flash_attn)
         self.path = path
@@ -308,7 +321,9 @@ class LlamaCppEngine(LocalEngine):
         return self.chat.render(messages)
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
-        return [t for text, trusted in self.chat.render_parts(messages) for t in self.llm.tokenize(text, special=trusted)]
+        return [
+            t for text, trusted in self.chat.render_parts(messages) for t in self.llm.tokenize(text, special=trusted)
+        ]
 
     def is_end(self, token: int) -> bool:
         return self.llm.is_end(token)

@@ -58,7 +58,9 @@ class EngineConfig:
     model_path: str = ""  # empty: the bundled SmolLM2
     model_name: str = ""  # shown in jobs; defaults to the file or folder name
     cache_dir: str = "var/models"
-    backend: str = "auto"  # auto (llamacpp for a GGUF file or the bundled model, else transformers) | llamacpp | transformers
+    backend: str = (
+        "auto"  # auto (llamacpp for a GGUF file or the bundled model, else transformers) | llamacpp | transformers
+    )
     device: str = "auto"  # transformers: auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # transformers: auto | float32 | bfloat16 | float16
     threads: int = 0  # llamacpp: 0 = every core this process may use
@@ -222,11 +224,24 @@ def load_llamacpp(config: EngineConfig):
     digest = weights_hash(gguf, cache_dir)
     log.info("loading %s from %s with llama.cpp", name, gguf)
     engine = LlamaCppEngine(
-        str(gguf), model_name=name, weights_sha256=digest, threads=config.threads, context=config.context,
-        max_rows=config.max_rows or 32, flash_attn=config.flash_attn, tokenizer_json=lambda: gguf_tokenizer_json(gguf, digest, cache_dir),
+        str(gguf),
+        model_name=name,
+        weights_sha256=digest,
+        threads=config.threads,
+        context=config.context,
+        max_rows=config.max_rows or 32,
+        flash_attn=config.flash_attn,
+        tokenizer_json=lambda: gguf_tokenizer_json(gguf, digest, cache_dir),
     )
-    log.info("model %s loaded in %.1f s (llama.cpp, %d threads, %d rows of %d positions, weights sha256 %s)",
-             name, time.monotonic() - started, engine.threads, engine._runner.max_rows, engine.context_length, digest[:12])
+    log.info(
+        "model %s loaded in %.1f s (llama.cpp, %d threads, %d rows of %d positions, weights sha256 %s)",
+        name,
+        time.monotonic() - started,
+        engine.threads,
+        engine._runner.max_rows,
+        engine.context_length,
+        digest[:12],
+    )
     return engine
 
 
@@ -240,11 +255,18 @@ def gguf_tokenizer_json(gguf: Path, digest: str, cache_dir: Path) -> str:
         if not path.exists():
             started = time.monotonic()
             root = Path(__file__).resolve().parents[2]
-            done = subprocess.run([sys.executable, "-m", "generation.engine.gguf_tokenizer", str(gguf), str(path)],
-                                  cwd=root, capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [sys.executable, "-m", "generation.engine.gguf_tokenizer", str(gguf), str(path)],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode:
                 raise RuntimeError(f"converting the tokenizer of {gguf.name} failed: {done.stderr[-2000:]}")
-            log.info("tokenizer of %s converted for the web tier in %.1f s (cached)", gguf.name, time.monotonic() - started)
+            log.info(
+                "tokenizer of %s converted for the web tier in %.1f s (cached)", gguf.name, time.monotonic() - started
+            )
         return path.read_text()
 
 
@@ -259,7 +281,9 @@ def load_transformers(config: EngineConfig):
     if config.model_path:
         folder = Path(config.model_path).expanduser()
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"AIGC_MODEL_PATH={folder} is not a Hugging Face checkpoint folder (no config.json)")
+            raise FileNotFoundError(
+                f"AIGC_MODEL_PATH={folder} is not a Hugging Face checkpoint folder (no config.json)"
+            )
         name = config.model_name or folder.name
         log.info("model %s: hashing weights in %s", name, folder)
         digest = weights_hash(folder, cache_dir)
@@ -288,5 +312,11 @@ def load_transformers(config: EngineConfig):
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
     torch.set_grad_enabled(False)
-    return TransformersEngine(model=model, tokenizer=tokenizer, model_name=name, weights_sha256=digest, device=device,
-                              max_batch_rows=config.max_rows or 64)
+    return TransformersEngine(
+        model=model,
+        tokenizer=tokenizer,
+        model_name=name,
+        weights_sha256=digest,
+        device=device,
+        max_batch_rows=config.max_rows or 64,
+    )

@@ -22,7 +22,9 @@ from .types import DeltaCallback, GenerationRequest, GenerationResult
 class LocalEngine:
     backend = ""
 
-    def __init__(self, *, runner, model_name: str, weights_sha256: str, context_length: int, max_rows: int = 64) -> None:
+    def __init__(
+        self, *, runner, model_name: str, weights_sha256: str, context_length: int, max_rows: int = 64
+    ) -> None:
         self.model_name = model_name
         self.weights_sha256 = weights_sha256
         self.context_length = context_length
@@ -57,7 +59,9 @@ class LocalEngine:
     def warmup(self) -> float:
         """Run a tiny generation so that the first real job does not pay for lazy initialisation."""
         started = time.monotonic()
-        self.generate(GenerationRequest(messages=[{"role": "user", "content": "Hello"}], max_new_tokens=4, temperature=0))
+        self.generate(
+            GenerationRequest(messages=[{"role": "user", "content": "Hello"}], max_new_tokens=4, temperature=0)
+        )
         return time.monotonic() - started
 
     def generate(self, request: GenerationRequest, on_delta: DeltaCallback | None = None) -> GenerationResult:

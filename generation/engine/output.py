@@ -113,7 +113,9 @@ class Delivery:
                 self._send({key: pending.pop(key) for key in [k for k in pending if k[0] is active]})
                 started.difference_update([k for k in started if k[0] is active])
                 if not active.future.done():
-                    (active.future.set_exception if isinstance(outcome, BaseException) else active.future.set_result)(outcome)
+                    (active.future.set_exception if isinstance(outcome, BaseException) else active.future.set_result)(
+                        outcome
+                    )
             if pending and time.monotonic() - flushed >= interval:
                 self._send(pending)
                 pending = {}
@@ -165,7 +167,10 @@ class OutputProcessor:
             self.finish(active)
             return True
         if r.time_limit and now - active.started > r.time_limit:
-            self.fail(active, GenerationTimeout.after(r.time_limit, len(active.prompt), sum(row.generated for row in active.rows)))
+            self.fail(
+                active,
+                GenerationTimeout.after(r.time_limit, len(active.prompt), sum(row.generated for row in active.rows)),
+            )
             return True
         return False
 

@@ -23,6 +23,7 @@ FINISH = {"stop": "stop", "length": "length"}
 
 class RemoteEngine:
     backend = "openai"
+
     def __init__(self, url: str, model: str, api_key: str = "", name: str = "", timeout_s: float = 600.0) -> None:
         # No retries by the client: a retried streaming request may generate twice on the server (and, against
         # another deployment of this studio, create a second job). A failed request fails the job, with the reason.
@@ -43,7 +44,9 @@ class RemoteEngine:
         except openai.OpenAIError as exc:
             raise EngineError(f"The model server at {self.url} did not answer: {_reason(exc)}") from exc
         if self.model not in served:
-            raise EngineError(f"The model server at {self.url} does not serve {self.model!r} (it serves {', '.join(served)}).")
+            raise EngineError(
+                f"The model server at {self.url} does not serve {self.model!r} (it serves {', '.join(served)})."
+            )
         return time.monotonic() - started
 
     def generate(self, request: GenerationRequest, on_delta: DeltaCallback | None = None) -> GenerationResult:
@@ -56,9 +59,17 @@ class RemoteEngine:
         usage, first_token_s = None, None
         try:
             stream = self.client.chat.completions.create(
-                model=self.model, messages=request.messages, max_tokens=request.max_new_tokens,
-                temperature=request.temperature, top_p=request.top_p, n=request.n, seed=request.seed,
-                stop=request.stop or None, stream=True, stream_options={"include_usage": True}, timeout=limit,
+                model=self.model,
+                messages=request.messages,
+                max_tokens=request.max_new_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                n=request.n,
+                seed=request.seed,
+                stop=request.stop or None,
+                stream=True,
+                stream_options={"include_usage": True},
+                timeout=limit,
             )
         except openai.APITimeoutError:
             raise GenerationTimeout.after(limit) from None

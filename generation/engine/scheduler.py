@@ -170,5 +170,7 @@ class Scheduler:
         feed = [feed[i] for i in keep]
         self.runner.keep(keep)
         self.row_limit = max(1, len(self.runner.slots))
-        log.warning("out of memory in a decoding step: %d requests wait, batch capped at %d rows", len(leaving), self.row_limit)
+        log.warning(
+            "out of memory in a decoding step: %d requests wait, batch capped at %d rows", len(leaving), self.row_limit
+        )
         return feed

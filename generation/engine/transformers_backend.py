@@ -113,7 +113,9 @@ class Batch:
     def rows(self) -> int:
         return len(self.slots)
 
-    def add(self, slots: list[tuple[Active, int]], cache: Cache, logits: torch.Tensor, mask: torch.Tensor, config) -> None:
+    def add(
+        self, slots: list[tuple[Active, int]], cache: Cache, logits: torch.Tensor, mask: torch.Tensor, config
+    ) -> None:
         """Merge freshly prefilled rows (their cache, last logits and attention mask) into the batch."""
         length = mask.shape[1]
         positions = mask.sum(dim=1)  # the next position of each row is its count of real tokens
@@ -155,8 +157,6 @@ class Batch:
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
     return F.pad(t, (0, 0, width - t.shape[-2], 0)) if t.shape[-2] < width else t
-
-
 
 
 class TorchRunner:
@@ -242,7 +242,12 @@ class TorchRunner:
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         cache = new_cache(self.model.config)
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
         )
         logits = out.logits[:, -1, :].float()
         expand = [i for i, count in enumerate(copies) for _ in range(count)]
@@ -258,7 +263,9 @@ class TorchRunner:
     def _decode(self, feed: torch.Tensor) -> None:
         batch = self._batch
         length = batch.mask.shape[1]
-        mask = torch.cat([batch.mask, torch.ones(batch.rows, 1, dtype=batch.mask.dtype, device=batch.mask.device)], dim=1)
+        mask = torch.cat(
+            [batch.mask, torch.ones(batch.rows, 1, dtype=batch.mask.dtype, device=batch.mask.device)], dim=1
+        )
         try:
             out = self.model(
                 input_ids=feed[:, None],
@@ -285,7 +292,9 @@ class TransformersEngine(LocalEngine):
 
     backend = "transformers"
 
-    def __init__(self, model, tokenizer, model_name: str, weights_sha256: str, device, max_batch_rows: int = 64) -> None:
+    def __init__(
+        self, model, tokenizer, model_name: str, weights_sha256: str, device, max_batch_rows: int = 64
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -323,8 +332,11 @@ class TransformersEngine(LocalEngine):
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
         """Special-token strings count only where the chat template wrote them (see ChatTemplate.render_parts)."""
-        return [t for text, trusted in self.chat.render_parts(messages)
-                for t in self.tokenizer(text, add_special_tokens=False, split_special_tokens=not trusted)["input_ids"]]
+        return [
+            t
+            for text, trusted in self.chat.render_parts(messages)
+            for t in self.tokenizer(text, add_special_tokens=False, split_special_tokens=not trusted)["input_ids"]
+        ]
 
     def _special_tokens(self) -> dict:
         return {k: v for k, v in self.tokenizer.special_tokens_map.items() if isinstance(v, str)}

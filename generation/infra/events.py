@@ -85,7 +85,9 @@ def _length(job_id) -> int:
 
 def publish_delta(job_id, index: int, text: str, tokens: int | None = None) -> bytes | None:
     """One piece of new text for candidate `index`, with the candidate's tokens so far while it runs."""
-    return _append(job_id, "delta", {"index": index, "text": text, **({"tokens": tokens} if tokens is not None else {})})
+    return _append(
+        job_id, "delta", {"index": index, "text": text, **({"tokens": tokens} if tokens is not None else {})}
+    )
 
 
 def publish_end(job_id, status: str, error: str = "") -> None:

@@ -70,16 +70,24 @@ class StudioCollector:
 
         aliases = registry.aliases()
         jobs = GaugeMetricFamily("aigc_jobs", "Jobs by status and model alias", labels=["status", "alias"])
-        counts = {(s, a): n for s, a, n in Job.objects.values("status", "model_alias").annotate(n=Count("pk"))
-                  .values_list("status", "model_alias", "n")}
+        counts = {
+            (s, a): n
+            for s, a, n in Job.objects.values("status", "model_alias")
+            .annotate(n=Count("pk"))
+            .values_list("status", "model_alias", "n")
+        }
         for status in JobStatus.values:
             for alias in sorted(set(aliases) | {a for _, a in counts}):
                 jobs.add_metric([status, alias], counts.get((status, alias), 0))
         yield jobs
 
         health = self.model_health()
-        depth = GaugeMetricFamily("aigc_queue_depth", "Messages waiting in each model's queue", labels=["alias", "queue"])
-        live = GaugeMetricFamily("aigc_live_workers", "Workers seen within AIGC_STALE_AFTER_S", labels=["alias", "queue"])
+        depth = GaugeMetricFamily(
+            "aigc_queue_depth", "Messages waiting in each model's queue", labels=["alias", "queue"]
+        )
+        live = GaugeMetricFamily(
+            "aigc_live_workers", "Workers seen within AIGC_STALE_AFTER_S", labels=["alias", "queue"]
+        )
         for alias, row in health.items():
             if row["queue_depth"] is not None:
                 depth.add_metric([alias, row["queue"]], row["queue_depth"])
@@ -96,10 +104,22 @@ class StudioCollector:
         for alias in aliases:
             tokens.add_metric([alias], int(raw.get(f"tokens|{alias}", 0)))
         yield tokens
-        yield _histogram("aigc_time_to_first_token_seconds", "From a job's start on a worker to its first token",
-                         raw, "ttft", TTFT_BUCKETS, aliases)
-        yield _histogram("aigc_tokens_per_second", "Completion tokens per second of generation, per job",
-                         raw, "tps", TPS_BUCKETS, aliases)
+        yield _histogram(
+            "aigc_time_to_first_token_seconds",
+            "From a job's start on a worker to its first token",
+            raw,
+            "ttft",
+            TTFT_BUCKETS,
+            aliases,
+        )
+        yield _histogram(
+            "aigc_tokens_per_second",
+            "Completion tokens per second of generation, per job",
+            raw,
+            "tps",
+            TPS_BUCKETS,
+            aliases,
+        )
 
 
 def render(model_health) -> bytes:

@@ -61,8 +61,11 @@ def stop_redis(pid: int, socket_path: str = "", timeout: float = 30) -> str:
         # A server that closes the connection as it goes down is what redis-py reports as an error.
         with contextlib.suppress(redis.RedisError):
             redis.Redis(unix_socket_path=socket_path, socket_timeout=5).shutdown(save=True)
-    for how, sig, wait in (("shut down, its data saved", None, timeout), ("stopped with SIGTERM", signal.SIGTERM, 10),
-                           ("killed", signal.SIGKILL, 5)):
+    for how, sig, wait in (
+        ("shut down, its data saved", None, timeout),
+        ("stopped with SIGTERM", signal.SIGTERM, 10),
+        ("killed", signal.SIGKILL, 5),
+    ):
         try:
             if sig is not None:
                 process.send_signal(sig)
@@ -112,7 +115,8 @@ def start_redis(port: int, log_path: Path) -> subprocess.Popen:
     with open(log_path, "a") as log:  # the child keeps its own copy of the file
         proc = subprocess.Popen(
             [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
@@ -129,9 +133,23 @@ def start_beat(env: dict, log_path: Path) -> subprocess.Popen:
     schedule = log_path.with_suffix(".schedule")
     with open(log_path, "w") as log:
         return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "aigc_site", "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "aigc_site",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(schedule),
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def process_env(**overrides) -> dict:
@@ -141,16 +159,38 @@ def process_env(**overrides) -> dict:
     return env
 
 
-def start_worker(env: dict, queue: str, log_path: Path, concurrency: int, also: tuple[str, ...] = (),
-                 name: str | None = None) -> subprocess.Popen:
+def start_worker(
+    env: dict, queue: str, log_path: Path, concurrency: int, also: tuple[str, ...] = (), name: str | None = None
+) -> subprocess.Popen:
     """`celery worker` with the threads pool, as the Procfile runs it, on a queue of its own (and the queues
     in `also`, such as the reconciler's). Several workers on one host need distinct names."""
     with open(log_path, "w") as log:
         return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "aigc_site", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-         "--queues", ",".join((queue, *also)), "--loglevel", "INFO", "--hostname", f"{name or queue}@%h", "--without-mingle", "--without-gossip"],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "aigc_site",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(concurrency),
+                "--queues",
+                ",".join((queue, *also)),
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"{name or queue}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def start_web(env: dict, port: int, log_path: Path) -> subprocess.Popen:
@@ -159,10 +199,24 @@ def start_web(env: dict, port: int, log_path: Path) -> subprocess.Popen:
     env = {**env, "DJANGO_SSL_REDIRECT": "0"}
     with open(log_path, "w") as log:
         return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "aigc_site.asgi:application", "--lifespan", "off", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log"],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "aigc_site.asgi:application",
+                "--lifespan",
+                "off",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_for_worker(proc: subprocess.Popen, log_path: Path, timeout: float) -> None:

@@ -39,7 +39,11 @@ def async_client() -> aioredis.Redis:
             # A read blocks for up to one keep-alive: the socket timeout must be longer.
             timeout = float(settings.AIGC["STREAM_KEEPALIVE_S"]) + 10
             # Named after the process, so that CLIENT LIST shows which web process holds which stream reads.
-            pool = aioredis.ConnectionPool.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=timeout,
-                                                    client_name=f"aigc-streams-{os.getpid()}")
+            pool = aioredis.ConnectionPool.from_url(
+                settings.REDIS_URL,
+                socket_connect_timeout=5,
+                socket_timeout=timeout,
+                client_name=f"aigc-streams-{os.getpid()}",
+            )
             found = _async_clients[loop] = aioredis.Redis(connection_pool=pool)
         return found

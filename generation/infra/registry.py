@@ -54,11 +54,13 @@ def entry(alias: str) -> dict:
     try:
         return entries()[alias]
     except KeyError:
-        raise ImproperlyConfigured(f"unknown model alias {alias!r}; AIGC_MODELS defines {', '.join(aliases())}") from None
+        raise ImproperlyConfigured(
+            f"unknown model alias {alias!r}; AIGC_MODELS defines {', '.join(aliases())}"
+        ) from None
 
 
 def queue_for(alias: str) -> str:
-    """"default" -> AIGC_QUEUE; any other alias X -> "<AIGC_QUEUE>.X", unless its entry names a queue. Read at
+    """ "default" -> AIGC_QUEUE; any other alias X -> "<AIGC_QUEUE>.X", unless its entry names a queue. Read at
     call time, so that tests (and deployments) can move the whole set of queues by changing AIGC_QUEUE."""
     base = settings.CELERY_TASK_DEFAULT_QUEUE
     named = settings.AIGC["MODELS"].get(alias, {}).get("queue")
@@ -83,7 +85,9 @@ def validate(models: dict) -> None:
             raise ImproperlyConfigured(f"{where} must be an object")
         backend = backend_of(item)
         if backend not in BACKENDS:
-            raise ImproperlyConfigured(f"{where}: unknown backend {item.get('backend')!r}; use one of {', '.join(BACKENDS)}")
+            raise ImproperlyConfigured(
+                f"{where}: unknown backend {item.get('backend')!r}; use one of {', '.join(BACKENDS)}"
+            )
         required, allowed = BACKENDS[backend]
         if missing := sorted(required - set(item)):
             raise ImproperlyConfigured(f"{where}: the {backend} backend needs {', '.join(missing)}")
@@ -92,5 +96,12 @@ def validate(models: dict) -> None:
         if "flash_attn" in item and item["flash_attn"] not in ("auto", "on", "off"):
             raise ImproperlyConfigured(f"{where}: flash_attn is auto, on or off")
         for key in ("threads", "context", "max_rows"):
-            if key in item and (not isinstance(item[key], int) or isinstance(item[key], bool) or item[key] < (0 if key == "threads" else 1)):
-                raise ImproperlyConfigured(f"{where}: {key} must be a whole number" + (" (0: every core)" if key == "threads" else " of at least 1"))
+            if key in item and (
+                not isinstance(item[key], int)
+                or isinstance(item[key], bool)
+                or item[key] < (0 if key == "threads" else 1)
+            ):
+                raise ImproperlyConfigured(
+                    f"{where}: {key} must be a whole number"
+                    + (" (0: every core)" if key == "threads" else " of at least 1")
+                )

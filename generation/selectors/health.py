@@ -19,8 +19,12 @@ def model_health() -> dict[str, dict]:
     entries = registry.entries()
     queues = {alias: registry.queue_for(alias) for alias in entries}
     live = presence.live_workers(list(queues.values()))
-    queued = dict(Job.objects.filter(status=JobStatus.QUEUED).values("model_alias").annotate(n=Count("pk"))
-                  .values_list("model_alias", "n"))
+    queued = dict(
+        Job.objects.filter(status=JobStatus.QUEUED)
+        .values("model_alias")
+        .annotate(n=Count("pk"))
+        .values_list("model_alias", "n")
+    )
     depth = None
     try:
         pipe = redis_client.client().pipeline()
@@ -34,8 +38,11 @@ def model_health() -> dict[str, dict]:
         queue = queues[alias]
         workers = None if live is None else live[queue]
         report[alias] = {
-            "backend": item["backend"], "queue": queue, "live_workers": workers,
-            "queue_depth": None if depth is None else depth[queue], "queued_jobs": queued.get(alias, 0),
+            "backend": item["backend"],
+            "queue": queue,
+            "live_workers": workers,
+            "queue_depth": None if depth is None else depth[queue],
+            "queued_jobs": queued.get(alias, 0),
             "stranded": workers == 0 and queued.get(alias, 0) > 0,
         }
     return report

@@ -62,17 +62,25 @@ def job_notice(job: Job) -> str | None:
     live = presence.live_workers([queue], max_age_s=2.0)
     if live is None or live[queue]:
         return None
-    return (f"No worker is serving the model '{job.model_alias}' (queue {queue}) right now; "
-            f"the job waits until one starts.")
+    return (
+        f"No worker is serving the model '{job.model_alias}' (queue {queue}) right now; the job waits until one starts."
+    )
 
 
 def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None):
     """History filters. `q` looks in inputs, outputs (model and final text) and errors."""
     if q:
         # The inputs as text (a JSON lookup would compare JSON-escaped strings and miss Chinese words).
-        jobs = jobs.annotate(inputs_text=Cast("inputs", TextField())).filter(
-            Q(inputs_text__icontains=q) | Q(outputs__text__icontains=q) | Q(outputs__final_text__icontains=q) | Q(error__icontains=q)
-        ).distinct()
+        jobs = (
+            jobs.annotate(inputs_text=Cast("inputs", TextField()))
+            .filter(
+                Q(inputs_text__icontains=q)
+                | Q(outputs__text__icontains=q)
+                | Q(outputs__final_text__icontains=q)
+                | Q(error__icontains=q)
+            )
+            .distinct()
+        )
     filters = {"kind": kind, "status": status, "template__slug": template, "review_state": review}
     jobs = jobs.filter(**{k: v for k, v in filters.items() if v})
     if since:
@@ -85,8 +93,13 @@ def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", r
 def api_jobs(user, *, status=None, kind=None, template=None, created_after=None, created_before=None) -> QuerySet[Job]:
     """The API's job list filters, over the user's own jobs."""
     jobs = jobs_visible_to(user)
-    filters = {"status": status, "kind": kind, "template__slug": template, "created_at__gte": created_after,
-               "created_at__lt": created_before}
+    filters = {
+        "status": status,
+        "kind": kind,
+        "template__slug": template,
+        "created_at__gte": created_after,
+        "created_at__lt": created_before,
+    }
     return jobs.filter(**{k: v for k, v in filters.items() if v})
 
 
@@ -97,12 +110,22 @@ def usage_by_day(user, days: int) -> list[dict]:
         Job.objects.filter(owner=user, created_at__gte=since, status__in=FINAL_STATUSES)
         .annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values("day", "template__slug")
-        .annotate(jobs=Count("id"), prompt_tokens=Sum("prompt_tokens", default=0), completion_tokens=Sum("completion_tokens", default=0))
+        .annotate(
+            jobs=Count("id"),
+            prompt_tokens=Sum("prompt_tokens", default=0),
+            completion_tokens=Sum("completion_tokens", default=0),
+        )
         .order_by("-day", "template__slug")
     )
     return [
-        {"day": r["day"], "template": r["template__slug"], "jobs": r["jobs"], "prompt_tokens": r["prompt_tokens"],
-         "completion_tokens": r["completion_tokens"], "total_tokens": r["prompt_tokens"] + r["completion_tokens"]}
+        {
+            "day": r["day"],
+            "template": r["template__slug"],
+            "jobs": r["jobs"],
+            "prompt_tokens": r["prompt_tokens"],
+            "completion_tokens": r["completion_tokens"],
+            "total_tokens": r["prompt_tokens"] + r["completion_tokens"],
+        }
         for r in rows
     ]
 

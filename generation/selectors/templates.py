@@ -27,7 +27,9 @@ def templates_with_versions() -> QuerySet[PromptTemplate]:
 
 
 def templates_for_kind(kind: str) -> QuerySet[PromptTemplate]:
-    return PromptTemplate.objects.filter(kind=kind, labels__name=TemplateLabel.PRODUCTION).order_by("-is_default", "name")
+    return PromptTemplate.objects.filter(kind=kind, labels__name=TemplateLabel.PRODUCTION).order_by(
+        "-is_default", "name"
+    )
 
 
 def versions_with_ratings(template: PromptTemplate) -> QuerySet[TemplateVersion]:

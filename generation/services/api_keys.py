@@ -24,7 +24,9 @@ def api_key_create(user, name: str = "") -> tuple[ApiKey, str]:
     with transaction.atomic():
         lock_user(user)  # two requests cannot both take the last place
         if ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() >= cap:
-            raise ValidationError({"name": [f"You have {cap} live API keys, the most allowed: revoke one you no longer use."]})
+            raise ValidationError(
+                {"name": [f"You have {cap} live API keys, the most allowed: revoke one you no longer use."]}
+            )
         return _create(user, name)
 
 

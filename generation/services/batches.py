@@ -38,7 +38,9 @@ def batch_create(*, user, items: list[dict | None], api_key=None, errors: dict |
 
 def batch_status(batch: JobBatch) -> dict:
     """Counts by status, and one word for the whole: queued, running, succeeded, failed, cancelled or mixed."""
-    counts = dict(Job.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    counts = dict(
+        Job.objects.filter(batch=batch).values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
     total = sum(counts.values())
     if counts.get(JobStatus.QUEUED, 0) == total:
         overall = "queued"

@@ -62,8 +62,21 @@ def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_token
 
 
 def job_create(
-    *, user, kind=None, template=None, version=None, label=None, inputs=None, params=None, messages=None,
-    api_key=None, callback_url="", idempotency_key="", request_hash="", batch=None, model_alias=None,
+    *,
+    user,
+    kind=None,
+    template=None,
+    version=None,
+    label=None,
+    inputs=None,
+    params=None,
+    messages=None,
+    api_key=None,
+    callback_url="",
+    idempotency_key="",
+    request_hash="",
+    batch=None,
+    model_alias=None,
 ) -> Job:
     """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
     send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt, and `model_alias`
@@ -145,8 +158,13 @@ def _docstrings_reservation(version: TemplateVersion, inputs: dict, params: dict
         raise ValidationError({"inputs.code": [f"Does not parse as Python (line {exc.lineno}: {exc.msg})."]}) from None
     cap = settings.AIGC["MAX_FUNCTIONS_PER_JOB"]
     if len(functions) > cap:
-        raise ValidationError({"inputs.code": [
-            f"{len(functions)} functions lack a docstring; a job documents at most {cap}. Split the code."]})
+        raise ValidationError(
+            {
+                "inputs.code": [
+                    f"{len(functions)} functions lack a docstring; a job documents at most {cap}. Split the code."
+                ]
+            }
+        )
     counter = selectors.prompt_counter(alias)
     total = 0
     for fn in functions:

@@ -73,7 +73,9 @@ def check_request_rate(api_key=None, *, user=None) -> None:
 
 def tokens_per_day(user) -> int:
     quota = getattr(user, "quota", None)
-    return (quota.tokens_per_day if quota and quota.tokens_per_day is not None else None) or settings.AIGC["TOKENS_PER_DAY"]
+    return (quota.tokens_per_day if quota and quota.tokens_per_day is not None else None) or settings.AIGC[
+        "TOKENS_PER_DAY"
+    ]
 
 
 def _today_start() -> datetime:

@@ -19,7 +19,9 @@ def runnable(now=None) -> Q:
     """Jobs a worker may claim: queued ones, and running ones whose worker stopped beating (it died). A running
     job with a live heartbeat is never claimed again, so a duplicate message cannot run it twice."""
     stale = (now or timezone.now()) - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
-    return Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+    return Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING) & (
+        Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
+    )
 
 
 def reconcile_jobs() -> dict:
@@ -30,8 +32,11 @@ def reconcile_jobs() -> dict:
     now = timezone.now()
     lost = Job.objects.filter(runnable(now), status=JobStatus.RUNNING)  # running, and the heartbeat stopped
     # Each job with its model alias, whose queue it goes back to.
-    requeued = {pk: alias for pk, alias in lost.values_list("pk", "model_alias")
-                if lost.filter(pk=pk).update(status=JobStatus.QUEUED)}
+    requeued = {
+        pk: alias
+        for pk, alias in lost.values_list("pk", "model_alias")
+        if lost.filter(pk=pk).update(status=JobStatus.QUEUED)
+    }
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
     waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
         Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
@@ -40,6 +45,9 @@ def reconcile_jobs() -> dict:
     for pk, alias in {**requeued, **resent}.items():
         dispatch.job_enqueue(pk, alias)
     if requeued or resent:
-        log.warning("reconciler: %d running job(s) lost their worker and were re-sent; %d queued job(s) re-sent",
-                    len(requeued), len(resent))
+        log.warning(
+            "reconciler: %d running job(s) lost their worker and were re-sent; %d queued job(s) re-sent",
+            len(requeued),
+            len(resent),
+        )
     return {"requeued_running": len(requeued), "resent_queued": len(resent)}

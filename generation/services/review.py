@@ -29,8 +29,12 @@ def is_reviewer(user) -> bool:
 
 def _allowed(user, job: Job, who: str) -> bool:
     owner, reviewer = job.owner_id == user.pk, is_reviewer(user)
-    return {"owner": owner, "reviewer": reviewer, "owner_or_reviewer": owner or reviewer,
-            "other_reviewer": reviewer and not owner}[who]
+    return {
+        "owner": owner,
+        "reviewer": reviewer,
+        "owner_or_reviewer": owner or reviewer,
+        "other_reviewer": reviewer and not owner,
+    }[who]
 
 
 def review_moves(job: Job, user) -> list[str]:
@@ -66,7 +70,8 @@ def feedback_set(output: JobOutput, *, user, rating: int, comment: str = "") -> 
     if len(comment) > 2000:
         raise ValidationError({"comment": "Keep the comment under 2000 characters."})
     feedback, _ = Feedback.objects.update_or_create(
-        output=output, user=user,
+        output=output,
+        user=user,
         defaults={"rating": rating, "comment": comment.strip(), "template_version_id": output.job.template_version_id},
     )
     return feedback
@@ -118,6 +123,8 @@ def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
         moved = Job.objects.filter(pk=job.pk, review_state=job.review_state).update(review_state=to_state)
         if not moved:
             raise ValidationError({"to_state": "Someone else moved this job just now; reload the page."})
-        ReviewEvent.objects.create(job=job, actor=user, from_state=job.review_state, to_state=to_state, note=note.strip())
+        ReviewEvent.objects.create(
+            job=job, actor=user, from_state=job.review_state, to_state=to_state, note=note.strip()
+        )
     job.review_state = to_state
     return job

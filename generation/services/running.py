@@ -88,15 +88,21 @@ def job_claim(job_id) -> int | None:
         if row is None:
             return None
         attempt = row["attempts"] + 1
-        Job.objects.filter(pk=job_id).update(status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=attempt)
+        Job.objects.filter(pk=job_id).update(
+            status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=attempt
+        )
     return attempt
 
 
 def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
     job = with_database(lambda: Job.objects.select_related("template_version").get(pk=job_id), f"loading job {job_id}")
     if attempt > settings.AIGC["MAX_ATTEMPTS"]:
-        _finish(job.pk, JobStatus.FAILED, attempt=attempt,
-                error=f"Gave up after {attempt - 1} attempts: the worker stopped each time.")
+        _finish(
+            job.pk,
+            JobStatus.FAILED,
+            attempt=attempt,
+            error=f"Gave up after {attempt - 1} attempts: the worker stopped each time.",
+        )
         return
     engine = engine if engine is not None else engine_for(job.model_alias)
     from ..engine import EngineError
@@ -137,7 +143,8 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
             )
             if done:
                 JobOutput.objects.bulk_create(
-                    JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r) for i, (t, r) in enumerate(zip(texts, reasons, strict=True))
+                    JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r)
+                    for i, (t, r) in enumerate(zip(texts, reasons, strict=True))
                 )
         if done:
             return JobStatus.SUCCEEDED
@@ -191,17 +198,26 @@ def _settle(job_id, attempt: int, spent: Spent, engine) -> None:
     """Record the usage of a run that ended without completing (cancelled, failed), unless another claim of
     the job owns it now."""
     Job.objects.filter(pk=job_id, attempts=attempt, status__in=FINAL_STATUSES).update(
-        prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens,
-        model_name=engine.model_name, backend=engine.backend,
+        prompt_tokens=spent.prompt_tokens,
+        completion_tokens=spent.completion_tokens,
+        model_name=engine.model_name,
+        backend=engine.backend,
     )
 
 
 def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
     def fail() -> bool:
         with transaction.atomic():
-            done = _finish(job_id, JobStatus.FAILED, attempt=attempt, error=error, model_name=engine.model_name,
-                           backend=engine.backend, prompt_tokens=spent.prompt_tokens,
-                           completion_tokens=spent.completion_tokens)
+            done = _finish(
+                job_id,
+                JobStatus.FAILED,
+                attempt=attempt,
+                error=error,
+                model_name=engine.model_name,
+                backend=engine.backend,
+                prompt_tokens=spent.prompt_tokens,
+                completion_tokens=spent.completion_tokens,
+            )
         if not done:
             _settle(job_id, attempt, spent, engine)
         return done
@@ -305,11 +321,19 @@ def _generate_docstrings(job: Job, engine, spent: Spent):
         for attempt in range(DOCSTRING_TRIES):  # an empty sentence is sampled again (seeded, so replays match)
             if cancelled():
                 raise EngineError("Cancelled.")
-            result = spent.generate(engine, GenerationRequest(
-                messages=messages, max_new_tokens=docstring_tokens(p), cancelled=cancelled,
-                temperature=p["temperature"] if attempt == 0 else max(p["temperature"], 0.7), top_p=p["top_p"],
-                n=1, seed=(p["seed"] + 101 * i + attempt) % prompts.MAX_SEED, stop=["\n"],
-            ))
+            result = spent.generate(
+                engine,
+                GenerationRequest(
+                    messages=messages,
+                    max_new_tokens=docstring_tokens(p),
+                    cancelled=cancelled,
+                    temperature=p["temperature"] if attempt == 0 else max(p["temperature"], 0.7),
+                    top_p=p["top_p"],
+                    n=1,
+                    seed=(p["seed"] + 101 * i + attempt) % prompts.MAX_SEED,
+                    stop=["\n"],
+                ),
+            )
             total_s += result.timings["total_s"]
             docs[fn.body_line] = shaping.clean_headline(shaping.strip_control(result.texts[0]))
             if codeedit.as_docstring(docs[fn.body_line]):

@@ -15,7 +15,9 @@ from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, Templa
 
 def param_limits() -> prompts.ParamLimits:
     """This deployment's caps on generation params (settings), for jobs and template defaults alike."""
-    return prompts.ParamLimits(max_new_tokens=settings.AIGC["MAX_NEW_TOKENS"], max_candidates=settings.AIGC["MAX_CANDIDATES"])
+    return prompts.ParamLimits(
+        max_new_tokens=settings.AIGC["MAX_NEW_TOKENS"], max_candidates=settings.AIGC["MAX_CANDIDATES"]
+    )
 
 
 def check_content(content: dict) -> dict:
@@ -54,20 +56,36 @@ def check_content(content: dict) -> dict:
 
 
 @transaction.atomic
-def template_create(*, slug: str, kind: str, name: str, description: str = "", is_default: bool = False, user=None, note: str = "", **content) -> PromptTemplate:
+def template_create(
+    *,
+    slug: str,
+    kind: str,
+    name: str,
+    description: str = "",
+    is_default: bool = False,
+    user=None,
+    note: str = "",
+    **content,
+) -> PromptTemplate:
     """A new template with its first version, labelled production (and staging)."""
     if PromptTemplate.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": [f"A template {slug!r} already exists."]})
     content = check_content(content)
-    template = PromptTemplate.objects.create(slug=slug, kind=kind, name=name, description=description, is_default=is_default)
-    version = TemplateVersion.objects.create(template=template, number=1, created_by=user, note=note or "First version", **content)
+    template = PromptTemplate.objects.create(
+        slug=slug, kind=kind, name=name, description=description, is_default=is_default
+    )
+    version = TemplateVersion.objects.create(
+        template=template, number=1, created_by=user, note=note or "First version", **content
+    )
     for label in (TemplateLabel.PRODUCTION, TemplateLabel.STAGING):
         template_label_move(template=template, label=label, version=version, user=user)
     return template
 
 
 @transaction.atomic
-def template_version_create(*, template: PromptTemplate, user=None, note: str = "", **content) -> tuple[TemplateVersion, bool]:
+def template_version_create(
+    *, template: PromptTemplate, user=None, note: str = "", **content
+) -> tuple[TemplateVersion, bool]:
     """Save an edit as a new version. An edit that changes nothing returns the latest version, not a copy."""
     content = check_content(content)
     PromptTemplate.objects.select_for_update().filter(pk=template.pk).first()  # serialise numbering
@@ -97,7 +115,9 @@ def template_label_move(*, template: PromptTemplate, label: str, version: Templa
     return current
 
 
-def resolve_version(template: PromptTemplate, *, version: int | None = None, label: str | None = None) -> TemplateVersion:
+def resolve_version(
+    template: PromptTemplate, *, version: int | None = None, label: str | None = None
+) -> TemplateVersion:
     """The version a job runs: a number, or a label (production by default)."""
     if version is not None and label:
         raise ValidationError({"version": ["Give a version or a label, not both."]})
@@ -105,7 +125,9 @@ def resolve_version(template: PromptTemplate, *, version: int | None = None, lab
         found = template.versions.filter(number=version).first()
         if found is None:
             numbers = ", ".join(str(n) for n in template.versions.order_by("number").values_list("number", flat=True))
-            raise ValidationError({"version": [f"Template {template.slug!r} has no version {version}; it has {numbers}."]})
+            raise ValidationError(
+                {"version": [f"Template {template.slug!r} has no version {version}; it has {numbers}."]}
+            )
         return found
     name = label or TemplateLabel.PRODUCTION
     found = template.labels.select_related("version").filter(name=name).first()
@@ -161,7 +183,8 @@ def templates_export(slugs: list[str] | None = None) -> dict:
                 "is_default": t.is_default,
                 "labels": {label.name: label.version.number for label in sorted(t.labels.all(), key=lambda x: x.name)},
                 "versions": [
-                    {"number": v.number, "note": v.note, **v.content()} for v in sorted(t.versions.all(), key=lambda x: x.number)
+                    {"number": v.number, "note": v.note, **v.content()}
+                    for v in sorted(t.versions.all(), key=lambda x: x.number)
                 ],
             }
             for t in templates
@@ -181,7 +204,10 @@ def templates_import(data: dict, user=None) -> dict:
         template = PromptTemplate.objects.filter(slug=spec["slug"]).first()
         if template is None:
             template = PromptTemplate.objects.create(
-                slug=spec["slug"], kind=spec["kind"], name=spec.get("name", spec["slug"]), description=spec.get("description", "")
+                slug=spec["slug"],
+                kind=spec["kind"],
+                name=spec.get("name", spec["slug"]),
+                description=spec.get("description", ""),
             )
             counts["templates"] += 1
         elif template.kind != spec["kind"]:
@@ -192,7 +218,9 @@ def templates_import(data: dict, user=None) -> dict:
             existing = template.versions.filter(number=v["number"]).first()
             if existing is not None:
                 if existing.content() != content:
-                    raise ValidationError({f"{where}.versions": [f"{template.slug} v{v['number']} differs from the one here."]})
+                    raise ValidationError(
+                        {f"{where}.versions": [f"{template.slug} v{v['number']} differs from the one here."]}
+                    )
                 by_number[v["number"]] = existing
                 continue
             by_number[v["number"]] = TemplateVersion.objects.create(

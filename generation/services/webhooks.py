@@ -84,7 +84,9 @@ def getaddrinfo(host: str, port: int) -> list[tuple]:
 def address_refusal(address) -> str | None:
     """Why a callback may not go to this address, or None for a public unicast one. IPv6 forms that carry an IPv4
     address (IPv4-mapped, 6to4, Teredo, NAT64) are judged by that address too, since they can lead to it."""
-    ip = address if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address) else ipaddress.ip_address(address)
+    ip = (
+        address if isinstance(address, ipaddress.IPv4Address | ipaddress.IPv6Address) else ipaddress.ip_address(address)
+    )
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
     kinds = (
@@ -120,7 +122,9 @@ def _split(url: str) -> tuple[str, str, int, str]:
     except ValueError as exc:
         raise UnsafeTarget(f"Not a valid URL: {exc}.") from None
     if parts.scheme not in allowed:
-        raise UnsafeTarget("Only https URLs are called." if allowed == ("https",) else "Only http and https URLs are called.")
+        raise UnsafeTarget(
+            "Only https URLs are called." if allowed == ("https",) else "Only http and https URLs are called."
+        )
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise UnsafeTarget("The URL has no host.")
@@ -205,8 +209,9 @@ def _error_text(exc: BaseException) -> str:
     return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:ERROR_MAX_CHARS]
 
 
-def _post(scheme: str, host: str, port: int, path: str, addresses: list[tuple], body: bytes,
-          headers: dict) -> tuple[int | None, str]:
+def _post(
+    scheme: str, host: str, port: int, path: str, addresses: list[tuple], body: bytes, headers: dict
+) -> tuple[int | None, str]:
     """One POST to the checked addresses, in turn until one connects: (status code or None, error text or "").
     Never raises for the network or the receiver.
 
@@ -291,7 +296,9 @@ def webhook_enqueue(job_id) -> WebhookOutbox | None:
     if job["api_key_id"] is None:  # the API only takes a callback_url from a key; its key was deleted since
         log.warning("job %s: callback_url without an API key to sign it; not delivered", job_id)
         return None
-    row, created = WebhookOutbox.objects.get_or_create(job_id=job_id, event=EVENT, defaults={"api_key_id": job["api_key_id"]})
+    row, created = WebhookOutbox.objects.get_or_create(
+        job_id=job_id, event=EVENT, defaults={"api_key_id": job["api_key_id"]}
+    )
     if created:
         transaction.on_commit(lambda: _kick(row.pk))
     return row

@@ -61,17 +61,27 @@ class JobForm(InputsForm):
         super().__init__(version, *args, **kwargs)
         defaults = version.default_params
         self.fields["max_new_tokens"] = forms.IntegerField(
-            label="Max new tokens", required=False, min_value=1,
+            label="Max new tokens",
+            required=False,
+            min_value=1,
             initial=None if version.length_variable else defaults.get("max_new_tokens"),
             help_text="Empty: set from the template (and its length input, if any).",
         )
         self.fields["temperature"] = forms.FloatField(
-            label="Temperature", required=False, min_value=0, max_value=2, initial=defaults.get("temperature"),
+            label="Temperature",
+            required=False,
+            min_value=0,
+            max_value=2,
+            initial=defaults.get("temperature"),
             help_text="0 gives the same text every time.",
         )
         if formats.spec(version.output_format).many:
-            self.fields["n"] = forms.IntegerField(label="Candidates", required=False, min_value=1, initial=defaults.get("n"))
-        self.fields["seed"] = forms.IntegerField(label="Seed", required=False, min_value=0, help_text="Empty: a random one, recorded with the job.")
+            self.fields["n"] = forms.IntegerField(
+                label="Candidates", required=False, min_value=1, initial=defaults.get("n")
+            )
+        self.fields["seed"] = forms.IntegerField(
+            label="Seed", required=False, min_value=0, help_text="Empty: a random one, recorded with the job."
+        )
 
     @property
     def param_fields(self):
@@ -102,7 +112,9 @@ class TemplateAdminForm(forms.ModelForm):
         '"min": 1, "max": 10, "choices": ["a", "b"], "label": "", "help": "", "multiline": true}]',
     )
     default_params = forms.JSONField(
-        initial=dict, required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 100}),
+        initial=dict,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 100}),
         help_text='{"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.95, "n": 1}',
     )
     length_variable = forms.CharField(required=False, help_text="A number variable holding the word budget, if any.")
@@ -136,7 +148,9 @@ class LabelMoveForm(forms.Form):
 
 class FeedbackForm(forms.Form):
     rating = forms.TypedChoiceField(choices=[("1", _("Good")), ("-1", _("Bad"))], coerce=int, label=_("Rating"))
-    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label=_("Comment"))
+    comment = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label=_("Comment")
+    )
 
 
 class OutputEditForm(forms.Form):
@@ -157,9 +171,13 @@ class HistoryFilterForm(forms.Form):
 
     q = forms.CharField(required=False, label=_("Search"))
     kind = forms.ChoiceField(required=False, choices=[("", _("Any kind")), *list(Kind.choices)], label=_("Kind"))
-    status = forms.ChoiceField(required=False, choices=[("", _("Any status")), *list(JobStatus.choices)], label=_("Status"))
+    status = forms.ChoiceField(
+        required=False, choices=[("", _("Any status")), *list(JobStatus.choices)], label=_("Status")
+    )
     template = forms.ChoiceField(required=False, label=_("Template"))
-    review = forms.ChoiceField(required=False, choices=[("", _("Any state")), *list(ReviewState.choices)], label=_("Review"))
+    review = forms.ChoiceField(
+        required=False, choices=[("", _("Any state")), *list(ReviewState.choices)], label=_("Review")
+    )
     since = forms.DateField(required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
 

@@ -18,8 +18,33 @@ FORMATTER = HtmlFormatter(cssclass="highlight", wrapcode=True)
 LIGHT_STYLE, DARK_STYLE = "default", "github-dark"
 
 ALLOWED_TAGS = {
-    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "code", "pre", "blockquote",
-    "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td", "span", "div", "del",
+    "p",
+    "br",
+    "hr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "strong",
+    "em",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "span",
+    "div",
+    "del",
 }
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
@@ -71,9 +96,7 @@ _md.core.ruler.push("studio_table_align_and_del", _table_align_and_del)
 def _clean(html: str) -> SafeString:
     """The one way out of this module: only allowlisted tags, attributes and URL schemes reach the page."""
     return mark_safe(
-        nh3.clean(
-            html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=URL_SCHEMES, link_rel=LINK_REL
-        )
+        nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=URL_SCHEMES, link_rel=LINK_REL)
     )
 
 

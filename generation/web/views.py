@@ -29,7 +29,9 @@ def job_new(request, kind: str = Kind.HEADLINE):
         raise Http404
     templates = list(selectors.templates_for_kind(kind))
     slug = request.GET.get("template")
-    template = next((t for t in templates if t.slug == slug), None) or next((t for t in templates if t.is_default), None)
+    template = next((t for t in templates if t.slug == slug), None) or next(
+        (t for t in templates if t.is_default), None
+    )
     if template is None:
         raise Http404
     version = services.resolve_version(template)
@@ -38,7 +40,11 @@ def job_new(request, kind: str = Kind.HEADLINE):
         try:
             check_request_rate(user=request.user)
             job = services.job_create(
-                user=request.user, template=template.slug, version=version.number, inputs=form.inputs(), params=form.params()
+                user=request.user,
+                template=template.slug,
+                version=version.number,
+                inputs=form.inputs(),
+                params=form.params(),
             )
         except ValidationError as exc:
             form.add_service_errors(exc.message_dict)
@@ -46,7 +52,14 @@ def job_new(request, kind: str = Kind.HEADLINE):
             form.add_error(None, exc.message)
         else:
             return redirect("job-detail", job_id=job.pk)
-    context = {"form": form, "kind": kind, "kinds": Kind.choices, "template": template, "templates": templates, "version": version}
+    context = {
+        "form": form,
+        "kind": kind,
+        "kinds": Kind.choices,
+        "template": template,
+        "templates": templates,
+        "version": version,
+    }
     return render(request, "generation/job_new.html", context)
 
 
@@ -97,7 +110,9 @@ def job_detail(request, job_id):
 def job_state(request, job_id):
     """Polled by the job page while a job waits: its status and place in the queue."""
     job = _own_job(request, job_id)
-    return JsonResponse({"status": job.status, "queue_position": selectors.queue_position(job), "notice": selectors.job_notice(job)})
+    return JsonResponse(
+        {"status": job.status, "queue_position": selectors.queue_position(job), "notice": selectors.job_notice(job)}
+    )
 
 
 @login_required
@@ -137,7 +152,9 @@ def job_download(request, job_id, fmt: str):
     body = output_format.download(texts, markdown=fmt == "md", language=str(job.inputs.get("language", "python")))
     if fmt == "md":
         body = f"# {job.template.name}\n\n{body}\n"
-    response = HttpResponse(body, content_type="text/markdown; charset=utf-8" if fmt == "md" else "text/plain; charset=utf-8")
+    response = HttpResponse(
+        body, content_type="text/markdown; charset=utf-8" if fmt == "md" else "text/plain; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="{job.template.slug}-{str(job.pk)[:8]}.{fmt}"'
     return response
 
@@ -222,9 +239,15 @@ def review_queue(request):
     if not services.is_reviewer(request.user):
         raise Http404
     state = request.GET.get("state", ReviewState.IN_REVIEW)
-    jobs = selectors.jobs_for_review().filter(review_state=state) if state in ReviewState.values else selectors.jobs_for_review()
+    jobs = (
+        selectors.jobs_for_review().filter(review_state=state)
+        if state in ReviewState.values
+        else selectors.jobs_for_review()
+    )
     page = Paginator(jobs.order_by("-created_at"), 20).get_page(request.GET.get("page"))
-    return render(request, "generation/review_queue.html", {"page": page, "state": state, "states": ReviewState.choices})
+    return render(
+        request, "generation/review_queue.html", {"page": page, "state": state, "states": ReviewState.choices}
+    )
 
 
 @never_cache  # Cache-Control: no-store: the page holds webhook secrets, and a new key on its creation
@@ -295,8 +318,11 @@ def metrics(request):
     set it is refused: the figures (models, queues, traffic) are not for whoever can reach the site."""
     if not settings.AIGC["METRICS_TOKEN"]:
         if not settings.DEBUG:
-            return HttpResponse("Metrics are off: set AIGC_METRICS_TOKEN and scrape with it as a bearer token.\n",
-                                status=403, content_type="text/plain")
+            return HttpResponse(
+                "Metrics are off: set AIGC_METRICS_TOKEN and scrape with it as a bearer token.\n",
+                status=403,
+                content_type="text/plain",
+            )
     elif not _has_metrics_token(request):
         response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'

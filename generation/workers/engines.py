@@ -29,8 +29,13 @@ def engine_config(alias: str = registry.DEFAULT_ALIAS):
     if item["backend"] not in registry.LOCAL_BACKENDS:
         raise ValueError(f"alias {alias!r} is served by the {item['backend']} backend, not in this process")
     options = {k: item[k] for k in ("device", "dtype", "threads", "context", "max_rows", "flash_attn") if k in item}
-    return EngineConfig(model_path=item["path"], model_name=item["name"], cache_dir=settings.AIGC["MODEL_CACHE_DIR"],
-                        backend=item["backend"], **options)
+    return EngineConfig(
+        model_path=item["path"],
+        model_name=item["name"],
+        cache_dir=settings.AIGC["MODEL_CACHE_DIR"],
+        backend=item["backend"],
+        **options,
+    )
 
 
 def _build(alias: str):
@@ -39,8 +44,13 @@ def _build(alias: str):
         from ..engine.remote import RemoteEngine
 
         api_key = os.environ.get(item["api_key_env"], "") if item.get("api_key_env") else ""
-        return RemoteEngine(item["url"], item["model"], api_key=api_key, name=item.get("name", ""),
-                            timeout_s=float(item.get("timeout_s", 600)))
+        return RemoteEngine(
+            item["url"],
+            item["model"],
+            api_key=api_key,
+            name=item.get("name", ""),
+            timeout_s=float(item.get("timeout_s", 600)),
+        )
     from ..engine import load_engine
 
     return load_engine(engine_config(alias))

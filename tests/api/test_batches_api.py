@@ -16,7 +16,9 @@ STORY = "The city council voted on Tuesday to build a new bridge over the Elm Ri
 
 
 def test_json_batch_is_queued_together_with_an_aggregate_status(api):
-    body = {"jobs": [{"kind": "summary", "inputs": {"text": STORY}}, {"template": "seo-title", "inputs": {"text": STORY}}]}
+    body = {
+        "jobs": [{"kind": "summary", "inputs": {"text": STORY}}, {"template": "seo-title", "inputs": {"text": STORY}}]
+    }
     response = api.post("/api/v1/jobs/batch/", body, format="json")
     assert response.status_code == 202, response.content
     batch = response.json()
@@ -30,7 +32,9 @@ def test_json_batch_is_queued_together_with_an_aggregate_status(api):
 
 
 def test_one_bad_item_writes_nothing_and_names_the_item(api):
-    body = {"jobs": [{"kind": "summary", "inputs": {"text": STORY}}, {"kind": "summary", "inputs": {}}, {"kind": "poem"}]}
+    body = {
+        "jobs": [{"kind": "summary", "inputs": {"text": STORY}}, {"kind": "summary", "inputs": {}}, {"kind": "poem"}]
+    }
     response = api.post("/api/v1/jobs/batch/", body, format="json")
     assert response.status_code == 400
     fields = response.json()["error"]["fields"]
@@ -45,11 +49,16 @@ def test_csv_upload(api):
     response = api.post("/api/v1/jobs/batch/", {"file": upload}, format="multipart")
     assert response.status_code == 202, response.content
     jobs = Job.objects.order_by("created_at")
-    assert [(j.template.slug, j.inputs["text"], j.params["seed"]) for j in jobs] == [("summary", STORY, 7), ("headline", STORY, 8)]
+    assert [(j.template.slug, j.inputs["text"], j.params["seed"]) for j in jobs] == [
+        ("summary", STORY, 7),
+        ("headline", STORY, 8),
+    ]
 
 
 def test_jsonl_upload_and_its_errors(api):
-    good = io.BytesIO(b'{"kind": "summary", "inputs": {"text": "One story."}}\n\n{"kind": "code", "inputs": {"instruction": "add"}}\n')
+    good = io.BytesIO(
+        b'{"kind": "summary", "inputs": {"text": "One story."}}\n\n{"kind": "code", "inputs": {"instruction": "add"}}\n'
+    )
     good.name = "jobs.jsonl"
     assert api.post("/api/v1/jobs/batch/", {"file": good}, format="multipart").status_code == 202
     bad = io.BytesIO(b'{"kind": "summary"}\nnot json\n')
@@ -83,8 +92,18 @@ NASTY_FILES = [
     ("a row shorter than the header", "a.csv", b"kind,text,tone\nsummary,x,calm\nsummary,x\n", "Row 3, column tone"),
     ("a column named twice", "a.csv", b"kind,text,text\nsummary,a,b\n", "Row 1, column text"),
     ("an unnamed column", "a.csv", b"kind,,text\nsummary,a,b\n", "Row 1, column 2"),
-    ("a 5000-digit seed", "a.csv", b"kind,text,params.seed\nsummary,x," + b"9" * 5000 + b"\n", "Row 2, column params.seed"),
-    ("deeply nested params", "a.csv", b"kind,text,params.stop\nsummary,x," + b"[" * 5000 + b"]" * 5000 + b"\n", "Row 2, column params.stop"),
+    (
+        "a 5000-digit seed",
+        "a.csv",
+        b"kind,text,params.seed\nsummary,x," + b"9" * 5000 + b"\n",
+        "Row 2, column params.seed",
+    ),
+    (
+        "deeply nested params",
+        "a.csv",
+        b"kind,text,params.stop\nsummary,x," + b"[" * 5000 + b"]" * 5000 + b"\n",
+        "Row 2, column params.stop",
+    ),
     ("an unknown input", "a.csv", b"kind,text,colour\nsummary,x,red\n", "Row 2, column colour"),
     ("a required input left empty", "a.csv", b"kind,text\nsummary,fine\nsummary,\n", "Row 3, column text"),
     ("an unknown kind", "a.csv", b"kind,text\npoem,x\n", "Row 2, column kind"),
@@ -93,11 +112,36 @@ NASTY_FILES = [
     ("no header at all", "a.csv", b"\n\n", "no header row"),
     ("a line that is not JSON", "a.jsonl", b'{"kind": "summary", "inputs": {"text": "x"}}\nnot json\n', "Line 2"),
     ("a JSON list line", "a.jsonl", b"[1, 2]\n", "Line 1 is not a JSON object"),
-    ("NaN in JSONL", "a.jsonl", b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"temperature": NaN}}\n', "Line 1"),
-    ("deep JSONL", "a.jsonl", b'{"kind": "summary", "inputs": {"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n", "Line 1"),
-    ("nested past the limit", "a.jsonl", b'{"kind": "summary", "inputs": {"text": ' + b"[" * 40 + b"]" * 40 + b"}}\n", "Line 1, field inputs.text"),
-    ("escaped NUL in JSONL", "a.jsonl", b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["\\u0000"]}}\n', "Line 1, field params.stop.0"),
-    ("a bad field in JSONL", "a.jsonl", b'{"kind": "summary", "inputs": {"text": "x"}}\n{"kind": "summary", "inputs": {}}\n', "Line 2, field inputs.text"),
+    (
+        "NaN in JSONL",
+        "a.jsonl",
+        b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"temperature": NaN}}\n',
+        "Line 1",
+    ),
+    (
+        "deep JSONL",
+        "a.jsonl",
+        b'{"kind": "summary", "inputs": {"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
+        "Line 1",
+    ),
+    (
+        "nested past the limit",
+        "a.jsonl",
+        b'{"kind": "summary", "inputs": {"text": ' + b"[" * 40 + b"]" * 40 + b"}}\n",
+        "Line 1, field inputs.text",
+    ),
+    (
+        "escaped NUL in JSONL",
+        "a.jsonl",
+        b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["\\u0000"]}}\n',
+        "Line 1, field params.stop.0",
+    ),
+    (
+        "a bad field in JSONL",
+        "a.jsonl",
+        b'{"kind": "summary", "inputs": {"text": "x"}}\n{"kind": "summary", "inputs": {}}\n',
+        "Line 2, field inputs.text",
+    ),
 ]
 
 
@@ -119,7 +163,7 @@ def test_a_nasty_file_is_a_400_naming_where_it_is(api, why, name, content, expec
 def test_what_spreadsheets_write_is_read(api):
     """Old Mac line endings, a byte-order mark, CRLF inside a quoted cell, a JSON string holding U+2028 (which
     str.splitlines() would have split) and ASCII digits are all fine."""
-    assert _upload(api, "a.csv", b"\xef\xbb\xbfkind,text,version\rsummary,\"two\r\nlines\",1\r").status_code == 202
+    assert _upload(api, "a.csv", b'\xef\xbb\xbfkind,text,version\rsummary,"two\r\nlines",1\r').status_code == 202
     assert _upload(api, "a.jsonl", '{"kind": "summary", "inputs": {"text": "a\u2028b"}}\n'.encode()).status_code == 202
     assert [j.inputs["text"] for j in Job.objects.order_by("created_at")] == ["two\r\nlines", "a\u2028b"]
 
@@ -146,15 +190,22 @@ def test_a_file_over_the_limit_is_refused_before_it_is_read(api, settings, monke
 def test_json_bodies_that_python_would_choke_on_are_400s(api):
     """Deep nesting (a RecursionError in json), NaN (which PostgreSQL cannot store) and NUL."""
     deep = b'{"kind": "summary", "inputs": {"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
-    for body in (deep, b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"temperature": NaN}}',
-                 b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["a\\u0000"]}}'):
+    for body in (
+        deep,
+        b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"temperature": NaN}}',
+        b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["a\\u0000"]}}',
+    ):
         for path in ("/api/v1/jobs/", "/api/v1/jobs/batch/"):
             data = body if path == "/api/v1/jobs/" else b'{"jobs": [' + body + b"]}"
             response = api.generic("POST", path, data, content_type="application/json")
             assert response.status_code == 400, (path, response.content[:300])
             assert response.json()["error"]["type"] == "invalid_request_error"
-    response = api.generic("POST", "/api/v1/jobs/", b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["a\\u0000"]}}',
-                           content_type="application/json")
+    response = api.generic(
+        "POST",
+        "/api/v1/jobs/",
+        b'{"kind": "summary", "inputs": {"text": "x"}, "params": {"stop": ["a\\u0000"]}}',
+        content_type="application/json",
+    )
     assert response.json()["error"]["param"] == "params.stop.0"
     assert Job.objects.count() == 0
 
@@ -202,13 +253,43 @@ def test_the_asgi_server_refuses_a_large_body_before_django_reads_it(settings):
     assert sent[0]["status"] == 200 and sent[1]["body"] == b"read"
 
 
-_CSV_BITS = st.sampled_from(["kind", "text", "version", "params.seed", "params.stop", "summary", ",", '"', "\r", "\n", "\r\n",
-                             "\x00", "²", "١٢", "7", "[", "]", "{", "}", "NaN", " ", "\ufeff", "\u2028", "é"])
+_CSV_BITS = st.sampled_from(
+    [
+        "kind",
+        "text",
+        "version",
+        "params.seed",
+        "params.stop",
+        "summary",
+        ",",
+        '"',
+        "\r",
+        "\n",
+        "\r\n",
+        "\x00",
+        "²",
+        "١٢",
+        "7",
+        "[",
+        "]",
+        "{",
+        "}",
+        "NaN",
+        " ",
+        "\ufeff",
+        "\u2028",
+        "é",
+    ]
+)
 
 
 @pytest.mark.django_db(transaction=False)
-@given(content=st.one_of(st.binary(max_size=300), st.lists(_CSV_BITS, max_size=60).map(lambda bits: "".join(bits).encode())),
-       name=st.sampled_from(["a.csv", "a.jsonl", "a.txt"]))
+@given(
+    content=st.one_of(
+        st.binary(max_size=300), st.lists(_CSV_BITS, max_size=60).map(lambda bits: "".join(bits).encode())
+    ),
+    name=st.sampled_from(["a.csv", "a.jsonl", "a.txt"]),
+)
 @hypothesis_settings(max_examples=300, deadline=None, database=None, derandomize=True)
 def test_fuzzed_files_are_parsed_or_refused_by_name(content, name):
     """Whatever the bytes, the parser and the job validators answer with a ValidationError naming `file`

@@ -58,7 +58,9 @@ def joined(entries, index=0):
 @pytest.fixture
 def finished_job(user, tiny_engine, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(user=user, kind="headline", inputs={"text": STORY}, params={"n": 3, "seed": 9, "max_new_tokens": 12})
+        job = services.job_create(
+            user=user, kind="headline", inputs={"text": STORY}, params={"n": 3, "seed": 9, "max_new_tokens": 12}
+        )
     services.job_run(job.pk, engine=tiny_engine)
     job.refresh_from_db()
     return job
@@ -92,7 +94,9 @@ def test_a_lost_stream_falls_back_to_the_database(api_key, finished_job):
 
 def test_a_failed_job_ends_with_an_error_event(api_key, user, tiny_engine, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(user=user, kind="summary", inputs={"text": "bridge " * 300}, params={"max_new_tokens": 8})
+        job = services.job_create(
+            user=user, kind="summary", inputs={"text": "bridge " * 300}, params={"max_new_tokens": 8}
+        )
     services.job_run(job.pk, engine=tiny_engine)  # beyond the tiny model's context: fails in the worker
     entries = read(Client(), job, HTTP_AUTHORIZATION=f"Bearer {api_key}")
     assert entries[-1][1] == "error" and "context of 256 tokens" in entries[-1][2]["error"]
@@ -107,19 +111,27 @@ def test_no_credentials_is_401_and_another_users_stream_is_404(finished_job, oth
     response = Client().get(f"/api/v1/jobs/{finished_job.pk}/events/")
     assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
     _, key = services.api_key_create(other_user)
-    assert Client().get(f"/api/v1/jobs/{finished_job.pk}/events/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404
+    assert (
+        Client().get(f"/api/v1/jobs/{finished_job.pk}/events/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404
+    )
     assert Job.objects.count() == 1
     assert settings.REDIS_URL
 
 
-@pytest.mark.parametrize("good", ["0-0", "1763906437081-0", "18446744073709551615-18446744073709551615", "db-0", "db-12", "db-end"])
+@pytest.mark.parametrize(
+    "good", ["0-0", "1763906437081-0", "18446744073709551615-18446744073709551615", "db-0", "db-12", "db-end"]
+)
 def test_every_id_the_stream_sends_is_accepted_back(good):
     assert streams.parse_last_event_id(good) == good
 
 
-@pytest.mark.parametrize("bad", ["x", "1-", "-1", "1-2-3", "1763906437081", "18446744073709551616-0", "db-", "db-end2", "0-0\n", "١-٠"])
+@pytest.mark.parametrize(
+    "bad", ["x", "1-", "-1", "1-2-3", "1763906437081", "18446744073709551616-0", "db-", "db-end2", "0-0\n", "١-٠"]
+)
 def test_a_malformed_resume_id_is_a_400_naming_last_event_id(api_key, finished_job, bad):
-    response = Client().get(f"/api/v1/jobs/{finished_job.pk}/events/", HTTP_AUTHORIZATION=f"Bearer {api_key}", HTTP_LAST_EVENT_ID=bad)
+    response = Client().get(
+        f"/api/v1/jobs/{finished_job.pk}/events/", HTTP_AUTHORIZATION=f"Bearer {api_key}", HTTP_LAST_EVENT_ID=bad
+    )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "Last-Event-ID" and response.json()["error"]["code"] == "invalid"
 

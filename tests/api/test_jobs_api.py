@@ -90,11 +90,27 @@ def test_malformed_json_is_400(api):
 
 def test_get_returns_the_full_contract(api, user):
     job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, prompt_tokens=90, completion_tokens=40, model_name="m")
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.SUCCEEDED, prompt_tokens=90, completion_tokens=40, model_name="m"
+    )
     JobOutput.objects.bulk_create([JobOutput(job=job, index=i, text=f"Headline {i}") for i in range(5)])
     body = api.get(f"/api/v1/jobs/{job.pk}/").json()
-    for key in ("id", "status", "kind", "template", "template_version", "inputs", "params", "outputs", "usage",
-                "error", "created_at", "started_at", "finished_at", "html_url"):
+    for key in (
+        "id",
+        "status",
+        "kind",
+        "template",
+        "template_version",
+        "inputs",
+        "params",
+        "outputs",
+        "usage",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "html_url",
+    ):
         assert key in body
     assert body["status"] == "succeeded"
     assert body["outputs"] == [{"index": i, "text": f"Headline {i}"} for i in range(5)]
@@ -158,12 +174,17 @@ def test_cancel_a_queued_job_then_again_is_409(api, user):
 
 
 def test_callback_url_is_kept_and_needs_an_api_key(api, client, user):
-    response = post(api, {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "https://cms.example.com/hook"})
+    response = post(
+        api, {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "https://cms.example.com/hook"}
+    )
     assert response.status_code == 202 and response.json()["callback_url"] == "https://cms.example.com/hook"
     assert Job.objects.get().api_key == user.api_keys.get()
     client.force_login(user)
-    session = client.post("/api/v1/jobs/", {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "https://x.example/h"},
-                          content_type="application/json")
+    session = client.post(
+        "/api/v1/jobs/",
+        {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "https://x.example/h"},
+        content_type="application/json",
+    )
     assert session.status_code == 400 and session.json()["error"]["param"] == "callback_url"
     bad = post(api, {"kind": "headline", "inputs": {"text": STORY}, "callback_url": "not a url"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "callback_url"
@@ -178,9 +199,14 @@ def test_usage_by_day_and_template(api, user):
 
 
 def test_invalid_utf8_and_oversized_bodies_are_4xx_in_the_error_shape(api):
-    bad = api.post("/api/v1/jobs/", b'{"kind": "headline", "inputs": {"text": "\xff\xfe"}}', content_type="application/json")
+    bad = api.post(
+        "/api/v1/jobs/", b'{"kind": "headline", "inputs": {"text": "\xff\xfe"}}', content_type="application/json"
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "parse_error"
-    big = api.post("/api/v1/jobs/", '{"kind": "headline", "inputs": {"text": "' + "a" * 3_000_000 + '"}}',
-                   content_type="application/json")
+    big = api.post(
+        "/api/v1/jobs/",
+        '{"kind": "headline", "inputs": {"text": "' + "a" * 3_000_000 + '"}}',
+        content_type="application/json",
+    )
     assert big.status_code == 413 and "larger than" in big.json()["error"]["message"]
     assert Job.objects.count() == 0

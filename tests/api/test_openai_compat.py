@@ -24,11 +24,20 @@ def test_models_and_a_chat_completion_run_as_a_job(client_for, user):
     assert "default" in ids
     reply = client_for.chat.completions.create(
         model="default",
-        messages=[{"role": "system", "content": "You write headlines."}, {"role": "user", "content": f"Headline for: {STORY}"}],
-        max_tokens=24, temperature=0.8, seed=11, n=2, stop=["\n"],
+        messages=[
+            {"role": "system", "content": "You write headlines."},
+            {"role": "user", "content": f"Headline for: {STORY}"},
+        ],
+        max_tokens=24,
+        temperature=0.8,
+        seed=11,
+        n=2,
+        stop=["\n"],
     )
     assert reply.object == "chat.completion" and len(reply.choices) == 2
-    assert all(c.message.role == "assistant" and c.message.content and "\n" not in c.message.content for c in reply.choices)
+    assert all(
+        c.message.role == "assistant" and c.message.content and "\n" not in c.message.content for c in reply.choices
+    )
     assert all(c.finish_reason in ("stop", "length") for c in reply.choices)
     job = Job.objects.get(owner=user)  # stored, in the user's history
     assert job.template.slug == "chat" and job.messages[0]["content"] == "You write headlines."
@@ -37,9 +46,16 @@ def test_models_and_a_chat_completion_run_as_a_job(client_for, user):
     assert [c.message.content for c in reply.choices] == [o.text for o in job.outputs.all()]
     # The same seed replays the same text.
     again = client_for.chat.completions.create(
-        model="default", messages=[{"role": "system", "content": "You write headlines."},
-                                   {"role": "user", "content": f"Headline for: {STORY}"}],
-        max_tokens=24, temperature=0.8, seed=11, n=2, stop=["\n"],
+        model="default",
+        messages=[
+            {"role": "system", "content": "You write headlines."},
+            {"role": "user", "content": f"Headline for: {STORY}"},
+        ],
+        max_tokens=24,
+        temperature=0.8,
+        seed=11,
+        n=2,
+        stop=["\n"],
     )
     assert [c.message.content for c in again.choices] == [c.message.content for c in reply.choices]
 
@@ -48,8 +64,12 @@ def test_models_and_a_chat_completion_run_as_a_job(client_for, user):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_streamed_chat_and_completions(client_for, user):
     stream = client_for.chat.completions.create(
-        model="default", messages=[{"role": "user", "content": "Write two sentences about bridges."}],
-        max_tokens=40, temperature=0, stream=True, stream_options={"include_usage": True},
+        model="default",
+        messages=[{"role": "user", "content": "Write two sentences about bridges."}],
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     pieces, finish, usage = [], None, None
     for chunk in stream:
@@ -65,7 +85,9 @@ def test_streamed_chat_and_completions(client_for, user):
 
     done = client_for.completions.create(model="default", prompt="Name a famous bridge.", max_tokens=16, temperature=0)
     assert done.object == "text_completion" and done.choices[0].text and done.usage.total_tokens > 0
-    streamed = client_for.completions.create(model="default", prompt="Name a famous bridge.", max_tokens=16, temperature=0, stream=True)
+    streamed = client_for.completions.create(
+        model="default", prompt="Name a famous bridge.", max_tokens=16, temperature=0, stream=True
+    )
     assert "".join(c.choices[0].text for c in streamed if c.choices) == done.choices[0].text  # greedy: the same text
     assert Job.objects.filter(owner=user).count() == 3
 
@@ -76,8 +98,10 @@ def test_a_browser_session_is_not_a_credential(user):
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     assert client.get("/v1/models").status_code == 401
-    for path, body in (("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "hi"}]}),
-                       ("/v1/completions", {"model": "default", "prompt": "hi"})):
+    for path, body in (
+        ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/completions", {"model": "default", "prompt": "hi"}),
+    ):
         response = client.post(path, json.dumps(body), content_type="application/json")
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     assert Job.objects.count() == 0
@@ -95,7 +119,9 @@ def test_refusals_name_the_field_in_openai_shape(api_key):
     assert post("/v1/chat/completions", {"model": "default", "messages": []}).json()["error"]["param"] == "messages"
     bad_role = post("/v1/chat/completions", {"model": "default", "messages": [{"role": "robot", "content": "hi"}]})
     assert bad_role.status_code == 400 and bad_role.json()["error"]["param"] == "messages.0.role"
-    too_many = post("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "hi"}], "n": 99})
+    too_many = post(
+        "/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": "hi"}], "n": 99}
+    )
     assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "n"
     unknown = post("/v1/chat/completions", {"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"

@@ -21,8 +21,13 @@ from schemathesis.checks import (
 
 from generation.models import Job
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 POSTS = {("POST", "/api/v1/jobs/"), ("POST", "/api/v1/jobs/batch/")}
 
 
@@ -57,7 +62,13 @@ def test_every_operation_answers_as_its_schema_says(api_schema, api_key, unthrot
         examples = 60 if (operation.method.upper(), operation.path) in POSTS else 25
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            derandomize=True,
+        )
         def check(case, seen=seen):
             response = case.call(headers={"Authorization": f"Bearer {api_key}"})
             case.validate_response(response, checks=CHECKS)
@@ -71,15 +82,21 @@ def test_every_operation_answers_as_its_schema_says(api_schema, api_key, unthrot
     for operation in POSTS:
         counts = answers[operation]
         share = counts["accepted"] / (counts["accepted"] + counts["refused"])
-        assert share >= 0.5, f"{operation}: only {share:.0%} of the requests its schema allows are accepted ({dict(counts)})"
+        assert share >= 0.5, (
+            f"{operation}: only {share:.0%} of the requests its schema allows are accepted ({dict(counts)})"
+        )
     assert Job.objects.exists()
 
 
 def test_an_empty_job_page_matches_the_schema(api, api_schema):
     """The answer the fuzzer first caught: no jobs in the range is a page with no results, not a list."""
-    response = api.get("/api/v1/jobs/", {"created_after": "2001-01-01T00:00:00Z", "created_before": "2001-01-02T00:00:00Z"})
+    response = api.get(
+        "/api/v1/jobs/", {"created_after": "2001-01-01T00:00:00Z", "created_before": "2001-01-02T00:00:00Z"}
+    )
     assert response.json() == {"next": None, "previous": None, "results": []}
-    page = api_schema["/api/v1/jobs/"]["GET"].definition.raw["responses"]["200"]["content"]["application/json"]["schema"]
+    page = api_schema["/api/v1/jobs/"]["GET"].definition.raw["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
     component = api_schema.raw_schema["components"]["schemas"][page["$ref"].rsplit("/", 1)[1]]
     assert set(component["required"]) == {"next", "previous", "results"}
 

@@ -48,15 +48,27 @@ class Web:
 
 
 def _start_web(tmp_path_factory, live_database_url, redis_url, **extra) -> Web:
-    env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-                     DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", **extra)
+    env = server_env(
+        DATABASE_URL=live_database_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        DJANGO_DEBUG="0",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        **extra,
+    )
     return Web(*start_web_server(env, tmp_path_factory, "/api/v1/templates/"))
 
 
 @pytest.fixture(scope="module")
 def web(broker_url, live_database_url, tmp_path_factory):
-    server = _start_web(tmp_path_factory, live_database_url, broker_url, AIGC_STREAM_KEEPALIVE_S=KEEPALIVE_S,
-                        AIGC_STREAM_MAX_S=LIFETIME_S, AIGC_STREAMS_PER_USER=CAP)
+    server = _start_web(
+        tmp_path_factory,
+        live_database_url,
+        broker_url,
+        AIGC_STREAM_KEEPALIVE_S=KEEPALIVE_S,
+        AIGC_STREAM_MAX_S=LIFETIME_S,
+        AIGC_STREAMS_PER_USER=CAP,
+    )
     yield server
     processes.stop(server.proc)
 
@@ -93,10 +105,17 @@ def bearer(key) -> dict:
 class Stream:
     """An HTTP/1.1 request on a raw socket, so that a test decides exactly when the client leaves."""
 
-    def __init__(self, base_url: str, path: str, headers: dict | None = None, method: str = "GET", body: bytes = b"") -> None:
+    def __init__(
+        self, base_url: str, path: str, headers: dict | None = None, method: str = "GET", body: bytes = b""
+    ) -> None:
         parts = urlsplit(base_url)
         self.sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.hostname}", "Connection: close", "Accept: text/event-stream"]
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            f"Host: {parts.hostname}",
+            "Connection: close",
+            "Accept: text/event-stream",
+        ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         if body:
             lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
@@ -150,8 +169,15 @@ def events_path(job) -> str:
 
 def make_job(user, status=JobStatus.RUNNING, texts=()) -> Job:
     template = PromptTemplate.objects.get(slug="headline")
-    job = Job.objects.create(owner=user, kind="headline", template=template, template_version=template.versions.get(number=1),
-                             inputs={"text": STORY}, params={"n": max(1, len(texts)), "seed": 1}, status=status)
+    job = Job.objects.create(
+        owner=user,
+        kind="headline",
+        template=template,
+        template_version=template.versions.get(number=1),
+        inputs={"text": STORY},
+        params={"n": max(1, len(texts)), "seed": 1},
+        status=status,
+    )
     for index, text in enumerate(texts):
         JobOutput.objects.create(job=job, index=index, text=text, finish_reason="stop")
     return job
@@ -172,19 +198,29 @@ def wait_for(predicate, timeout: float, what: str) -> float:
 def blocked_reads(rds, web) -> int:
     """The web process's stream reads blocked in Redis now (its connections are named after its pid)."""
     name = f"aigc-streams-{web.proc.pid}"
-    return sum(1 for c in rds.client_list() if c.get("name") == name and c.get("cmd") == "xread" and "b" in c.get("flags", ""))
+    return sum(
+        1 for c in rds.client_list() if c.get("name") == name and c.get("cmd") == "xread" and "b" in c.get("flags", "")
+    )
 
 
-@pytest.mark.parametrize("bad", ["abc", "1-2-3", "-1-0", "1700000000000", "18446744073709551616-0", "db-", "db-x", "db-end-1"])
+@pytest.mark.parametrize(
+    "bad", ["abc", "1-2-3", "-1-0", "1700000000000", "18446744073709551616-0", "db-", "db-x", "db-end-1"]
+)
 def test_a_malformed_last_event_id_is_refused_with_400_naming_it(web, rds, user, key, bad):
     job = make_job(user)
-    for headers, path in ((bearer(key) | {"Last-Event-ID": bad}, events_path(job)),
-                          (bearer(key), f"{events_path(job)}?last_event_id={bad}"),
-                          (bearer(key), f"{events_path(job)}?last_event_id=%D9%A1-0")):  # an Arabic-Indic digit
+    for headers, path in (
+        (bearer(key) | {"Last-Event-ID": bad}, events_path(job)),
+        (bearer(key), f"{events_path(job)}?last_event_id={bad}"),
+        (bearer(key), f"{events_path(job)}?last_event_id=%D9%A1-0"),
+    ):  # an Arabic-Indic digit
         response = Stream(web.url, path, headers)
         assert response.status == 400, response.data
         error = response.json()["error"]
-        assert error["param"] == "Last-Event-ID" and error["type"] == "invalid_request_error" and "Last-Event-ID" in error["message"]
+        assert (
+            error["param"] == "Last-Event-ID"
+            and error["type"] == "invalid_request_error"
+            and "Last-Event-ID" in error["message"]
+        )
         assert error["fields"] == {"Last-Event-ID": [error["message"]]}
     assert slots(rds, user) == 0  # a refused stream holds no slot
 
@@ -244,7 +280,11 @@ def test_streams_beyond_the_cap_get_429_until_one_closes(web, rds, user, key):
     refused = Stream(web.url, events_path(job), bearer(key))
     assert refused.status == 429 and int(refused.headers["retry-after"]) >= 1
     error = refused.json()["error"]
-    assert error["type"] == "rate_limit_error" and error["code"] == "too_many_streams" and f"at most {CAP}" in error["message"]
+    assert (
+        error["type"] == "rate_limit_error"
+        and error["code"] == "too_many_streams"
+        and f"at most {CAP}" in error["message"]
+    )
     # The same count for the OpenAI-compatible streams, refused before a job is made.
     jobs = Job.objects.count()
     body = json.dumps({"model": "default", "messages": [{"role": "user", "content": "Hi"}], "stream": True}).encode()
@@ -314,7 +354,9 @@ def test_a_stream_ends_at_its_maximum_lifetime(web, rds, user, key):
     stream = Stream(web.url, events_path(job), bearer(key))
     took = stream.read_to_end(timeout=LIFETIME_S + 3)
     assert LIFETIME_S - 0.5 < took < LIFETIME_S + 1.5
-    assert b": closed: stream_lifetime" in stream.data and stream.data.count(b": waiting") >= LIFETIME_S / KEEPALIVE_S - 2
+    assert (
+        b": closed: stream_lifetime" in stream.data and stream.data.count(b": waiting") >= LIFETIME_S / KEEPALIVE_S - 2
+    )
     wait_for(lambda: slots(rds, user) == 0, 2, "the slot released")
 
 
@@ -339,7 +381,11 @@ def test_a_stream_left_without_its_end_entry_is_ended_from_the_database(web, rds
     events.publish_delta(job.pk, 0, "Council backs")
     stream = Stream(web.url, events_path(job), bearer(key))
     assert stream.read_to_end(timeout=KEEPALIVE_S) < KEEPALIVE_S
-    assert b"event: replace" in stream.data and b'"text": "Council backs bridge"' in stream.data and b"id: db-end" in stream.data
+    assert (
+        b"event: replace" in stream.data
+        and b'"text": "Council backs bridge"' in stream.data
+        and b"id: db-end" in stream.data
+    )
     # A reader already waiting when the job ends that way: ended at the next keep-alive.
     running = make_job(user)
     events.publish_delta(running.pk, 0, "Council")

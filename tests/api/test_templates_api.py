@@ -19,13 +19,19 @@ def test_list_templates_with_variables_labels_and_defaults(api):
     assert headline["labels"] == {"production": 1, "staging": 1} and headline["production_version"] == 1
     assert headline["variables"][0]["name"] == "text" and headline["variables"][0]["required"] is True
     assert headline["default_params"]["n"] == 5
-    assert {t["slug"] for t in api.get("/api/v1/templates/?kind=code").json()} == {"code", "code-explain", "code-docstrings"}
+    assert {t["slug"] for t in api.get("/api/v1/templates/?kind=code").json()} == {
+        "code",
+        "code-explain",
+        "code-docstrings",
+    }
 
 
 def test_template_detail_lists_every_version(api, user):
     template = PromptTemplate.objects.get(slug="summary")
     v1 = template.versions.get()
-    v2, _ = services.template_version_create(template=template, user=user, **{**v1.content(), "system_prompt": "Be terse."})
+    v2, _ = services.template_version_create(
+        template=template, user=user, **{**v1.content(), "system_prompt": "Be terse."}
+    )
     services.template_label_move(template=template, label="staging", version=v2)
     body = api.get("/api/v1/templates/summary/").json()
     assert [v["number"] for v in body["versions"]] == [1, 2]
@@ -37,7 +43,9 @@ def test_template_detail_lists_every_version(api, user):
 def test_job_pins_a_version_or_follows_a_label(api, user):
     template = PromptTemplate.objects.get(slug="summary")
     v1 = template.versions.get()
-    v2, _ = services.template_version_create(template=template, user=user, **{**v1.content(), "system_prompt": "Be terse."})
+    v2, _ = services.template_version_create(
+        template=template, user=user, **{**v1.content(), "system_prompt": "Be terse."}
+    )
     services.template_label_move(template=template, label="staging", version=v2)
     base = {"template": "summary", "inputs": {"text": STORY}}
     assert api.post("/api/v1/jobs/", base, format="json").json()["template_version"] == 1
@@ -49,8 +57,16 @@ def test_job_pins_a_version_or_follows_a_label(api, user):
 
 
 def test_typed_inputs_through_the_api(api):
-    response = api.post("/api/v1/jobs/", {"template": "article", "inputs": {"topic": "bridges", "words": "lots", "tone": "angry"}}, format="json")
+    response = api.post(
+        "/api/v1/jobs/",
+        {"template": "article", "inputs": {"topic": "bridges", "words": "lots", "tone": "angry"}},
+        format="json",
+    )
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"inputs.words", "inputs.tone"}
-    ok = api.post("/api/v1/jobs/", {"template": "article", "inputs": {"topic": "bridges", "words": 120, "tone": "formal"}}, format="json")
+    ok = api.post(
+        "/api/v1/jobs/",
+        {"template": "article", "inputs": {"topic": "bridges", "words": 120, "tone": "formal"}},
+        format="json",
+    )
     assert ok.status_code == 202 and ok.json()["inputs"] == {"topic": "bridges", "tone": "formal", "words": 120}

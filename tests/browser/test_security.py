@@ -21,7 +21,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
   window.__csp.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
 }, true);
 """
-CODE = 'def add(a, b):\n    return a + b\n'
+CODE = "def add(a, b):\n    return a + b\n"
 MARKDOWN = "# Bridge\n\nThe council **voted**.\n\n| year | cost |\n|:--|--:|\n| 2028 | 40 |\n\n```python\nx = 1\n```\n"
 
 
@@ -62,8 +62,9 @@ def log_in(page, base, username, password):
 def newsroom(django_user_model):
     """An editor with a finished job (markdown, a table, code) and a running one; a staff reviewer."""
     desk = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
-    chief = django_user_model.objects.create_user(username="chief", password="pw-chief-12345", is_staff=True,
-                                                  is_superuser=True)
+    chief = django_user_model.objects.create_user(
+        username="chief", password="pw-chief-12345", is_staff=True, is_superuser=True
+    )
     chief.groups.add(Group.objects.get(name="reviewer"))
     jobs = {}
     for name, slug, status, inputs, text in (
@@ -72,9 +73,15 @@ def newsroom(django_user_model):
         ("running", "headline", JobStatus.RUNNING, {"text": "The council voted for a bridge."}, None),
     ):
         template = PromptTemplate.objects.get(slug=slug)
-        jobs[name] = Job.objects.create(owner=desk, kind=template.kind, template=template,
-                                        template_version=template.versions.get(number=1), inputs=inputs,
-                                        params={"seed": 1}, status=status)
+        jobs[name] = Job.objects.create(
+            owner=desk,
+            kind=template.kind,
+            template=template,
+            template_version=template.versions.get(number=1),
+            inputs=inputs,
+            params={"seed": 1},
+            status=status,
+        )
         if text:
             JobOutput.objects.create(job=jobs[name], index=0, text=text)
     return jobs
@@ -121,11 +128,15 @@ def test_studio_pages_admin_and_api_docs_report_no_violation(live_server_url, pa
     log_in(staff.page, base, "chief", "pw-chief-12345")
     expect(staff.page.get_by_role("link", name="Review")).to_be_visible()
     template = PromptTemplate.objects.get(slug="headline")
-    for url, ready in (("/review/", None), ("/health/", None), ("/admin/", "#content-main"),
-                       (f"/admin/generation/prompttemplate/{template.pk}/change/", "#versions"),
-                       (f"/admin/generation/prompttemplate/{template.pk}/versions/1/", "#preview-text, form"),
-                       (f"/admin/generation/prompttemplate/{template.pk}/diff/?a=1&b=1", "#content-main"),
-                       ("/admin/generation/job/", "#result_list")):
+    for url, ready in (
+        ("/review/", None),
+        ("/health/", None),
+        ("/admin/", "#content-main"),
+        (f"/admin/generation/prompttemplate/{template.pk}/change/", "#versions"),
+        (f"/admin/generation/prompttemplate/{template.pk}/versions/1/", "#preview-text, form"),
+        (f"/admin/generation/prompttemplate/{template.pk}/diff/?a=1&b=1", "#content-main"),
+        ("/admin/generation/job/", "#result_list"),
+    ):
         staff.visit(base + url, ready=ready)
     # admin.css replaced the inline style: the versions table still spans its fieldset.
     staff.visit(f"{base}/admin/generation/prompttemplate/{template.pk}/change/", ready="#versions")

@@ -104,8 +104,15 @@ def desk_job(django_user_model, slug: str, inputs: dict, status: str) -> Job:
     owner = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
     template = PromptTemplate.objects.get(slug=slug)
     version = template.versions.get(number=1)
-    return Job.objects.create(owner=owner, kind=template.kind, template=template, template_version=version,
-                              inputs=inputs, params={"seed": 1}, status=status)
+    return Job.objects.create(
+        owner=owner,
+        kind=template.kind,
+        template=template,
+        template_version=version,
+        inputs=inputs,
+        params={"seed": 1},
+        status=status,
+    )
 
 
 def test_html_and_script_in_model_output_run_nothing(live_server_url, page, django_user_model):
@@ -132,7 +139,9 @@ def test_html_and_script_in_model_output_run_nothing(live_server_url, page, djan
 
 
 def test_chinese_interface_dark_theme_and_chinese_content(live_server_url, page, django_user_model):
-    job = desk_job(django_user_model, "summary", {"text": "城市议会周二投票决定在榆树河上修建一座新桥。"}, JobStatus.SUCCEEDED)
+    job = desk_job(
+        django_user_model, "summary", {"text": "城市议会周二投票决定在榆树河上修建一座新桥。"}, JobStatus.SUCCEEDED
+    )
     JobOutput.objects.create(job=job, index=0, text="议会批准修建新桥，明年春天开工。")
     log_in(page, live_server_url, "desk", "pw-desk-12345")
     page.select_option("#language", "zh-hans")

@@ -32,10 +32,12 @@ def test_finds_functions_without_docstrings():
 
 
 def test_inserts_docstrings_keeping_behaviour():
-    docs = {5: 'returns the area of a circle of radius r', 15: 'Loads "it" """ safely'}
+    docs = {5: "returns the area of a circle of radius r", 15: 'Loads "it" """ safely'}
     result = insert_docstrings(CODE, docs)
     tree = ast.parse(result)
-    fns = {n.name: ast.get_docstring(n) for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    fns = {
+        n.name: ast.get_docstring(n) for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
     assert fns["area"] == "Returns the area of a circle of radius r."
     assert fns["load"] == "Loads \"it\" ''' safely."
     assert fns["scale"] == "Already documented."

@@ -22,7 +22,9 @@ def test_length_contract():
 
 def test_python_contract_runs_the_check_in_another_process():
     assert contracts.check_python("def add(a, b):\n    return a + b", "assert add(2, 3) == 5") == []
-    assert contracts.check_python("def add(a, b):\n    return a - b", "assert add(2, 3) == 5") == ["check failed: AssertionError"]
+    assert contracts.check_python("def add(a, b):\n    return a - b", "assert add(2, 3) == 5") == [
+        "check failed: AssertionError"
+    ]
     assert contracts.check_python("def add(a, b) return a + b")[0].startswith("does not parse")
     assert contracts.check_python("while True: pass", "", timeout=1) == []  # not run without a check
     assert contracts.check_python("import time\ntime.sleep(5)", "pass", timeout=0.5) == ["timed out"]

@@ -3,7 +3,10 @@ from generation.content.diffing import word_diff
 
 def test_word_diff_marks_whole_words():
     assert word_diff("Council backs new bridge", "Council approves new bridge") == [
-        ("same", "Council "), ("del", "backs"), ("ins", "approves"), ("same", " new bridge"),
+        ("same", "Council "),
+        ("del", "backs"),
+        ("ins", "approves"),
+        ("same", " new bridge"),
     ]
 
 

@@ -30,7 +30,9 @@ def test_list_drops_introductions_and_empty_items_and_fits_the_budget():
     raw = "Here are the three key points:\n\n1. The council approved a new bridge.\n2. **Work starts in spring.**\n3."
     assert spec("list").shaped(raw) == "- The council approved a new bridge.\n- Work starts in spring."
     assert spec("list").shaped(raw, max_words=8) == "- The council approved a new bridge."
-    assert spec("list").shaped("The bridge opens in May. It cost a lot.") == "- The bridge opens in May.\n- It cost a lot."
+    assert (
+        spec("list").shaped("The bridge opens in May. It cost a lot.") == "- The bridge opens in May.\n- It cost a lot."
+    )
 
 
 def test_control_characters_never_reach_storage():
@@ -77,7 +79,11 @@ def test_downloads_list_candidates_fence_code_and_keep_a_list_as_written():
 
 def test_pages_show_code_highlighted_headlines_as_a_line_and_the_rest_as_markdown():
     assert {n: f.display for n, f in FORMATS.items()} == {
-        "text": "markdown", "list": "markdown", "headline": "line", "code": "code", "docstrings": "code",
+        "text": "markdown",
+        "list": "markdown",
+        "headline": "line",
+        "code": "code",
+        "docstrings": "code",
     }
 
 
@@ -108,9 +114,8 @@ def _names_a_format(node: ast.AST) -> bool:
     """A string literal or a `Kind.X` member (alone or in a tuple, list or set): a specific format or kind."""
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         return any(_names_a_format(e) for e in node.elts)
-    return (
-        isinstance(node, ast.Constant) and isinstance(node.value, str)
-        or isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Kind"
+    return (isinstance(node, ast.Constant) and isinstance(node.value, str)) or (
+        isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Kind"
     )
 
 
@@ -121,8 +126,8 @@ def _compares_a_format(node: ast.AST) -> bool:
     sides = (node.left, *node.comparators)
     mentions = [
         any(
-            isinstance(n, ast.Attribute) and n.attr in ("output_format", "kind")
-            or isinstance(n, ast.Name) and n.id == "output_format"
+            (isinstance(n, ast.Attribute) and n.attr in ("output_format", "kind"))
+            or (isinstance(n, ast.Name) and n.id == "output_format")
             for n in ast.walk(side)
         )
         for side in sides

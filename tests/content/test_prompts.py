@@ -44,7 +44,9 @@ def test_substitution_is_one_plain_pass():
 
 def test_chinese_inputs_work_like_english():
     cleaned = clean_inputs(VARIABLES, {"text": "城市议会投票决定修建新桥。"})
-    assert render_messages("", "标题：{text}", cleaned) == [{"role": "user", "content": "标题：城市议会投票决定修建新桥。"}]
+    assert render_messages("", "标题：{text}", cleaned) == [
+        {"role": "user", "content": "标题：城市议会投票决定修建新桥。"}
+    ]
 
 
 def test_params_merge_template_defaults_and_request():
@@ -80,4 +82,6 @@ def test_params_must_be_an_object():
 
 
 def test_nul_characters_in_inputs_are_refused():
-    assert errors_of(clean_inputs, VARIABLES, {"text": "a\x00b"}) == {"inputs.text": ["Must not contain NUL characters."]}
+    assert errors_of(clean_inputs, VARIABLES, {"text": "a\x00b"}) == {
+        "inputs.text": ["Must not contain NUL characters."]
+    }

@@ -15,14 +15,18 @@ MESSAGES = [
 def counter_for(engine) -> PromptCounter:
     d = engine.describe()
     return PromptCounter(
-        chat_template=d["chat_template"], tokenizer_json=d["tokenizer_json"], special_tokens=d["special_tokens"],
+        chat_template=d["chat_template"],
+        tokenizer_json=d["tokenizer_json"],
+        special_tokens=d["special_tokens"],
         context_length=d["context_length"],
     )
 
 
 def test_same_text_and_count_as_the_engine_chatml(tiny_engine):
     counter = counter_for(tiny_engine)
-    assert counter.render(MESSAGES) == tiny_engine.tokenizer.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
+    assert counter.render(MESSAGES) == tiny_engine.tokenizer.apply_chat_template(
+        MESSAGES, tokenize=False, add_generation_prompt=True
+    )
     assert counter.count(MESSAGES) == tiny_engine.count_tokens(MESSAGES)
     assert counter.context_length == 256
 
@@ -43,7 +47,10 @@ SAMPLES = [
     MESSAGES,
     [{"role": "user", "content": "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。“这是好消息，”市长说。"}],
     [{"role": "user", "content": "def f(x):\n    return {x: [1, 2.5e-3, 'a\\tb']}  # 40% of $5,000 — naïve café"}],
-    [{"role": "system", "content": "<|im_start|> is text here"}, {"role": "user", "content": "  spaces   and\n\n\nnewlines "}],
+    [
+        {"role": "system", "content": "<|im_start|> is text here"},
+        {"role": "user", "content": "  spaces   and\n\n\nnewlines "},
+    ],
 ]
 
 

@@ -18,7 +18,13 @@ PROMPTS = [
 
 
 def request(i, **kw):
-    base = dict(messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], max_new_tokens=6 + 3 * (i % 4), temperature=0.0, n=1, seed=i)
+    base = dict(
+        messages=[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        max_new_tokens=6 + 3 * (i % 4),
+        temperature=0.0,
+        n=1,
+        seed=i,
+    )
     return GenerationRequest(**{**base, **kw})
 
 
@@ -64,7 +70,9 @@ def test_requests_from_many_threads_join_a_running_batch(engine):
     requests = [request(i, max_new_tokens=20) for i in range(12)]
     alone = [engine.generate(r).texts for r in requests]
     with ThreadPoolExecutor(max_workers=12) as pool:
-        together = list(pool.map(lambda r: engine.generate(r).texts, [request(i, max_new_tokens=20) for i in range(12)]))
+        together = list(
+            pool.map(lambda r: engine.generate(r).texts, [request(i, max_new_tokens=20) for i in range(12)])
+        )
     assert together == alone
 
 
@@ -154,6 +162,9 @@ def test_out_of_memory_splits_the_batch_and_every_request_still_finishes(tiny_en
 
 
 def test_a_request_too_big_for_memory_fails_alone_and_the_engine_goes_on(tiny_engine):
-    with DeviceMemory(tiny_engine.model, limit=8), pytest.raises(EngineError, match="does not fit in the model's memory"):
+    with (
+        DeviceMemory(tiny_engine.model, limit=8),
+        pytest.raises(EngineError, match="does not fit in the model's memory"),
+    ):
         tiny_engine.generate(request(1))
     assert tiny_engine.generate(request(0)).texts == tiny_engine.generate(request(0)).texts

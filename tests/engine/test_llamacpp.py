@@ -26,7 +26,11 @@ def test_the_bundled_gguf_is_served_as_it_is(gguf_engine):
 def test_candidates_prefill_their_prompt_once(gguf_engine, monkeypatch):
     fed = []
     original = LlamaRunner._put
-    monkeypatch.setattr(LlamaRunner, "_put", lambda self, n, token, pos, seq, logits: fed.append(pos) or original(self, n, token, pos, seq, logits))
+    monkeypatch.setattr(
+        LlamaRunner,
+        "_put",
+        lambda self, n, token, pos, seq, logits: fed.append(pos) or original(self, n, token, pos, seq, logits),
+    )
     prompt = len(gguf_engine.encode_chat(HEADLINE))
     result = gguf_engine.generate(GenerationRequest(messages=HEADLINE, max_new_tokens=8, temperature=1.0, n=5, seed=3))
     assert fed.count(0) == 1, "the prompt went into the batch once, not once per candidate"
@@ -38,8 +42,13 @@ def test_candidates_prefill_their_prompt_once(gguf_engine, monkeypatch):
 def test_a_request_longer_than_a_row_is_refused_and_the_engine_goes_on(gguf_engine):
     """Each row has `context` positions of its own: a request that cannot fit them is refused with the numbers."""
     with pytest.raises(EngineError, match="context of"):
-        gguf_engine.generate(GenerationRequest(messages=HEADLINE, max_new_tokens=gguf_engine.context_length, temperature=0))
-    assert gguf_engine.generate(GenerationRequest(messages=HEADLINE, max_new_tokens=4, temperature=0)).completion_tokens >= 1
+        gguf_engine.generate(
+            GenerationRequest(messages=HEADLINE, max_new_tokens=gguf_engine.context_length, temperature=0)
+        )
+    assert (
+        gguf_engine.generate(GenerationRequest(messages=HEADLINE, max_new_tokens=4, temperature=0)).completion_tokens
+        >= 1
+    )
 
 
 def test_threads_rows_and_context_come_from_the_config(tmp_path):
@@ -65,6 +74,8 @@ def test_a_llamacpp_worker_never_imports_torch(tmp_path):
         "e.generate(GenerationRequest(messages=[{'role': 'user', 'content': 'Hi'}], max_new_tokens=3));"
         "print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "False"

@@ -12,20 +12,26 @@ def test_llama3_style_folder_loads_with_its_chat_template(tiny_engine, tiny_mode
     assert tiny_engine.model_name == tiny_model_dir.name
     assert tiny_engine.context_length == 256
     assert str(tiny_engine.device) == "cpu" and tiny_engine.model.dtype.is_floating_point
-    text = tiny_engine.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tiny_engine.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_llama2_sentencepiece_folder_loads_and_generates(tmp_path):
     folder = build_llama2_style(tmp_path / "llama2")
     assert (folder / "tokenizer.model").exists() and not (folder / "tokenizer.json").exists()
-    engine = load_engine(EngineConfig(model_path=str(folder), model_name="tiny-llama-2", cache_dir=str(tmp_path / "cache")))
+    engine = load_engine(
+        EngineConfig(model_path=str(folder), model_name="tiny-llama-2", cache_dir=str(tmp_path / "cache"))
+    )
     assert engine.tokenizer.chat_template == LLAMA2_CHAT_TEMPLATE  # the folder had none
     prompt = engine.tokenizer.apply_chat_template(
         [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "The council voted."}], tokenize=False
     )
     assert "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nThe council voted. [/INST]" in prompt
-    result = engine.generate(GenerationRequest(messages=[{"role": "user", "content": "bridge"}], max_new_tokens=6, temperature=0))
+    result = engine.generate(
+        GenerationRequest(messages=[{"role": "user", "content": "bridge"}], max_new_tokens=6, temperature=0)
+    )
     assert engine.model_name == "tiny-llama-2"
     assert result.completion_tokens >= 1
 

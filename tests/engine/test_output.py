@@ -14,9 +14,17 @@ END = 9
 
 def active(**kw) -> Active:
     request = GenerationRequest(messages=[], **{"max_new_tokens": 20, **kw})
-    return Active(request=request, prompt=[1, 2, 3], seed=0, future=Future(), on_delta=None, generator=None,
-                  rows=[Row() for _ in range(request.n)], holdback=max((len(s) for s in request.stop), default=1) - 1,
-                  started=0.0)
+    return Active(
+        request=request,
+        prompt=[1, 2, 3],
+        seed=0,
+        future=Future(),
+        on_delta=None,
+        generator=None,
+        rows=[Row() for _ in range(request.n)],
+        holdback=max((len(s) for s in request.stop), default=1) - 1,
+        started=0.0,
+    )
 
 
 def run(tokens: list[int], **kw):

@@ -56,7 +56,9 @@ class CountingRunner:
 
 class CountingEngine(LocalEngine):
     def __init__(self, runner):
-        super().__init__(runner=runner, model_name="counting", weights_sha256="", context_length=1000, max_rows=runner.max_rows)
+        super().__init__(
+            runner=runner, model_name="counting", weights_sha256="", context_length=1000, max_rows=runner.max_rows
+        )
 
     def encode_chat(self, messages):
         return [int(m["content"]) for m in messages]
@@ -69,7 +71,9 @@ class CountingEngine(LocalEngine):
 
 
 def req(start: int, **kw) -> GenerationRequest:
-    return GenerationRequest(messages=[{"role": "user", "content": str(start)}], **{"max_new_tokens": 4, "temperature": 0, **kw})
+    return GenerationRequest(
+        messages=[{"role": "user", "content": str(start)}], **{"max_new_tokens": 4, "temperature": 0, **kw}
+    )
 
 
 def test_requests_beyond_the_free_rows_wait_and_all_finish_with_their_own_text():

@@ -34,7 +34,9 @@ def own_queues(settings):
     settings.AIGC = {**settings.AIGC, "MODELS": {"default": {}, "big": {}}}
     base = settings.CELERY_TASK_DEFAULT_QUEUE
     yield base, f"{base}.big"
-    redis_client.client().delete(base, f"{base}.big", presence.KEY.format(queue=base), presence.KEY.format(queue=f"{base}.big"))
+    redis_client.client().delete(
+        base, f"{base}.big", presence.KEY.format(queue=base), presence.KEY.format(queue=f"{base}.big")
+    )
 
 
 def queue_one(user, alias, capture):
@@ -49,10 +51,22 @@ def test_health_reports_each_alias_and_a_stranded_one(client, user, own_queues, 
     response = client.get("/healthz", **SCRAPER)
     report = response.json()
     assert response.status_code == 200 and report["status"] == "degraded"
-    assert report["models"]["default"] == {"backend": "llamacpp", "queue": base, "live_workers": 1, "queue_depth": 0,
-                                           "queued_jobs": 0, "stranded": False}
-    assert report["models"]["big"] == {"backend": "llamacpp", "queue": big, "live_workers": 0, "queue_depth": 1,
-                                       "queued_jobs": 1, "stranded": True}
+    assert report["models"]["default"] == {
+        "backend": "llamacpp",
+        "queue": base,
+        "live_workers": 1,
+        "queue_depth": 0,
+        "queued_jobs": 0,
+        "stranded": False,
+    }
+    assert report["models"]["big"] == {
+        "backend": "llamacpp",
+        "queue": big,
+        "live_workers": 0,
+        "queue_depth": 1,
+        "queued_jobs": 1,
+        "stranded": True,
+    }
     presence.announce("gpu-2@host", [big])
     assert client.get("/healthz", **SCRAPER).json()["status"] == "ok"
 
@@ -78,7 +92,11 @@ def test_health_is_503_when_redis_does_not_answer(client, settings, monkeypatch)
 
 def samples(client, **headers) -> dict:
     text = client.get("/metrics", **(headers or SCRAPER)).content.decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
 
 def test_metrics_count_jobs_and_fill_the_histograms(client, user, own_queues, django_capture_on_commit_callbacks):
@@ -98,7 +116,9 @@ def test_metrics_count_jobs_and_fill_the_histograms(client, user, own_queues, dj
     assert grew("aigc_time_to_first_token_seconds_bucket", le="0.25") == 0
     assert grew("aigc_time_to_first_token_seconds_bucket", le="0.5") == 1  # cumulative from here on
     assert grew("aigc_time_to_first_token_seconds_bucket", le="+Inf") == 1
-    assert grew("aigc_tokens_per_second_bucket", le="10.0") == 0 and grew("aigc_tokens_per_second_bucket", le="25.0") == 1
+    assert (
+        grew("aigc_tokens_per_second_bucket", le="10.0") == 0 and grew("aigc_tokens_per_second_bucket", le="25.0") == 1
+    )
     assert grew("aigc_tokens_per_second_sum") == pytest.approx(20.0)
 
 
@@ -135,11 +155,14 @@ def test_the_public_health_check_says_only_its_status(client, user, own_queues, 
     assert set(client.get("/healthz").json()) == {"status", "database", "redis", "models"}
 
 
-def test_every_line_logged_while_a_job_runs_carries_its_id(user, tiny_engine, caplog, django_capture_on_commit_callbacks):
+def test_every_line_logged_while_a_job_runs_carries_its_id(
+    user, tiny_engine, caplog, django_capture_on_commit_callbacks
+):
     caplog.handler.addFilter(logs.JobIdFilter())
     with django_capture_on_commit_callbacks(execute=False):
-        job = services.job_create(user=user, kind="summary", inputs={"text": "A text to sum up in a line."},
-                                  params={"max_new_tokens": 6})
+        job = services.job_create(
+            user=user, kind="summary", inputs={"text": "A text to sum up in a line."}, params={"max_new_tokens": 6}
+        )
     with caplog.at_level(logging.INFO):
         services.job_run(job.pk, engine=tiny_engine)
         logging.getLogger("generation.test").info("after the job")
@@ -151,17 +174,32 @@ def test_every_line_logged_while_a_job_runs_carries_its_id(user, tiny_engine, ca
 
 
 def test_json_logs_are_one_object_per_line_with_the_job_id():
-    code = ("import django, logging; django.setup(); from generation.infra import logs; logs.current_job.set('job-42'); "
-            "logging.getLogger('generation.jobs').warning('saving %s', 'it')")
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "aigc_site.settings", "DJANGO_SECRET_KEY": "x",
-           "DJANGO_ENV_FILE": "", "LOG_FORMAT": "json"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=django_settings.BASE_DIR, env=env, capture_output=True,
-                         text=True, timeout=60)
+    code = (
+        "import django, logging; django.setup(); from generation.infra import logs; logs.current_job.set('job-42'); "
+        "logging.getLogger('generation.jobs').warning('saving %s', 'it')"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "aigc_site.settings",
+        "DJANGO_SECRET_KEY": "x",
+        "DJANGO_ENV_FILE": "",
+        "LOG_FORMAT": "json",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=django_settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
     line = json.loads(out.stderr.strip().splitlines()[-1])
-    assert (line["level"], line["logger"], line["job_id"], line["message"]) == ("WARNING", "generation.jobs", "job-42", "saving it")
+    assert (line["level"], line["logger"], line["job_id"], line["message"]) == (
+        "WARNING",
+        "generation.jobs",
+        "job-42",
+        "saving it",
+    )
 
 
-def test_staff_see_the_health_page_and_editors_do_not(client, user, own_queues, django_user_model, django_capture_on_commit_callbacks):
+def test_staff_see_the_health_page_and_editors_do_not(
+    client, user, own_queues, django_user_model, django_capture_on_commit_callbacks
+):
     queue_one(user, "big", django_capture_on_commit_callbacks)
     client.force_login(user)
     assert client.get("/health/").status_code == 404

@@ -37,9 +37,14 @@ class LocalRun:
 
     def __init__(self, tmp_path: Path):
         self.tmp, self.runs = tmp_path, 0
-        self.env = processes.process_env(DJANGO_ENV_FILE="", DJANGO_DEBUG="1", DJANGO_SECRET_KEY="run-local-test-key",
-                                         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", AIGC_VAR_DIR=str(tmp_path / "var"),
-                                         AIGC_LOAD_MODEL="0")
+        self.env = processes.process_env(
+            DJANGO_ENV_FILE="",
+            DJANGO_DEBUG="1",
+            DJANGO_SECRET_KEY="run-local-test-key",
+            DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            AIGC_VAR_DIR=str(tmp_path / "var"),
+            AIGC_LOAD_MODEL="0",
+        )
         self.env.pop("REDIS_URL", None)
 
     def start(self, timeout: float = 180) -> tuple[subprocess.Popen, str, str]:
@@ -47,8 +52,14 @@ class LocalRun:
         self.runs += 1
         port = processes.free_port()
         self.log = self.tmp / f"run-{self.runs}.log"
-        proc = subprocess.Popen([sys.executable, "manage.py", "run_local", "--port", str(port), "web"], cwd=ROOT,
-                                env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_local", "--port", str(port), "web"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -118,8 +129,14 @@ def test_a_second_run_on_the_same_var_directory_is_refused(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "run_local"])
     try:
         (var / "run-local.pid").write_text(f"{sleeper.pid}\n")
-        out = subprocess.run([sys.executable, "manage.py", "run_local", "--var-dir", str(var)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=60, env=processes.process_env(DJANGO_ENV_FILE="", DJANGO_DEBUG="1"))
+        out = subprocess.run(
+            [sys.executable, "manage.py", "run_local", "--var-dir", str(var)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=processes.process_env(DJANGO_ENV_FILE="", DJANGO_DEBUG="1"),
+        )
         assert out.returncode != 0 and f"already running here (pid {sleeper.pid})" in out.stderr
     finally:
         sleeper.kill()

@@ -33,8 +33,15 @@ def test_each_alias_has_its_own_queue_and_a_worker_hosts_the_aliases_it_consumes
     assert [registry.queue_for(a) for a in registry.aliases()] == ["generation", "generation.big", "h100"]
     assert registry.aliases_for_queues(["h100", "webhooks"]) == ["gpu2"]
     # No backend and no path: the bundled GGUF through llama.cpp, with its defaults.
-    assert registry.entry("big") == {"backend": "llamacpp", "path": "", "name": "", "threads": 0, "context": 2048,
-                                     "max_rows": 32, "flash_attn": "auto"}
+    assert registry.entry("big") == {
+        "backend": "llamacpp",
+        "path": "",
+        "name": "",
+        "threads": 0,
+        "context": 2048,
+        "max_rows": 32,
+        "flash_attn": "auto",
+    }
     with pytest.raises(ImproperlyConfigured, match="unknown model alias 'nope'"):
         registry.entry("nope")
 
@@ -49,11 +56,15 @@ def test_a_job_is_sent_to_its_alias_queue_only(user, settings, django_capture_on
     redis.delete(base, f"{base}.big")
     try:
         with django_capture_on_commit_callbacks(execute=True):  # sent as on commit
-            job = services.job_create(user=user, kind="summary", inputs={"text": "A short text to sum up."}, model_alias="big")
+            job = services.job_create(
+                user=user, kind="summary", inputs={"text": "A short text to sum up."}, model_alias="big"
+            )
         assert job.model_alias == "big"
         assert (redis.llen(base), redis.llen(f"{base}.big")) == (0, 1)
         with django_capture_on_commit_callbacks(execute=True):
-            services.job_create(user=user, kind="summary", inputs={"text": "Another short text."})  # the template's alias
+            services.job_create(
+                user=user, kind="summary", inputs={"text": "Another short text."}
+            )  # the template's alias
         assert (redis.llen(base), redis.llen(f"{base}.big")) == (1, 1)
     finally:
         redis.delete(base, f"{base}.big")
@@ -73,28 +84,42 @@ def test_openai_clients_name_an_alias_and_the_job_runs_on_it(api, user, settings
     settings.AIGC = {**settings.AIGC, "MODELS": {"default": {}, "big": {}}}
     models = api.get("/v1/models").json()["data"]
     assert [m["id"] for m in models][:2] == ["default", "big"]
-    unknown = api.post("/v1/chat/completions", {"model": "huge", "messages": [{"role": "user", "content": "Hi"}]}, format="json")
+    unknown = api.post(
+        "/v1/chat/completions", {"model": "huge", "messages": [{"role": "user", "content": "Hi"}]}, format="json"
+    )
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
     assert not user.jobs.exists()
 
 
 def test_the_backend_follows_the_path_unless_named(settings):
-    settings.AIGC = {**settings.AIGC, "MODELS": {
-        "gguf": {"path": "/models/m.gguf"}, "folder": {"path": "/models/llama-8b"}, "old": {"backend": "local"},
-        "named": {"backend": "transformers"},
-    }}
+    settings.AIGC = {
+        **settings.AIGC,
+        "MODELS": {
+            "gguf": {"path": "/models/m.gguf"},
+            "folder": {"path": "/models/llama-8b"},
+            "old": {"backend": "local"},
+            "named": {"backend": "transformers"},
+        },
+    }
     assert {a: registry.entry(a)["backend"] for a in registry.aliases()} == {
-        "gguf": "llamacpp", "folder": "transformers", "old": "transformers", "named": "transformers"}
+        "gguf": "llamacpp",
+        "folder": "transformers",
+        "old": "transformers",
+        "named": "transformers",
+    }
     assert registry.entry("folder")["device"] == "auto"
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"device": "cuda"}, "unknown key.*device for the llamacpp backend"),
-    ({"backend": "llamacpp", "context": 0}, "context must be a whole number of at least 1"),
-    ({"backend": "llamacpp", "threads": "8"}, "threads must be a whole number"),
-    ({"backend": "llamacpp", "flash_attn": "yes"}, "flash_attn is auto, on or off"),
-    ({"backend": "vllm"}, "unknown backend 'vllm'"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"device": "cuda"}, "unknown key.*device for the llamacpp backend"),
+        ({"backend": "llamacpp", "context": 0}, "context must be a whole number of at least 1"),
+        ({"backend": "llamacpp", "threads": "8"}, "threads must be a whole number"),
+        ({"backend": "llamacpp", "flash_attn": "yes"}, "flash_attn is auto, on or off"),
+        ({"backend": "vllm"}, "unknown backend 'vllm'"),
+    ],
+)
 def test_a_bad_local_entry_is_refused_at_start(entry, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         registry.validate({"default": entry})

@@ -23,25 +23,46 @@ class Cluster:
 
     def env(self, redis_url: str | None = None, **extra) -> dict:
         redis_url = redis_url or self.broker_url
-        return server_env(DATABASE_URL=self.database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-                          AIGC_QUEUE=self.queue, **LIVENESS, **extra)
+        return server_env(
+            DATABASE_URL=self.database_url,
+            REDIS_URL=redis_url,
+            CELERY_BROKER_URL=redis_url,
+            AIGC_QUEUE=self.queue,
+            **LIVENESS,
+            **extra,
+        )
 
     def _keep(self, proc, name: str):
         proc.log_path = self.tmp_path / f"{name}.log"
         self.started.append(proc)
         return proc
 
-    def worker(self, name: str, redis_url: str | None = None, also: tuple[str, ...] = (), concurrency: int = 4,
-               queue: str | None = None, **extra):
+    def worker(
+        self,
+        name: str,
+        redis_url: str | None = None,
+        also: tuple[str, ...] = (),
+        concurrency: int = 4,
+        queue: str | None = None,
+        **extra,
+    ):
         """A worker on the test's queue, or `queue` (and `also`), once it has loaded its models."""
         log_path = self.tmp_path / f"{name}.log"
-        proc = processes.start_worker(self.env(redis_url, **extra), queue or self.queue, log_path, concurrency=concurrency,
-                                      also=also, name=f"{self.queue}-{name}")
+        proc = processes.start_worker(
+            self.env(redis_url, **extra),
+            queue or self.queue,
+            log_path,
+            concurrency=concurrency,
+            also=also,
+            name=f"{self.queue}-{name}",
+        )
         self._keep(proc, name)
         processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
         return proc
 
-    def web(self, redis_url: str | None = None, port: int | None = None, name: str = "web", **extra) -> tuple[object, str]:
+    def web(
+        self, redis_url: str | None = None, port: int | None = None, name: str = "web", **extra
+    ) -> tuple[object, str]:
         """uvicorn as production runs it (DEBUG off), once it answers. Returns (process, base URL)."""
         port = port or processes.free_port()
         env = self.env(redis_url, DJANGO_DEBUG="0", DJANGO_ALLOWED_HOSTS="127.0.0.1", **extra)

@@ -19,6 +19,7 @@ from tests.integration.test_full_path import NEWS, wait_final
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
+
 def test_a_worker_killed_mid_generation_loses_nothing(cluster, user):
     first = cluster.worker("first")
     job = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 250}, params={"seed": 3})
@@ -46,8 +47,10 @@ def test_queued_jobs_survive_the_broker_losing_their_messages(cluster, user, set
     from generation.infra import redis_client
 
     settings.AIGC = {**settings.AIGC, "RESEND_QUEUED_AFTER_S": 1.0}
-    jobs = [services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16, "seed": i})
-            for i in range(3)]
+    jobs = [
+        services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16, "seed": i})
+        for i in range(3)
+    ]
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     assert redis_client.client().llen(queue) == 3
     redis_client.client().delete(queue)  # the broker lost them
@@ -106,7 +109,10 @@ def test_redis_restarted_empty_mid_job_loses_nothing(cluster, user):
     time.sleep(2)  # its text is streaming
     redis_server.kill()
     redis_server.wait()
-    down = [post({"kind": "summary", "inputs": {"text": NEWS}, "params": {"max_new_tokens": 16, "seed": i}}) for i in range(2)]
+    down = [
+        post({"kind": "summary", "inputs": {"text": NEWS}, "params": {"max_new_tokens": 16, "seed": i}})
+        for i in range(2)
+    ]
     assert [r.status_code for r in down] == [202, 202], [r.text for r in down] + [log_tail(web)]  # saved, not sent
     queued = [r.json()["id"] for r in down]
     assert set(Job.objects.filter(pk__in=queued).values_list("status", flat=True)) == {JobStatus.QUEUED}
@@ -169,7 +175,9 @@ def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(c
         time.sleep(0.2)
 
     slow = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 600}, params={"seed": 1})
-    quick = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 4, "seed": 2})
+    quick = services.job_create(
+        user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 4, "seed": 2}
+    )
     slow, quick = wait_final(slow.pk, timeout=120), wait_final(quick.pk, timeout=120)
     assert slow.status == JobStatus.FAILED and "time limit of 1.5 s" in slow.error, slow.error
     assert (slow.finished_at - slow.started_at).total_seconds() < 30 and not slow.outputs.exists()

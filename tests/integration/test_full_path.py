@@ -90,7 +90,11 @@ def test_the_web_counts_prompt_tokens_exactly_as_the_engine(worker_queue, user):
     counter = selectors.prompt_counter("default")
     assert counter is not None and counter.context_length == registry.entry("default")["context"]
     engine = load_engine(engine_config())
-    for text in (NEWS, "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。", "Code: def f(x):\n    return {x}"):
+    for text in (
+        NEWS,
+        "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。",
+        "Code: def f(x):\n    return {x}",
+    ):
         job = services.job_create(user=user, kind="headline", inputs={"text": text})
         assert counter.count(job.messages) == engine.count_tokens(job.messages)
         assert counter.render(job.messages) == engine.render_chat(job.messages)
@@ -127,7 +131,12 @@ def test_text_is_streamed_while_the_job_runs_and_joins_to_the_output(worker_queu
 
 def test_concurrent_jobs_share_the_worker_and_all_succeed(worker_queue, user):
     jobs = [
-        services.job_create(user=user, kind="summary", inputs={"text": NEWS, "words": 20}, params={"temperature": 0, "max_new_tokens": 24})
+        services.job_create(
+            user=user,
+            kind="summary",
+            inputs={"text": NEWS, "words": 20},
+            params={"temperature": 0, "max_new_tokens": 24},
+        )
         for _ in range(4)
     ]
     finished = [wait_final(j.pk) for j in jobs]

@@ -13,7 +13,11 @@ from generation.models import Job, UserQuota
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-BODY = {"kind": "headline", "inputs": {"text": "The council voted on Tuesday to build a new bridge."}, "params": {"n": 2}}
+BODY = {
+    "kind": "headline",
+    "inputs": {"text": "The council voted on Tuesday to build a new bridge."},
+    "params": {"n": 2},
+}
 
 
 def test_concurrent_requests_at_the_last_tokens_of_a_quota_cannot_pass_it_together(cluster, user):

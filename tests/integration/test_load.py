@@ -71,7 +71,9 @@ def test_200_jobs_over_two_workers_with_random_cancels_all_end_and_reconcile(clu
     assert counts[JobStatus.SUCCEEDED] + counts[JobStatus.CANCELLED] == N_JOBS, counts
     # A cancel is accepted (200) exactly for the jobs that end cancelled; a refused one (409) came after the end.
     assert set(answers.values()) <= {200, 409}, answers
-    assert {i for i, code in answers.items() if code == 200} == {i for i, j in jobs.items() if j.status == JobStatus.CANCELLED}
+    assert {i for i, code in answers.items() if code == 200} == {
+        i for i, j in jobs.items() if j.status == JobStatus.CANCELLED
+    }
     cancelled_queued = [j for j in jobs.values() if j.status == JobStatus.CANCELLED and j.started_at is None]
     cancelled_running = [j for j in jobs.values() if j.status == JobStatus.CANCELLED and j.started_at is not None]
     assert cancelled_queued and cancelled_running, (len(cancelled_queued), len(cancelled_running))
@@ -90,5 +92,7 @@ def test_200_jobs_over_two_workers_with_random_cancels_all_end_and_reconcile(clu
     assert all(served) and sum(served) == len(succeeded), served
 
     assert services.reconcile_jobs() == {"requeued_running": 0, "resent_queued": 0}  # nothing stuck
-    print(f"\nload: {dict(counts)}, cancelled queued {len(cancelled_queued)} / running {len(cancelled_running)}, "
-          f"served per worker {served}")
+    print(
+        f"\nload: {dict(counts)}, cancelled queued {len(cancelled_queued)} / running {len(cancelled_running)}, "
+        f"served per worker {served}"
+    )

@@ -27,8 +27,13 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
         "default": {},  # the bundled model, through llama.cpp
         # The same weights under another alias, through transformers (converted from the GGUF on first load).
         "second": {"backend": "transformers", "name": "smollm2-second"},
-        "relay": {"backend": "openai", "url": f"http://127.0.0.1:{upstream_port}/v1", "model": "default",
-                  "api_key_env": "RELAY_KEY", "name": "relayed-smollm2"},
+        "relay": {
+            "backend": "openai",
+            "url": f"http://127.0.0.1:{upstream_port}/v1",
+            "model": "default",
+            "api_key_env": "RELAY_KEY",
+            "name": "relayed-smollm2",
+        },
         "idle": {},  # no worker hosts it
     }
     settings.AIGC = {**settings.AIGC, "MODELS": models}
@@ -40,9 +45,16 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     workers = {"default": first, "second": second, "relay": relay}
     before = metric_samples(url)  # the metrics' Redis counters are shared with whatever ran before
 
-    jobs = {alias: services.job_create(user=user, kind="summary", inputs={"text": NEWS}, model_alias=alias,
-                                       params={"max_new_tokens": 24, "seed": 11})
-            for alias in ("default", "second", "relay", "idle")}
+    jobs = {
+        alias: services.job_create(
+            user=user,
+            kind="summary",
+            inputs={"text": NEWS},
+            model_alias=alias,
+            params={"max_new_tokens": 24, "seed": 11},
+        )
+        for alias in ("default", "second", "relay", "idle")
+    }
     done = {alias: wait_final(jobs[alias].pk, timeout=300) for alias in ("default", "second", "relay")}
     for alias, job in done.items():
         assert job.status == JobStatus.SUCCEEDED, job.error + log_tail(*workers.values())
@@ -51,7 +63,10 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
         ran_on = [name for name, proc in workers.items() if f"job {job.pk}: succeeded" in proc.log_path.read_text()]
         assert ran_on == [alias], (alias, ran_on)
     assert (done["default"].model_name, done["second"].model_name, done["relay"].model_name) == (
-        done["default"].model_name, "smollm2-second", "relayed-smollm2")
+        done["default"].model_name,
+        "smollm2-second",
+        "relayed-smollm2",
+    )
     assert "smollm2" in done["default"].model_name.lower()
     assert [done[a].backend for a in ("default", "second", "relay")] == ["llamacpp", "transformers", "openai"]
 
@@ -77,9 +92,15 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
     assert requests.get(f"{url}/api/v1/jobs/{jobs['relay'].pk}/", headers=headers, timeout=30).json()["notice"] is None
     health = requests.get(f"{url}/healthz", headers=SCRAPER, timeout=30)  # the detailed report
     report = health.json()
-    assert health.status_code == 200 and report["status"] == "degraded" and report["database"] == report["redis"] == "ok"
+    assert (
+        health.status_code == 200 and report["status"] == "degraded" and report["database"] == report["redis"] == "ok"
+    )
     assert {a: (m["live_workers"], m["stranded"]) for a, m in report["models"].items()} == {
-        "default": (1, False), "second": (1, False), "relay": (1, False), "idle": (0, True)}
+        "default": (1, False),
+        "second": (1, False),
+        "relay": (1, False),
+        "idle": (0, True),
+    }
     assert report["models"]["idle"]["queued_jobs"] == 1 and report["models"]["idle"]["queue_depth"] == 1
 
     samples = metric_samples(url)
@@ -96,8 +117,9 @@ def test_aliases_on_their_own_queues_a_remote_engine_and_a_stranded_alias(cluste
 
     # Cancelling a relayed job stops the remote server's work too: the relay closes its stream, and the server
     # cancels the job whose reader left.
-    long = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 300}, model_alias="relay",
-                               params={"seed": 5})
+    long = services.job_create(
+        user=user, kind="writing", inputs={"topic": NEWS, "words": 300}, model_alias="relay", params={"seed": 5}
+    )
     deadline = time.monotonic() + 120
     while redis_client.client().xlen(events.stream_key(long.pk)) < 3:  # text is flowing through the relay
         assert time.monotonic() < deadline, log_tail(relay, first)
@@ -117,4 +139,8 @@ SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}  # with DEBUG off /metric
 def metric_samples(url: str) -> dict:
     """/metrics parsed with prometheus_client's own parser: {(sample name, sorted labels): value}."""
     text = requests.get(f"{url}/metrics", headers=SCRAPER, timeout=30).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }

@@ -39,13 +39,19 @@ PROCFILE = Path(settings.BASE_DIR) / "Procfile"
 @pytest.fixture
 def local_receivers(settings, monkeypatch):
     settings.AIGC = {**settings.AIGC, "WEBHOOK_ALLOW_PRIVATE": True, "WEBHOOK_ALLOW_HTTP": True}
-    monkeypatch.setattr(dispatch, "job_enqueue", lambda job_id, alias: None)  # these jobs never run: no message for them
+    monkeypatch.setattr(
+        dispatch, "job_enqueue", lambda job_id, alias: None
+    )  # these jobs never run: no message for them
 
 
 def finished_job(user, key, callback_url, status=JobStatus.SUCCEEDED) -> Job:
     job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
-    Job.objects.filter(pk=job.pk).update(callback_url=callback_url, api_key=key, status=status,
-                                         finished_at=None if status == JobStatus.QUEUED else timezone.now())
+    Job.objects.filter(pk=job.pk).update(
+        callback_url=callback_url,
+        api_key=key,
+        status=status,
+        finished_at=None if status == JobStatus.QUEUED else timezone.now(),
+    )
     return Job.objects.get(pk=job.pk)
 
 
@@ -70,16 +76,27 @@ SWEEP = "import django; django.setup(); from generation.api.webhooks import job_
 
 
 def python(code: str, env: dict, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=settings.BASE_DIR, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=settings.BASE_DIR,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_a_process_killed_between_commit_and_send_loses_no_callback_and_it_arrives_once(
     user, api_key, live_database_url, broker_url, local_receivers
 ):
     receiver = Receiver()
-    env = server_env(DATABASE_URL=live_database_url, REDIS_URL=broker_url, CELERY_BROKER_URL=broker_url,
-                     DJANGO_SETTINGS_MODULE="aigc_site.settings", **LOCAL_RECEIVERS)
+    env = server_env(
+        DATABASE_URL=live_database_url,
+        REDIS_URL=broker_url,
+        CELERY_BROKER_URL=broker_url,
+        DJANGO_SETTINGS_MODULE="aigc_site.settings",
+        **LOCAL_RECEIVERS,
+    )
     try:
         job = finished_job(user, user.api_keys.get(), receiver.url, status=JobStatus.QUEUED)
         child = python(CANCEL_THEN_DIE, env, str(job.pk))
@@ -132,9 +149,16 @@ def test_stuck_webhook_workers_are_cut_at_the_deadline_and_never_delay_the_recon
     port = processes.free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
     started: list[subprocess.Popen] = [processes.start_redis(port, tmp_path / "redis.log")]
-    env = server_env(DATABASE_URL=live_database_url, REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url,
-                     AIGC_QUEUE=f"outbox-{uuid.uuid4().hex[:8]}", AIGC_WEBHOOK_DEADLINE_S=str(deadline_s),
-                     AIGC_WEBHOOK_TIMEOUT_S="5", AIGC_WEBHOOK_MAX_IN_FLIGHT_PER_KEY="0", **LOCAL_RECEIVERS)
+    env = server_env(
+        DATABASE_URL=live_database_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        AIGC_QUEUE=f"outbox-{uuid.uuid4().hex[:8]}",
+        AIGC_WEBHOOK_DEADLINE_S=str(deadline_s),
+        AIGC_WEBHOOK_TIMEOUT_S="5",
+        AIGC_WEBHOOK_MAX_IN_FLIGHT_PER_KEY="0",
+        **LOCAL_RECEIVERS,
+    )
     trickler = Trickler()
     try:
         workers = {}
@@ -152,7 +176,10 @@ def test_stuck_webhook_workers_are_cut_at_the_deadline_and_never_delay_the_recon
             processes.wait_for_worker(proc, log_path, WORKER_START_TIMEOUT)
 
         key = user.api_keys.get()
-        rows = [WebhookOutbox.objects.create(job=finished_job(user, key, trickler.url), api_key=key) for _ in range(threads + 2)]
+        rows = [
+            WebhookOutbox.objects.create(job=finished_job(user, key, trickler.url), api_key=key)
+            for _ in range(threads + 2)
+        ]
         probe = Celery("probe", broker=redis_url, set_as_current=False)  # the kicks, as web and workers send them
         for row in rows:
             probe.send_task("generation.send_webhook", args=[str(row.pk)], queue="webhooks")
@@ -161,9 +188,15 @@ def test_stuck_webhook_workers_are_cut_at_the_deadline_and_never_delay_the_recon
 
         # A running job whose worker died (its heartbeat stopped an hour ago): what the reconciler is for.
         lost = finished_job(user, None, "", status=JobStatus.QUEUED)
-        Job.objects.filter(pk=lost.pk).update(status=JobStatus.RUNNING, attempts=1, started_at=timezone.now(),
-                                              heartbeat_at=timezone.now() - timedelta(hours=1))
-        probe.send_task("generation.reconcile_jobs", queue=settings.CELERY_BEAT_SCHEDULE["reconcile-jobs"]["options"]["queue"])
+        Job.objects.filter(pk=lost.pk).update(
+            status=JobStatus.RUNNING,
+            attempts=1,
+            started_at=timezone.now(),
+            heartbeat_at=timezone.now() - timedelta(hours=1),
+        )
+        probe.send_task(
+            "generation.reconcile_jobs", queue=settings.CELERY_BEAT_SCHEDULE["reconcile-jobs"]["options"]["queue"]
+        )
         wait_until(lambda: Job.objects.get(pk=lost.pk).status == JobStatus.QUEUED, 10, "the reconciler never ran")
         recovered_in = time.monotonic() - stuck_at
         assert recovered_in < deadline_s - 2 and trickler.open == threads, (recovered_in, trickler.open)

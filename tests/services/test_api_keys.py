@@ -16,7 +16,15 @@ def test_key_is_stored_hashed_and_authenticates(user):
     assert ApiKey.objects.get().last_used_at is not None
 
 
-@pytest.mark.parametrize("mangle", [lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"), lambda k: k.replace("aigc_", ""), lambda k: "aigc_x", lambda k: ""])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda k: k[:-1] + ("A" if k[-1] != "A" else "B"),
+        lambda k: k.replace("aigc_", ""),
+        lambda k: "aigc_x",
+        lambda k: "",
+    ],
+)
 def test_wrong_keys_do_not_authenticate(user, mangle):
     _, raw = services.api_key_create(user)
     assert services.api_key_authenticate(mangle(raw)) is None

@@ -17,7 +17,10 @@ def create(user, **kw):
 
 def test_default_templates_exist_for_every_kind():
     assert set(PromptTemplate.objects.filter(is_default=True).values_list("kind", flat=True)) == {
-        "writing", "summary", "headline", "code",
+        "writing",
+        "summary",
+        "headline",
+        "code",
     }
 
 
@@ -84,7 +87,9 @@ def test_rerun_with_the_same_seed_replays_the_same_text(user, tiny_engine, djang
     assert texts[0] == texts[1]
 
 
-def test_a_failing_job_ends_failed_with_a_reason_and_the_next_one_runs(user, tiny_engine, django_capture_on_commit_callbacks):
+def test_a_failing_job_ends_failed_with_a_reason_and_the_next_one_runs(
+    user, tiny_engine, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False):
         too_long = create(user, inputs={"text": "bridge " * 400})  # beyond the tiny model's 256-token context
         fine = create(user, params={"max_new_tokens": 4, "n": 1})
@@ -111,7 +116,9 @@ def test_finished_or_cancelled_jobs_are_never_run_again(user, tiny_engine, djang
     assert job.status == JobStatus.CANCELLED and job.attempts == 1
 
 
-def test_a_job_redelivered_too_often_fails_with_the_reason(user, tiny_engine, settings, django_capture_on_commit_callbacks):
+def test_a_job_redelivered_too_often_fails_with_the_reason(
+    user, tiny_engine, settings, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False):
         job = create(user)
     Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, attempts=settings.AIGC["MAX_ATTEMPTS"])

@@ -67,8 +67,12 @@ def test_a_job_whose_usage_is_unknown_keeps_its_reservation(user):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_job_streamed_then_cancelled_pays_for_what_it_generated(user, gguf_engine):
-    job = services.job_create(user=user, kind="writing", inputs={"topic": "the history of bridges", "words": 600},
-                              params={"max_new_tokens": 1024, "temperature": 1.0})
+    job = services.job_create(
+        user=user,
+        kind="writing",
+        inputs={"topic": "the history of bridges", "words": 600},
+        params={"max_new_tokens": 1024, "temperature": 1.0},
+    )
     runner = threading.Thread(target=services.job_run, args=(job.pk,), kwargs={"engine": gguf_engine})
     runner.start()
     deadline = time.monotonic() + 60
@@ -88,8 +92,9 @@ def test_the_whole_job_deadline_bounds_documenting_code(user, tiny_engine, setti
     """Each function's call had the full time limit of its own; now the job has one limit for all of them."""
     settings.CELERY_TASK_SOFT_TIME_LIMIT = 0.3
     code = "\n\n".join(f"def f{i}(x):\n    return x * {i}" for i in range(40))
-    job = services.job_create(user=user, template="code-docstrings", inputs={"code": code},
-                              params={"max_new_tokens": 64, "temperature": 1.0})
+    job = services.job_create(
+        user=user, template="code-docstrings", inputs={"code": code}, params={"max_new_tokens": 64, "temperature": 1.0}
+    )
     started = time.monotonic()
     services.job_run(job.pk, engine=tiny_engine)
     elapsed = time.monotonic() - started

@@ -36,7 +36,11 @@ def test_feedback_is_one_per_user_and_output_and_keeps_the_version(done_job, use
     services.feedback_set(output, user=user, rating=1, comment="Sharp")
     services.feedback_set(output, user=user, rating=-1, comment="Too long after all")
     feedback = Feedback.objects.get()
-    assert (feedback.rating, feedback.comment, feedback.template_version_id) == (-1, "Too long after all", done_job.template_version_id)
+    assert (feedback.rating, feedback.comment, feedback.template_version_id) == (
+        -1,
+        "Too long after all",
+        done_job.template_version_id,
+    )
     with pytest.raises(ValidationError) as err:
         services.feedback_set(output, user=user, rating=5)
     assert "rating" in err.value.message_dict

@@ -52,9 +52,13 @@ def test_versions_are_immutable(template):
 
 
 def test_an_edit_is_a_new_version_and_no_change_is_no_version(template, user):
-    v2, created = services.template_version_create(template=template, user=user, **{**CONTENT, "system_prompt": "Be brief."})
+    v2, created = services.template_version_create(
+        template=template, user=user, **{**CONTENT, "system_prompt": "Be brief."}
+    )
     assert created and v2.number == 2
-    same, created = services.template_version_create(template=template, user=user, **{**CONTENT, "system_prompt": "Be brief."})
+    same, created = services.template_version_create(
+        template=template, user=user, **{**CONTENT, "system_prompt": "Be brief."}
+    )
     assert not created and same == v2
     assert template.versions.count() == 2
 
@@ -66,9 +70,14 @@ def test_moving_labels_publishes_and_rolls_back_with_history(template, user):
     assert services.resolve_version(template, label="staging") == v2
     services.template_label_move(template=template, label="production", version=v2, user=user)
     assert services.resolve_version(template) == v2
-    services.template_label_move(template=template, label="production", version=template.versions.get(number=1), user=user)
+    services.template_label_move(
+        template=template, label="production", version=template.versions.get(number=1), user=user
+    )
     assert services.resolve_version(template).number == 1  # rolled back
-    moves = [(m.label.name, m.from_version and m.from_version.number, m.to_version.number) for m in LabelMove.objects.order_by("pk")]
+    moves = [
+        (m.label.name, m.from_version and m.from_version.number, m.to_version.number)
+        for m in LabelMove.objects.order_by("pk")
+    ]
     assert moves[-3:] == [("staging", 1, 2), ("production", 1, 2), ("production", 2, 1)]
 
 
@@ -104,8 +113,16 @@ def test_typed_inputs_every_error_named_at_once(template, user):
 
 
 def test_a_word_budget_sets_the_token_budget_unless_given(template, user):
-    assert new_job(user, inputs={"topic": "bridges", "words": 100}).params["max_new_tokens"] == 100 * 1.7 * 1.4 // 1 + 1 + 16
-    assert new_job(user, inputs={"topic": "bridges", "words": "100"}, params={"max_new_tokens": 20}).params["max_new_tokens"] == 20
+    assert (
+        new_job(user, inputs={"topic": "bridges", "words": 100}).params["max_new_tokens"]
+        == 100 * 1.7 * 1.4 // 1 + 1 + 16
+    )
+    assert (
+        new_job(user, inputs={"topic": "bridges", "words": "100"}, params={"max_new_tokens": 20}).params[
+            "max_new_tokens"
+        ]
+        == 20
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,7 +159,9 @@ def test_preview_without_a_published_model_shows_the_messages(template):
 def test_preview_shows_the_exact_prompt_and_its_tokens(template, published_tiny):
     preview = services.template_preview(template.versions.get(), {"topic": "桥梁 bridges"})
     messages = preview["messages"]
-    assert preview["prompt_text"] == published_tiny.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert preview["prompt_text"] == published_tiny.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
     assert preview["prompt_tokens"] == published_tiny.count_tokens(messages)
     assert preview["context_length"] == 256 and preview["fits"] is True
 
@@ -178,12 +197,26 @@ def test_import_refuses_a_conflicting_version_and_writes_nothing(template):
 def test_default_templates_cover_every_task_and_are_valid():
     slugs = {t.slug: t.kind for t in PromptTemplate.objects.all()}
     assert slugs == {
-        "article": "writing", "blog-post": "writing", "product-description": "writing", "social-post": "writing",
-        "summary": "summary", "summary-bullets": "summary", "headline": "headline", "seo-title": "headline",
-        "code": "code", "code-explain": "code", "code-docstrings": "code", "chat": "writing",
+        "article": "writing",
+        "blog-post": "writing",
+        "product-description": "writing",
+        "social-post": "writing",
+        "summary": "summary",
+        "summary-bullets": "summary",
+        "headline": "headline",
+        "seo-title": "headline",
+        "code": "code",
+        "code-explain": "code",
+        "code-docstrings": "code",
+        "chat": "writing",
     }
     for template in PromptTemplate.objects.all():
         version = services.resolve_version(template)
         services.templates.check_content(version.content())
-    assert {t.kind for t in PromptTemplate.objects.filter(is_default=True)} == {"writing", "summary", "headline", "code"}
+    assert {t.kind for t in PromptTemplate.objects.filter(is_default=True)} == {
+        "writing",
+        "summary",
+        "headline",
+        "code",
+    }
     assert selectors.template_default_for_kind("code").slug == "code"

@@ -48,8 +48,13 @@ def sweep_all(**kw) -> int:
 def webhook_settings(settings):
     """Local receivers: private targets and plain http allowed, as AIGC_WEBHOOK_ALLOW_PRIVATE/_HTTP do."""
     settings.AIGC = {
-        **settings.AIGC, "WEBHOOK_ATTEMPTS": 3, "WEBHOOK_BACKOFF_S": 2.0, "WEBHOOK_TIMEOUT_S": 5.0,
-        "WEBHOOK_DEADLINE_S": 10.0, "WEBHOOK_ALLOW_PRIVATE": True, "WEBHOOK_ALLOW_HTTP": True,
+        **settings.AIGC,
+        "WEBHOOK_ATTEMPTS": 3,
+        "WEBHOOK_BACKOFF_S": 2.0,
+        "WEBHOOK_TIMEOUT_S": 5.0,
+        "WEBHOOK_DEADLINE_S": 10.0,
+        "WEBHOOK_ALLOW_PRIVATE": True,
+        "WEBHOOK_ALLOW_HTTP": True,
     }
     return settings
 
@@ -76,8 +81,9 @@ def closed_port_url(webhook_settings):
     return f"http://127.0.0.1:{port}/hooks"  # nothing listens there: connection refused
 
 
-def make_job(user, callback_url="", status=JobStatus.SUCCEEDED, outputs=HEADLINES, with_key=True, key=None,
-             capture=None) -> Job:
+def make_job(
+    user, callback_url="", status=JobStatus.SUCCEEDED, outputs=HEADLINES, with_key=True, key=None, capture=None
+) -> Job:
     """A job as the API creates it (never sent to a generation worker), then moved to `status` directly."""
     with capture(execute=False):
         job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
@@ -134,7 +140,11 @@ def test_a_finished_job_is_delivered_signed_with_its_keys_secret(job_factory, re
     assert "—".encode() in body and set(data) == set(JobSerializer.Meta.fields)
     delivery = WebhookDelivery.objects.get()
     assert (delivery.job_id, delivery.url, delivery.attempt, delivery.status_code, delivery.ok) == (
-        job.pk, receiver.url, 1, 200, True,
+        job.pk,
+        receiver.url,
+        1,
+        200,
+        True,
     )
     assert delivery.error == "" and delivery.duration_ms is not None
     row.refresh_from_db()
@@ -247,8 +257,9 @@ def sent(client, task="generation.send_webhook") -> list[dict]:
     return found
 
 
-def test_cancelling_writes_the_delivery_with_the_cancel_and_kicks_the_sender_on_commit(job_factory, receiver, broker,
-                                                                                      user, on_commit):
+def test_cancelling_writes_the_delivery_with_the_cancel_and_kicks_the_sender_on_commit(
+    job_factory, receiver, broker, user, on_commit
+):
     job = job_factory(callback_url=receiver.url, status=JobStatus.QUEUED, outputs=[])
     before = sent(broker)
     with on_commit(execute=False) as callbacks:
@@ -329,11 +340,37 @@ def test_messages_queued_before_the_outbox_become_rows(job_factory, receiver, on
 # Egress: what a callback may reach.
 
 REFUSED = [
-    "127.0.0.1", "127.255.255.254", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "169.254.170.2",
-    "169.254.1.1", "0.0.0.0", "100.64.0.1", "100.127.255.254", "100.100.100.200", "168.63.129.16", "224.0.0.1",
-    "239.255.255.250", "255.255.255.255", "240.0.0.1", "192.0.2.1", "198.18.0.1",
-    "::1", "::", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::127.0.0.1", "fe80::1",
-    "fc00::1", "fd00:ec2::254", "fec0::1", "ff02::1", "2001:db8::1",
+    "127.0.0.1",
+    "127.255.255.254",
+    "10.0.0.1",
+    "172.16.5.4",
+    "192.168.1.1",
+    "169.254.169.254",
+    "169.254.170.2",
+    "169.254.1.1",
+    "0.0.0.0",
+    "100.64.0.1",
+    "100.127.255.254",
+    "100.100.100.200",
+    "168.63.129.16",
+    "224.0.0.1",
+    "239.255.255.250",
+    "255.255.255.255",
+    "240.0.0.1",
+    "192.0.2.1",
+    "198.18.0.1",
+    "::1",
+    "::",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "::127.0.0.1",
+    "fe80::1",
+    "fc00::1",
+    "fd00:ec2::254",
+    "fec0::1",
+    "ff02::1",
+    "2001:db8::1",
     "2002:7f00:1::1",  # 6to4 of 127.0.0.1
     "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
     "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
@@ -348,20 +385,34 @@ def test_internal_addresses_are_refused(address):
     assert webhooks.address_refusal(address)
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "2a00:1450:4001::200e"])
+@pytest.mark.parametrize(
+    "address", ["93.184.215.14", "8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "2a00:1450:4001::200e"]
+)
 def test_public_addresses_are_allowed(address):
     assert webhooks.address_refusal(address) is None
 
 
 def post_job(api, callback_url):
-    return api.post("/api/v1/jobs/", {"kind": "headline", "inputs": {"text": STORY}, "callback_url": callback_url}, format="json")
+    return api.post(
+        "/api/v1/jobs/", {"kind": "headline", "inputs": {"text": STORY}, "callback_url": callback_url}, format="json"
+    )
 
 
-@pytest.mark.parametrize("url", [
-    "https://10.1.2.3/hook", "https://169.254.169.254/latest/meta-data/", "https://[::1]/hook",
-    "https://[::ffff:127.0.0.1]/hook", "https://0.0.0.0/hook", "https://100.64.0.1/hook", "https://[fd00:ec2::254]/",
-    "https://localhost/hook", "https://hooks.localhost/hook", "https://LocalHost/hook",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://0.0.0.0/hook",
+        "https://100.64.0.1/hook",
+        "https://[fd00:ec2::254]/",
+        "https://localhost/hook",
+        "https://hooks.localhost/hook",
+        "https://LocalHost/hook",
+    ],
+)
 def test_plainly_internal_callback_urls_are_a_400_naming_the_field(api, strict, url):
     response = post_job(api, url)
     assert response.status_code == 400, response.content
@@ -446,8 +497,9 @@ def test_loopback_forms_are_refused_at_send_time_by_the_real_resolver(job_factor
         server.close()
 
 
-def test_allowed_private_targets_are_called_at_the_checked_address_with_the_original_host(job_factory, receiver,
-                                                                                          monkeypatch):
+def test_allowed_private_targets_are_called_at_the_checked_address_with_the_original_host(
+    job_factory, receiver, monkeypatch
+):
     """The name is resolved once; the connection goes to that address (a second lookup would have said
     10.255.255.1, where nothing answers) and the Host header is the URL's."""
     answers = iter(["127.0.0.1", "10.255.255.1"])
@@ -462,15 +514,33 @@ def make_certificate(tmp_path, name: str) -> tuple[str, str]:
     """A self-signed certificate for `name` (openssl), as (certificate, key) paths."""
     cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName=DNS:{name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return str(cert), str(key)
 
 
-def test_https_to_the_checked_address_uses_the_original_name_for_sni_and_the_certificate(job_factory, webhook_settings,
-                                                                                         tmp_path, monkeypatch):
+def test_https_to_the_checked_address_uses_the_original_name_for_sni_and_the_certificate(
+    job_factory, webhook_settings, tmp_path, monkeypatch
+):
     cert, key = make_certificate(tmp_path, "hooks.customer.test")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -515,9 +585,12 @@ def test_a_receiver_trickling_one_byte_a_second_is_cut_at_the_deadline(job_facto
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_deliveries_in_flight_are_capped_per_key_and_the_rest_deferred_not_dropped(user, api_key, webhook_settings,
-                                                                                    on_commit, broker, monkeypatch):
-    monkeypatch.setattr(dispatch, "job_enqueue", lambda job_id, alias: None)  # these jobs never run: no message for them
+def test_deliveries_in_flight_are_capped_per_key_and_the_rest_deferred_not_dropped(
+    user, api_key, webhook_settings, on_commit, broker, monkeypatch
+):
+    monkeypatch.setattr(
+        dispatch, "job_enqueue", lambda job_id, alias: None
+    )  # these jobs never run: no message for them
     webhook_settings.AIGC = {**webhook_settings.AIGC, "WEBHOOK_MAX_IN_FLIGHT_PER_KEY": 2}
     receiver = Receiver()
     receiver.answers = ["hold"] * 10

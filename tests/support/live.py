@@ -58,7 +58,9 @@ def celery_worker_process(broker_url, live_database_url, django_db_blocker, tmp_
     """A real `celery worker` process (threads pool, as in production) on a queue of its own."""
     queue = f"itest-{uuid.uuid4().hex[:8]}"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = server_env(DATABASE_URL=live_database_url, REDIS_URL=broker_url, CELERY_BROKER_URL=broker_url, AIGC_QUEUE=queue)
+    env = server_env(
+        DATABASE_URL=live_database_url, REDIS_URL=broker_url, CELERY_BROKER_URL=broker_url, AIGC_QUEUE=queue
+    )
     started = time.time()
     proc = processes.start_worker(env, queue, log_path, concurrency=4)
     try:
@@ -90,7 +92,9 @@ def worker_queue(celery_worker_process, settings):
 
     settings.CELERY_TASK_DEFAULT_QUEUE = celery_worker_process.queue
     for row in celery_worker_process.model_infos:
-        ModelInfo.objects.update_or_create(alias=row["alias"], defaults={k: v for k, v in row.items() if k not in ("id", "alias")})
+        ModelInfo.objects.update_or_create(
+            alias=row["alias"], defaults={k: v for k, v in row.items() if k not in ("id", "alias")}
+        )
     return celery_worker_process
 
 
@@ -107,8 +111,13 @@ def live_server_url(celery_worker_process, broker_url, live_database_url, tmp_pa
         DJANGO_ALLOWED_HOSTS="127.0.0.1",  # whatever a developer's .env says
     )
     # With DEBUG off static files come from collectstatic's manifest, as in the Dockerfile.
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput"], cwd=settings.BASE_DIR, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     proc, url, _ = start_web_server(env, tmp_path_factory, "/accounts/login/")
     yield url
     processes.stop(proc)

@@ -27,7 +27,10 @@ def test_login_page_and_login(client, user):
     assert response.status_code == 302
 
 
-@pytest.mark.parametrize("kind, field", [("writing", "in_topic"), ("summary", "in_text"), ("headline", "in_text"), ("code", "in_instruction")])
+@pytest.mark.parametrize(
+    "kind, field",
+    [("writing", "in_topic"), ("summary", "in_text"), ("headline", "in_text"), ("code", "in_instruction")],
+)
 def test_each_kind_has_a_form_that_creates_a_job(browser, kind, field, django_capture_on_commit_callbacks):
     page = browser.get(f"/jobs/new/{kind}/")
     assert page.status_code == 200 and f'name="{field}"' in page.content.decode()
@@ -90,7 +93,10 @@ def test_templates_of_a_kind_are_offered_and_typed_fields_shown(browser):
 
 def test_a_job_from_a_non_default_template(browser, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        response = browser.post("/jobs/new/writing/?template=social-post", {"in_topic": "our new bridge", "in_platform": "X", "in_words": "30"})
+        response = browser.post(
+            "/jobs/new/writing/?template=social-post",
+            {"in_topic": "our new bridge", "in_platform": "X", "in_words": "30"},
+        )
     job = Job.objects.get()
     assert response.status_code == 302 and job.template.slug == "social-post"
     assert job.inputs == {"topic": "our new bridge", "platform": "X", "words": 30}
@@ -125,10 +131,20 @@ def test_everything_about_another_users_job_is_404(client, other_user, finished)
 
     client.force_login(other_user)
     pk = finished.pk
-    for url in (f"/jobs/{pk}/", f"/jobs/{pk}/state/", f"/jobs/{pk}/download.md", f"/jobs/{pk}/outputs/0/edit/", f"/api/v1/jobs/{pk}/events/"):
+    for url in (
+        f"/jobs/{pk}/",
+        f"/jobs/{pk}/state/",
+        f"/jobs/{pk}/download.md",
+        f"/jobs/{pk}/outputs/0/edit/",
+        f"/api/v1/jobs/{pk}/events/",
+    ):
         assert client.get(url).status_code == 404, url
-    for url, data in ((f"/jobs/{pk}/cancel/", {}), (f"/jobs/{pk}/outputs/0/feedback/", {"rating": "1"}),
-                      (f"/jobs/{pk}/review/", {"to_state": "in_review"}), (f"/jobs/{pk}/rerun/", {})):
+    for url, data in (
+        (f"/jobs/{pk}/cancel/", {}),
+        (f"/jobs/{pk}/outputs/0/feedback/", {"rating": "1"}),
+        (f"/jobs/{pk}/review/", {"to_state": "in_review"}),
+        (f"/jobs/{pk}/rerun/", {}),
+    ):
         assert client.post(url, data).status_code == 404, url
     assert not Feedback.objects.exists() and Job.objects.get(pk=pk).review_state == "draft"
 
@@ -171,7 +187,9 @@ def test_rate_edit_and_submit_from_the_page(browser, user, finished):
     assert "<ins>" in html and 'aria-pressed="true"' in html
     browser.post(f"/jobs/{finished.pk}/review/", {"to_state": "in_review"})
     assert Job.objects.get(pk=finished.pk).review_state == "in_review"
-    assert browser.get(f"/jobs/{finished.pk}/download.txt").content.decode() == "# Cycling\n\nBikes are quick and cheap."
+    assert (
+        browser.get(f"/jobs/{finished.pk}/download.txt").content.decode() == "# Cycling\n\nBikes are quick and cheap."
+    )
 
 
 def test_reviewers_see_jobs_in_review_but_not_drafts(client, django_user_model, finished, user):
@@ -193,8 +211,10 @@ def test_reviewers_see_jobs_in_review_but_not_drafts(client, django_user_model, 
 
 def test_history_search_and_filters(browser, user, finished):
     services.job_create(user=user, kind="headline", inputs={"text": "a story about trains"})
+
     def listed(query):
         return browser.get("/jobs/?" + query).content.decode()
+
     assert "cycling" in listed("q=城市") and "trains" not in listed("q=城市")
     assert "cycling" in listed("q=fast")  # outputs are searched too
     assert "trains" in listed("kind=headline") and "cycling in" not in listed("kind=headline")
@@ -235,7 +255,9 @@ def _log_in(client, path, username, password, address):
 
 
 @pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/"])
-def test_a_login_is_locked_after_the_set_number_of_failures_from_that_address(client, django_user_model, settings, path):
+def test_a_login_is_locked_after_the_set_number_of_failures_from_that_address(
+    client, django_user_model, settings, path
+):
     """Through the real login forms (the studio's and the admin's): the limit-th wrong password locks this
     username from this address, even with the right password; the same user from another address gets in."""
     from django.test import Client
@@ -324,8 +346,11 @@ def _inline_code(html: str) -> list[str]:
             if tag == "style":
                 found.append("<style> block")
             found.extend(f"{tag} {name}=" for name in attrs if name.startswith("on") or name == "style")
-            found.extend(f"{tag} {name}=javascript:" for name, value in attrs.items()
-                         if (value or "").strip().lower().startswith("javascript:"))
+            found.extend(
+                f"{tag} {name}=javascript:"
+                for name, value in attrs.items()
+                if (value or "").strip().lower().startswith("javascript:")
+            )
 
     Finder().feed(html)
     return found
@@ -339,15 +364,31 @@ def test_every_html_page_has_the_strict_policy_and_no_inline_code(client, django
     boss = django_user_model.objects.create_superuser(username="boss", password="pw-boss-123", email="b@example.com")
     job = services.job_create(user=boss, kind="writing", inputs={"topic": "plans"})
     Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
-    JobOutput.objects.create(job=job, index=0, text="# Plans\n\n| a | b |\n|:-:|--:|\n| 1 | 2 |\n\n```python\nx = 1\n```")
+    JobOutput.objects.create(
+        job=job, index=0, text="# Plans\n\n| a | b |\n|:-:|--:|\n| 1 | 2 |\n\n```python\nx = 1\n```"
+    )
     services.api_key_create(boss, name="cms")
     from generation.models import PromptTemplate
 
     template = PromptTemplate.objects.get(slug="headline")
-    values = {"job_id": job.pk, "key_id": boss.api_keys.get().pk, "index": 0, "fmt": "md", "kind": "headline",
-              "slug": "headline", "uidb64": "MQ", "token": "set-password", "object_id": template.pk,
-              "content_type_id": 1, "id": template.pk, "pk": template.pk, "number": 1, "app_label": "generation",
-              "url": "anything/", "batch_id": "00000000-0000-0000-0000-000000000000"}
+    values = {
+        "job_id": job.pk,
+        "key_id": boss.api_keys.get().pk,
+        "index": 0,
+        "fmt": "md",
+        "kind": "headline",
+        "slug": "headline",
+        "uidb64": "MQ",
+        "token": "set-password",
+        "object_id": template.pk,
+        "content_type_id": 1,
+        "id": template.pk,
+        "pk": template.pk,
+        "number": 1,
+        "app_label": "generation",
+        "url": "anything/",
+        "batch_id": "00000000-0000-0000-0000-000000000000",
+    }
     expected = _policy("; ".join(f"{k} {' '.join(v)}" for k, v in settings_policy().items()))
     assert expected["script-src"] == ["'self'"] and expected["frame-ancestors"] == ["'none'"]
     pages = []
@@ -368,8 +409,16 @@ def test_every_html_page_has_the_strict_policy_and_no_inline_code(client, django
             html = response.content.decode()
             assert _inline_code(html) == [], (path, _inline_code(html))
             pages.append(path)
-    assert {"/accounts/login/", "/jobs/new/", f"/jobs/{job.pk}/", "/keys/", "/health/", "/api/docs/",
-            "/admin/", f"/admin/generation/prompttemplate/{template.pk}/change/"} <= set(pages)
+    assert {
+        "/accounts/login/",
+        "/jobs/new/",
+        f"/jobs/{job.pk}/",
+        "/keys/",
+        "/health/",
+        "/api/docs/",
+        "/admin/",
+        f"/admin/generation/prompttemplate/{template.pk}/change/",
+    } <= set(pages)
     assert len(pages) >= 40
     # The docs page's start-up script is a file of its own, and an error page carries the policy too.
     script = client.get("/api/docs/?script=")

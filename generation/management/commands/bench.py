@@ -93,7 +93,10 @@ def engine_figures(engine, tokens: int, repeat: int) -> dict:
 
     report["batch1_tok_s"] = _median_rate(one, repeat)
     for concurrency in (1, 8, 32):
-        requests = [GenerationRequest(messages=PROMPT, max_new_tokens=tokens, temperature=0.8, seed=i) for i in range(concurrency)]
+        requests = [
+            GenerationRequest(messages=PROMPT, max_new_tokens=tokens, temperature=0.8, seed=i)
+            for i in range(concurrency)
+        ]
         started = time.monotonic()
         produced = sum(f.result().completion_tokens for f in [engine.submit(r) for r in requests])
         report[f"concurrent_{concurrency}_tok_s"] = round(produced / (time.monotonic() - started), 2)
@@ -129,17 +132,41 @@ def headline_ratio(engine, repeat: int) -> dict:
     one = [timed(1) for _ in range(repeat)]
     five = [timed(5) for _ in range(repeat)]
     one_s, five_s = statistics.median(t for t, _ in one), statistics.median(t for t, _ in five)
-    return {"prompt_tokens": len(engine.encode_chat(messages)), "n1_s": round(one_s, 3), "n5_s": round(five_s, 3),
-            "n1_steps": one[0][1], "n5_steps": five[0][1], "ratio": round(five_s / one_s, 3)}
+    return {
+        "prompt_tokens": len(engine.encode_chat(messages)),
+        "n1_s": round(one_s, 3),
+        "n5_s": round(five_s, 3),
+        "n1_steps": one[0][1],
+        "n5_steps": five[0][1],
+        "ratio": round(five_s / one_s, 3),
+    }
 
 
 def greedy_agreement(engine, count: int = 16, tokens: int = 48) -> float:
     """Share of greedy requests whose output batched (all submitted at once) equals their output alone."""
     from generation.engine import GenerationRequest
 
-    prompts = [f"Write a short note about {topic}." for topic in ("bridges", "rivers", "cycling", "markets", "libraries",
-               "trains", "parks", "schools", "bakeries", "museums", "harbours", "gardens", "theatres", "farms",
-               "tunnels", "stadiums")][:count]
+    prompts = [
+        f"Write a short note about {topic}."
+        for topic in (
+            "bridges",
+            "rivers",
+            "cycling",
+            "markets",
+            "libraries",
+            "trains",
+            "parks",
+            "schools",
+            "bakeries",
+            "museums",
+            "harbours",
+            "gardens",
+            "theatres",
+            "farms",
+            "tunnels",
+            "stadiums",
+        )
+    ][:count]
     make = lambda p: GenerationRequest(messages=[{"role": "user", "content": p}], max_new_tokens=tokens, temperature=0)  # noqa: E731
     alone = [engine.generate(make(p)).texts for p in prompts]
     together = [f.result().texts for f in [engine.submit(make(p)) for p in prompts]]
@@ -154,8 +181,9 @@ def transformers_raw_batch1(engine, tokens: int, repeat: int) -> float:
 
     def run():
         started = time.monotonic()
-        out = engine.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens,
-                                    do_sample=False)
+        out = engine.model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False
+        )
         return (out.shape[1] - ids.shape[1]) / (time.monotonic() - started)
 
     return _median_rate(run, repeat)
@@ -164,21 +192,44 @@ def transformers_raw_batch1(engine, tokens: int, repeat: int) -> float:
 # --- llama.cpp itself, the peer -----------------------------------------------------------------------------
 
 
-def llamacpp_peer(engine, messages: list[dict], tokens: int, repeat: int, lengths: list[int], temperature: float = 0.0) -> dict:
+def llamacpp_peer(
+    engine, messages: list[dict], tokens: int, repeat: int, lengths: list[int], temperature: float = 0.0
+) -> dict:
     """llama.cpp itself, measured in a process of its own: two llama.cpp contexts driven from two threads of
     one process slow each other down (each keeps its own OpenMP team spinning on the same cores)."""
-    args = {"path": engine.path, "threads": engine.threads, "messages": messages, "tokens": tokens, "repeat": repeat,
-            "lengths": lengths, "temperature": temperature, "prompt": engine.encode_chat(messages)}
+    args = {
+        "path": engine.path,
+        "threads": engine.threads,
+        "messages": messages,
+        "tokens": tokens,
+        "repeat": repeat,
+        "lengths": lengths,
+        "temperature": temperature,
+        "prompt": engine.encode_chat(messages),
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".json") as fh:
         json.dump(args, fh)
         fh.flush()
-        out = subprocess.run([sys.executable, "manage.py", "bench", "--peer", fh.name], cwd=settings.BASE_DIR,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "manage.py", "bench", "--peer", fh.name],
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     return json.loads(out)
 
 
-def peer_figures(path: str, threads: int, messages: list[dict], tokens: int, repeat: int, lengths: list[int],
-                 temperature: float, prompt: list[int]) -> dict:
+def peer_figures(
+    path: str,
+    threads: int,
+    messages: list[dict],
+    tokens: int,
+    repeat: int,
+    lengths: list[int],
+    temperature: float,
+    prompt: list[int],
+) -> dict:
     """llama.cpp through llama-cpp-python on the same GGUF and thread count, doing the same work as the studio:
     its high-level API for one request (prompt evaluated afresh each time; llama.cpp's own sampler, greedy and
     at `temperature`), and one sequence per length in `lengths` decoded together in one context with its batch
@@ -198,8 +249,12 @@ def peer_figures(path: str, threads: int, messages: list[dict], tokens: int, rep
 
         return run
 
-    report = {"api": "llama_cpp.Llama.create_chat_completion", "threads": threads, "process": "its own",
-              "batch1_greedy_tok_s": _median_rate(one(0.0), repeat)}
+    report = {
+        "api": "llama_cpp.Llama.create_chat_completion",
+        "threads": threads,
+        "process": "its own",
+        "batch1_greedy_tok_s": _median_rate(one(0.0), repeat),
+    }
     if temperature:
         report[f"batch1_temperature_{temperature:g}_tok_s"] = _median_rate(one(temperature), repeat)
     model, n_vocab = llm._model.model, llm.n_vocab()
@@ -250,12 +305,24 @@ def peer_figures(path: str, threads: int, messages: list[dict], tokens: int, rep
 
 RANDOM_SHAPES = {
     "llama3-8b": dict(
-        hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-        vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0, rms_norm_eps=1e-5,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
     ),
     "tiny": dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=49152, max_position_embeddings=2048,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=49152,
+        max_position_embeddings=2048,
     ),
 }
 
@@ -268,8 +335,11 @@ def _bundled_tokenizer():
     from generation.engine.loading import bundled_gguf_path, gguf_tokenizer_json, weights_hash
 
     gguf, cache = bundled_gguf_path(), Path(settings.AIGC["MODEL_CACHE_DIR"])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(gguf_tokenizer_json(gguf, weights_hash(gguf, cache), cache)),
-                                        eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(gguf_tokenizer_json(gguf, weights_hash(gguf, cache), cache)),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
     tokenizer.chat_template = (
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -321,16 +391,25 @@ def random_model_figures(shape: str, tokens: int) -> dict:
     engine = TransformersEngine(model, _bundled_tokenizer(), f"random {shape}", "random", device)
     engine.warmup()
     weights_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    report = {"shape": shape, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-              "parameters_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3)}
+    report = {
+        "shape": shape,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "parameters_b": round(sum(p.numel() for p in model.parameters()) / 1e9, 3),
+    }
     if device.type == "cuda":
         report["gpu"] = torch.cuda.get_device_name()
     report["transformers"] = concurrency_figures(engine, tokens, (1, 64))
     bandwidth = _memory_bandwidth_gb_s(str(device), 2048 if device.type == "cuda" else 512)
     bound = bandwidth * 1e9 / weights_bytes
-    report.update({"memory_bandwidth_gb_s": round(bandwidth, 1), "weights_gb": round(weights_bytes / 1e9, 2),
-                   "batch1_bound_tok_s": round(bound, 2),
-                   "batch1_share_of_bound": round(report["transformers"]["concurrent_1_tok_s"] / bound, 3)})
+    report.update(
+        {
+            "memory_bandwidth_gb_s": round(bandwidth, 1),
+            "weights_gb": round(weights_bytes / 1e9, 2),
+            "batch1_bound_tok_s": round(bound, 2),
+            "batch1_share_of_bound": round(report["transformers"]["concurrent_1_tok_s"] / bound, 3),
+        }
+    )
     return report
 
 
@@ -339,13 +418,18 @@ def concurrency_figures(engine, tokens: int, levels) -> dict:
 
     out = {}
     for concurrency in levels:
-        requests = [GenerationRequest(messages=PROMPT, max_new_tokens=tokens, temperature=0.8, seed=i) for i in range(concurrency)]
+        requests = [
+            GenerationRequest(messages=PROMPT, max_new_tokens=tokens, temperature=0.8, seed=i)
+            for i in range(concurrency)
+        ]
         if hasattr(engine, "submit"):
             started = time.monotonic()
             produced = sum(f.result().completion_tokens for f in [engine.submit(r) for r in requests])
         else:  # the remote engine: one thread per request, as a worker's threads call it
             results = []
-            threads = [threading.Thread(target=lambda r=r, out=results: out.append(engine.generate(r))) for r in requests]
+            threads = [
+                threading.Thread(target=lambda r=r, out=results: out.append(engine.generate(r))) for r in requests
+            ]
             started = time.monotonic()
             for thread in threads:
                 thread.start()
@@ -369,14 +453,20 @@ class Command(BaseCommand):
         parser.add_argument("--repeat", type=int, default=3)
         parser.add_argument("--jobs", type=int, default=32, help="Concurrent jobs for the full path.")
         parser.add_argument(
-            "--random-model", choices=sorted(RANDOM_SHAPES), help="Only: the transformers engine on a randomly initialised "
+            "--random-model",
+            choices=sorted(RANDOM_SHAPES),
+            help="Only: the transformers engine on a randomly initialised "
             "Llama of this shape (llama3-8b: the published Llama-3-8B config, for GPU hosts), 1 and 64 concurrent requests.",
         )
-        parser.add_argument("--openai-url", help="With --random-model: also a server (vLLM) at this URL, same requests.")
+        parser.add_argument(
+            "--openai-url", help="With --random-model: also a server (vLLM) at this URL, same requests."
+        )
         parser.add_argument("--openai-model", default="", help="The model id that server serves.")
         parser.add_argument("--peer", metavar="ARGS_JSON", help=argparse.SUPPRESS)  # the peer's own process
 
-    def handle(self, quick, backends, tokens, repeat, jobs, random_model, openai_url, openai_model, peer=None, **options):
+    def handle(
+        self, quick, backends, tokens, repeat, jobs, random_model, openai_url, openai_model, peer=None, **options
+    ):
         if peer:
             self.stdout.write(json.dumps(peer_figures(**json.loads(Path(peer).read_text()))))
             return
@@ -423,10 +513,18 @@ class Command(BaseCommand):
             # Like with like: the full path's writing job (sampled at its temperature) if it ran, else the engine
             # figures' greedy prompt.
             path = full.get("llamacpp")
-            peer = llamacpp_peer(engines["llamacpp"], path["messages"] if path else PROMPT,
-                                 path["max_new_tokens"] if path else tokens, repeat,
-                                 lengths=path["lengths"] if path else [tokens] * jobs, temperature=0.8 if path else 0.0)
-            report["llamacpp_peer"] = {"single": peer, "messages": "the full path's job" if path else "the engine figures' prompt"}
+            peer = llamacpp_peer(
+                engines["llamacpp"],
+                path["messages"] if path else PROMPT,
+                path["max_new_tokens"] if path else tokens,
+                repeat,
+                lengths=path["lengths"] if path else [tokens] * jobs,
+                temperature=0.8 if path else 0.0,
+            )
+            report["llamacpp_peer"] = {
+                "single": peer,
+                "messages": "the full path's job" if path else "the engine figures' prompt",
+            }
             report["targets"] = targets(report)
         for figures in full.values():
             figures.pop("messages", None)
@@ -447,7 +545,10 @@ def targets(report: dict) -> dict:
     peer_one = max(peer["batch1_greedy_tok_s"], sampled or 0) if path else peer["batch1_greedy_tok_s"]
     values = {
         "one_job_vs_llamacpp": (path["one_job_decode_tok_s"] if path else engine["batch1_tok_s"]) / peer_one,
-        "jobs_32_vs_llamacpp": (path[f"concurrent_{jobs.split('_')[1]}_tok_s"] if path else engine["concurrent_32_tok_s"]) / peer[jobs],
+        "jobs_32_vs_llamacpp": (
+            path[f"concurrent_{jobs.split('_')[1]}_tok_s"] if path else engine["concurrent_32_tok_s"]
+        )
+        / peer[jobs],
         "headline_5_over_1": engine["headline_n5_vs_n1"]["ratio"],
     }
     if path:
@@ -455,7 +556,11 @@ def targets(report: dict) -> dict:
     out = {"measured_through": "full path (API, Celery, database, SSE)" if path else "the engine in process"}
     for name, value in values.items():
         op, bound = TARGETS[name]
-        out[name] = {"value": round(value, 3), "target": f"{op} {bound}", "met": value >= bound if op == ">=" else value <= bound}
+        out[name] = {
+            "value": round(value, 3),
+            "target": f"{op} {bound}",
+            "met": value >= bound if op == ">=" else value <= bound,
+        }
     return out
 
 
@@ -490,10 +595,16 @@ class FullPath:
         port = processes.free_port()
         self.base = f"http://127.0.0.1:{port}"
         with tempfile.TemporaryDirectory() as tmp:
-            env = processes.process_env(REDIS_URL=redis_url, CELERY_BROKER_URL=redis_url, AIGC_QUEUE=queue, WEB_CONCURRENCY=1,
-                                        AIGC_MODELS=json.dumps({"default": {"backend": backend}}),
-                                        AIGC_MODEL_CACHE_DIR=str(Path(tmp) / "cache"), AIGC_REQUESTS_PER_MINUTE="100000",
-                                        AIGC_TOKENS_PER_DAY="1000000000")
+            env = processes.process_env(
+                REDIS_URL=redis_url,
+                CELERY_BROKER_URL=redis_url,
+                AIGC_QUEUE=queue,
+                WEB_CONCURRENCY=1,
+                AIGC_MODELS=json.dumps({"default": {"backend": backend}}),
+                AIGC_MODEL_CACHE_DIR=str(Path(tmp) / "cache"),
+                AIGC_REQUESTS_PER_MINUTE="100000",
+                AIGC_TOKENS_PER_DAY="1000000000",
+            )
             worker_log, web_log = Path(tmp) / "worker.log", Path(tmp) / "web.log"
             started = time.monotonic()
             worker = self.worker = processes.start_worker(env, queue, worker_log, concurrency=max(64, concurrent))
@@ -504,7 +615,9 @@ class FullPath:
                 # The worker takes jobs from here; once per model it also prepares the web tier's tokenizer (a
                 # child process for some seconds). The jobs measured below start after that, as on every
                 # later start of a worker.
-                report["model_published_s"] = self._wait_published(started_at=time.time() - (time.monotonic() - started))
+                report["model_published_s"] = self._wait_published(
+                    started_at=time.time() - (time.monotonic() - started)
+                )
                 processes.wait_for_web(web, f"{self.base}/api/v1/templates/", web_log)
                 self.log.write(f"{backend} full path: one job at a time...")
                 sequential = [self._job(seed) for seed in range(3)]
@@ -521,30 +634,37 @@ class FullPath:
         everyone = sequential + streamed + together
         latency = [j["stream_latency_ms"] for j in everyone if j["stream_latency_ms"] is not None]
         ttft = [j["first_text_ms"] for j in streamed if j["first_text_ms"] is not None]
-        report.update({
-            "job": "writing/article, 120 words, temperature 0.8, a seed per job",
-            "messages": first.messages, "max_new_tokens": first.params["max_new_tokens"],
-            "lengths": [max(1, j["completion_tokens"]) for j in together],
-            "streamed_lengths": [max(1, j["completion_tokens"]) for j in streamed],
-            # Server timestamps: completion tokens over the job's own time, started (claimed) to finished (saved).
-            "one_job_decode_tok_s": round(statistics.median(j["completion_tokens"] / (j["finished_at"] - j["started_at"])
-                                                            for j in sequential), 2),
-            "one_job_e2e_s": [j["seconds"] for j in sequential],
-            "one_job_engine_s": [j["engine_s"] for j in sequential],
-            # All completion tokens over the time from the first job created to the last finished; with a reader
-            # on every job's event stream (web tier and readers on the same cores), and without.
-            f"concurrent_{concurrent}_tok_s": _throughput(together),
-            f"concurrent_{concurrent}_streamed_tok_s": _throughput(streamed),
-            f"concurrent_{concurrent}_cpu_s": together_cpu,
-            f"concurrent_{concurrent}_streamed_cpu_s": streamed_cpu,
-            # From the POST to the first text on the job's event stream, with all jobs posted at once.
-            f"concurrent_{concurrent}_first_text_ms_p50": round(_percentile(ttft, 0.5), 1),
-            f"concurrent_{concurrent}_first_text_ms_p95": round(_percentile(ttft, 0.95), 1),
-            # From the engine producing a job's first token to a reader of its event stream receiving text.
-            "stream_latency_ms_p50": round(_percentile(latency, 0.5), 1),
-            "stream_latency_ms_p95": round(_percentile(latency, 0.95), 1),
-            "failed": sum(j["status"] != "succeeded" for j in everyone),
-        })
+        report.update(
+            {
+                "job": "writing/article, 120 words, temperature 0.8, a seed per job",
+                "messages": first.messages,
+                "max_new_tokens": first.params["max_new_tokens"],
+                "lengths": [max(1, j["completion_tokens"]) for j in together],
+                "streamed_lengths": [max(1, j["completion_tokens"]) for j in streamed],
+                # Server timestamps: completion tokens over the job's own time, started (claimed) to finished (saved).
+                "one_job_decode_tok_s": round(
+                    statistics.median(
+                        j["completion_tokens"] / (j["finished_at"] - j["started_at"]) for j in sequential
+                    ),
+                    2,
+                ),
+                "one_job_e2e_s": [j["seconds"] for j in sequential],
+                "one_job_engine_s": [j["engine_s"] for j in sequential],
+                # All completion tokens over the time from the first job created to the last finished; with a reader
+                # on every job's event stream (web tier and readers on the same cores), and without.
+                f"concurrent_{concurrent}_tok_s": _throughput(together),
+                f"concurrent_{concurrent}_streamed_tok_s": _throughput(streamed),
+                f"concurrent_{concurrent}_cpu_s": together_cpu,
+                f"concurrent_{concurrent}_streamed_cpu_s": streamed_cpu,
+                # From the POST to the first text on the job's event stream, with all jobs posted at once.
+                f"concurrent_{concurrent}_first_text_ms_p50": round(_percentile(ttft, 0.5), 1),
+                f"concurrent_{concurrent}_first_text_ms_p95": round(_percentile(ttft, 0.95), 1),
+                # From the engine producing a job's first token to a reader of its event stream receiving text.
+                "stream_latency_ms_p50": round(_percentile(latency, 0.5), 1),
+                "stream_latency_ms_p95": round(_percentile(latency, 0.95), 1),
+                "failed": sum(j["status"] != "succeeded" for j in everyone),
+            }
+        )
         return report
 
     def _wait_published(self, started_at: float, timeout: float = 300) -> float | None:
@@ -567,7 +687,9 @@ class FullPath:
         """Post one job, read its event stream to the end (or, without `stream`, look at it twice a second until
         it is final), then fetch it."""
         posted = time.time()
-        with self._request("/api/v1/jobs/", {"kind": "writing", "inputs": ARTICLE, "params": {"seed": seed, "temperature": 0.8}}) as resp:
+        with self._request(
+            "/api/v1/jobs/", {"kind": "writing", "inputs": ARTICLE, "params": {"seed": seed, "temperature": 0.8}}
+        ) as resp:
             job_id = json.load(resp)["id"]
         first_text = None
         if stream:
@@ -610,17 +732,20 @@ class FullPath:
         results: list[dict] = []
         self._final = threading.Event()
         before = self._cpu()
-        threads = [threading.Thread(target=lambda s=seed: results.append(self._job(s, stream)))
-                   for seed in range(100, 100 + count)]
+        threads = [
+            threading.Thread(target=lambda s=seed: results.append(self._job(s, stream)))
+            for seed in range(100, 100 + count)
+        ]
         started = time.time()
         for thread in threads:
             thread.start()
         if not stream:
             since = datetime.fromtimestamp(started).astimezone()
             running = (JobStatus.QUEUED, JobStatus.RUNNING)
-            while Job.objects.filter(created_at__gte=since).count() < count or Job.objects.filter(
-                created_at__gte=since, status__in=running
-            ).exists():
+            while (
+                Job.objects.filter(created_at__gte=since).count() < count
+                or Job.objects.filter(created_at__gte=since, status__in=running).exists()
+            ):
                 time.sleep(1)
             self._final.set()
         for thread in threads:

@@ -23,8 +23,10 @@ def write_secret(path: Path, text: str) -> None:
 
 
 class Command(BaseCommand):
-    help = ("Create USERNAME as a superuser with a random password if no such user exists, and print that password "
-            "this once (and keep it in --password-file, mode 0600). Later runs never print it again.")
+    help = (
+        "Create USERNAME as a superuser with a random password if no such user exists, and print that password "
+        "this once (and keep it in --password-file, mode 0600). Later runs never print it again."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
@@ -36,7 +38,9 @@ class Command(BaseCommand):
         if User.objects.filter(username=username).exists():
             if path and path.exists():
                 path.chmod(0o600)  # a file an older version wrote with the umask's mode
-                self.stdout.write(f"Account {username!r} exists; its first password is in {path} (unless changed since).")
+                self.stdout.write(
+                    f"Account {username!r} exists; its first password is in {path} (unless changed since)."
+                )
             else:
                 self.stdout.write(f"Account {username!r} exists; its password is unchanged.")
             return

@@ -22,4 +22,6 @@ class Command(BaseCommand):
             counts = services.templates_import(data)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
-        self.stdout.write(f"Imported {counts['templates']} templates, {counts['versions']} versions, moved {counts['labels']} labels.")
+        self.stdout.write(
+            f"Imported {counts['templates']} templates, {counts['versions']} versions, moved {counts['labels']} labels."
+        )

@@ -13,7 +13,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--cache-dir", help="Use this cache directory instead of AIGC_MODEL_CACHE_DIR.")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the figures as JSON.")
-        parser.add_argument("--backend", choices=["llamacpp", "transformers"], help="Serve the alias with this backend.")
+        parser.add_argument(
+            "--backend", choices=["llamacpp", "transformers"], help="Serve the alias with this backend."
+        )
 
     def handle(self, cache_dir, as_json: bool, backend=None, **options):
         import dataclasses
@@ -35,7 +37,9 @@ class Command(BaseCommand):
         if not as_json:  # a timing run (bench) leaves the published description alone
             publish_model_info("default", engine)
         if as_json:
-            self.stdout.write(json.dumps({"model": engine.model_name, "device": str(engine.device), "load_s": round(seconds, 2)}))
+            self.stdout.write(
+                json.dumps({"model": engine.model_name, "device": str(engine.device), "load_s": round(seconds, 2)})
+            )
         else:
             self.stdout.write(
                 f"{engine.model_name} ready on {engine.device} in {seconds:.1f} s "

@@ -27,7 +27,9 @@ def _shown(url: str) -> str:
     """The URL without its password, for the output."""
     parts = urlsplit(url)
     if parts.password:
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else ""))
+        parts = parts._replace(
+            netloc=f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        )
     return urlunsplit(parts)
 
 
@@ -36,8 +38,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", 8000)))
-        parser.add_argument("--var-dir", default=os.environ.get("AIGC_VAR_DIR", str(Path(settings.BASE_DIR) / "var")),
-                            help="Where the embedded Redis, the admin password and this run's pid live (default var/).")
+        parser.add_argument(
+            "--var-dir",
+            default=os.environ.get("AIGC_VAR_DIR", str(Path(settings.BASE_DIR) / "var")),
+            help="Where the embedded Redis, the admin password and this run's pid live (default var/).",
+        )
         parser.add_argument("processes", nargs="*", help="Procfile processes to run (default: all of them).")
 
     def handle(self, port, var_dir, processes, **options):
@@ -60,8 +65,10 @@ class Command(BaseCommand):
         redis_server = None
         if os.environ.get("REDIS_URL"):
             if not redis_answers(env["REDIS_URL"]):
-                raise CommandError(f"REDIS_URL={_shown(env['REDIS_URL'])} does not answer PING: start that Redis, or "
-                                   "unset REDIS_URL for an embedded one.")
+                raise CommandError(
+                    f"REDIS_URL={_shown(env['REDIS_URL'])} does not answer PING: start that Redis, or "
+                    "unset REDIS_URL for an embedded one."
+                )
             self.stdout.write(f"Redis at {_shown(env['REDIS_URL'])} answers.")
         else:
             (var / "redis").mkdir(exist_ok=True)
@@ -76,15 +83,18 @@ class Command(BaseCommand):
             call_command("ensure_user", "admin", password_file=str(password_file), stdout=self.stdout)
             if registry.entry(registry.DEFAULT_ALIAS)["backend"] == "transformers":
                 self.stdout.write("Preparing the model (the first run converts the bundled weights, about a minute)...")
-                subprocess.run([sys.executable, "manage.py", "prepare_model"], env=env, check=True, cwd=settings.BASE_DIR)
+                subprocess.run(
+                    [sys.executable, "manage.py", "prepare_model"], env=env, check=True, cwd=settings.BASE_DIR
+                )
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\n  Studio: http://127.0.0.1:{port}/   log in as admin (password: above on the first run, then in "
                     f"{password_file})\n  API key: .venv/bin/python manage.py create_api_key admin\n  Stop: Ctrl-C\n"
                 )
             )
-            honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile", *processes], env=env,
-                                      cwd=settings.BASE_DIR)
+            honcho = subprocess.Popen(
+                [sys.executable, "-m", "honcho", "start", "-f", "Procfile", *processes], env=env, cwd=settings.BASE_DIR
+            )
             # `kill` (or a service manager) stops everything as Ctrl-C does, rather than orphaning the processes.
             signal.signal(signal.SIGTERM, lambda *_: honcho.send_signal(signal.SIGTERM))
             try:

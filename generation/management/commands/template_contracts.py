@@ -27,29 +27,49 @@ NEWS = [
     "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。工程将于明年春天开工，预计2028年完工。当地商家对这一决定表示欢迎。",
 ]
 
-LONG_TEXT = NEWS[0] + " " + (
-    "The mayor said the project would create 300 jobs during construction. Critics argued the money should go to "
-    "public transport instead, and a group of residents has asked for a review of the bridge's impact on the river's "
-    "wildlife. The council promised to publish an environmental report before work begins."
+LONG_TEXT = (
+    NEWS[0]
+    + " "
+    + (
+        "The mayor said the project would create 300 jobs during construction. Critics argued the money should go to "
+        "public transport instead, and a group of residents has asked for a review of the bridge's impact on the river's "
+        "wildlife. The council promised to publish an environmental report before work begins."
+    )
 )
 
 CODE_TASKS = [
     ("a function factorial(n) that returns the factorial of n", "assert factorial(0) == 1\nassert factorial(5) == 120"),
-    ("a function is_palindrome(s) that returns True if the string s reads the same backwards", "assert is_palindrome('level')\nassert not is_palindrome('bridge')"),
+    (
+        "a function is_palindrome(s) that returns True if the string s reads the same backwards",
+        "assert is_palindrome('level')\nassert not is_palindrome('bridge')",
+    ),
     ("a function add(a, b) that returns the sum of a and b", "assert add(2, 3) == 5\nassert add(-1, 1) == 0"),
     ("a function reverse_string(s) that returns the string s reversed", "assert reverse_string('abc') == 'cba'"),
-    ("a function count_vowels(s) that returns how many vowels (a, e, i, o, u) are in the string s", "assert count_vowels('bridge') == 2\nassert count_vowels('xyz') == 0"),
+    (
+        "a function count_vowels(s) that returns how many vowels (a, e, i, o, u) are in the string s",
+        "assert count_vowels('bridge') == 2\nassert count_vowels('xyz') == 0",
+    ),
 ]
 
 SNIPPETS = [
     ("def area(width, height):\n    return width * height\n", "assert area(2, 3) == 6", "area"),
     ("def greet(name):\n    return 'Hello, ' + name\n", "assert greet('Ana') == 'Hello, Ana'", "greet"),
     ("def is_even(n):\n    return n % 2 == 0\n", "assert is_even(4) and not is_even(3)", "even"),
-    ("def celsius_to_fahrenheit(c):\n    return c * 9 / 5 + 32\n", "assert celsius_to_fahrenheit(100) == 212", "fahrenheit"),
+    (
+        "def celsius_to_fahrenheit(c):\n    return c * 9 / 5 + 32\n",
+        "assert celsius_to_fahrenheit(100) == 212",
+        "fahrenheit",
+    ),
     ("def largest(numbers):\n    return max(numbers)\n", "assert largest([3, 9, 2]) == 9", "largest"),
 ]
 
-TOPICS = ["the benefits of urban cycling", "how to start a vegetable garden", "why sleep matters for students", "the history of the printing press", "saving money on groceries"]
+TOPICS = [
+    "the benefits of urban cycling",
+    "how to start a vegetable garden",
+    "why sleep matters for students",
+    "the history of the printing press",
+    "saving money on groceries",
+]
 PRODUCTS = [
     ("Acme electric kettle", "1.7 litres, boils in 3 minutes, auto shut-off"),
     ("Trailblazer hiking boots", "waterproof leather, grippy soles, lightweight"),
@@ -66,18 +86,38 @@ def samples():
         yield "seo-title", {"text": text}, {}, lambda o: contracts.check_headlines(o, 3)
     for text in [LONG_TEXT, *NEWS[1:5]]:
         yield "summary", {"text": text, "words": 30}, {}, lambda o, t=text: contracts.check_summary(o[0], t, 30)
-        yield "summary-bullets", {"text": text, "points": 3, "words": 40}, {}, lambda o, t=text: contracts.check_summary(o[0], t, 40)
+        yield (
+            "summary-bullets",
+            {"text": text, "points": 3, "words": 40},
+            {},
+            lambda o, t=text: contracts.check_summary(o[0], t, 40),
+        )
     for topic in TOPICS:
         yield "article", {"topic": topic, "words": 120}, {}, lambda o: contracts.check_length(o[0], 120)
         yield "blog-post", {"topic": topic, "words": 120}, {}, lambda o: contracts.check_length(o[0], 120)
         yield "social-post", {"topic": topic, "words": 30}, {}, lambda o: contracts.check_length(o[0], 30)
     for product, features in PRODUCTS:
-        yield "product-description", {"product": product, "features": features, "words": 60}, {}, lambda o: contracts.check_length(o[0], 60)
+        yield (
+            "product-description",
+            {"product": product, "features": features, "words": 60},
+            {},
+            lambda o: contracts.check_length(o[0], 60),
+        )
     for instruction, test in CODE_TASKS:
         yield "code", {"instruction": instruction}, {}, lambda o, t=test: contracts.check_python(o[0], t)
     for code, test, term in SNIPPETS:
-        yield "code-explain", {"code": code, "words": 60}, {}, lambda o, term=term: contracts.check_explanation(o[0], 60, term)
-        yield "code-docstrings", {"code": code}, {}, lambda o, t=test: contracts.check_python(o[0], t) + contracts.check_docstrings(o[0])
+        yield (
+            "code-explain",
+            {"code": code, "words": 60},
+            {},
+            lambda o, term=term: contracts.check_explanation(o[0], 60, term),
+        )
+        yield (
+            "code-docstrings",
+            {"code": code},
+            {},
+            lambda o, t=test: contracts.check_python(o[0], t) + contracts.check_docstrings(o[0]),
+        )
 
 
 class Command(BaseCommand):
@@ -120,6 +160,8 @@ class Command(BaseCommand):
         self.stdout.write(f"{'template':<22}{'met':>5}{'run':>5}{'rate':>7}{'s/job':>8}")
         for slug, row in rows.items():
             rate = row["met"] / row["run"] if row["run"] else 0
-            self.stdout.write(f"{slug:<22}{row['met']:>5}{row['run']:>5}{rate:>7.0%}{row['seconds'] / row['run']:>8.1f}")
+            self.stdout.write(
+                f"{slug:<22}{row['met']:>5}{row['run']:>5}{rate:>7.0%}{row['seconds'] / row['run']:>8.1f}"
+            )
         total_met, total_run = sum(r["met"] for r in rows.values()), sum(r["run"] for r in rows.values())
         self.stdout.write(f"{'all':<22}{total_met:>5}{total_run:>5}{total_met / max(total_run, 1):>7.0%}")
