@@ -71,6 +71,12 @@ class TemplateVersion(models.Model):
         help_text="How raw model text is shaped: prose, a list, one clean line per candidate, or code without fences.",
     )
     model_alias = models.CharField(max_length=64, default="default")
+    checks = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='What outputs are checked against: {"source": input, "grounding": true, "language": "en", '
+        '"style": {house style}} (content/checks.py). Empty: headlines and summaries grounded in their text.',
+    )
     note = models.CharField(max_length=200, blank=True, help_text="What changed, for the history.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -85,6 +91,7 @@ class TemplateVersion(models.Model):
         "length_variable",
         "output_format",
         "model_alias",
+        "checks",
     )
 
     class Meta:
@@ -210,6 +217,10 @@ class Job(models.Model):
     # The most tokens the job may still use, held against the owner's daily quota until its usage is settled.
     reserved_tokens = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True)
+    # Candidates re-sampled because a check refused them, by why: {"grounding": 3, "language": 1, "contract": 2}.
+    rejections = models.JSONField(default=dict, blank=True)
+    # Findings left on the served outputs (unsupported claims, style): the history can filter on them.
+    findings = models.PositiveIntegerField(default=0, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -266,6 +277,9 @@ class JobOutput(models.Model):
     finish_reason = models.CharField(max_length=16, blank=True)
     final_text = models.TextField(blank=True, help_text="The editor's version; empty until edited.")
     edited_at = models.DateTimeField(null=True, blank=True)
+    # The findings of the checks on `text` (content/findings.py, as JSON) and its rank score among siblings.
+    checks = models.JSONField(default=list, blank=True)
+    score = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["index"]

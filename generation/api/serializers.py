@@ -64,9 +64,26 @@ class UsageReportSerializer(serializers.Serializer):
     days = UsageRowSerializer(many=True)
 
 
+class FindingSerializer(serializers.Serializer):
+    """One check's finding on a span of the output (content/findings.py)."""
+
+    check = serializers.ChoiceField(choices=["grounding", "language", "style"])
+    rule = serializers.CharField(help_text='What in the check: "number", "year", "name", "quote", "banned", ...')
+    start = serializers.IntegerField(help_text="The span in `text`, as character offsets.")
+    end = serializers.IntegerField()
+    text = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField()
+    fixed = serializers.BooleanField(default=False, help_text="A house-style fix already applied to the text.")
+    replacement = serializers.CharField(required=False, help_text="What the rule would write instead.")
+
+
 class JobOutputSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     text = serializers.CharField()
+    checks = FindingSerializer(many=True, read_only=True, help_text="Grounding, language and house-style findings.")
+    score = serializers.FloatField(
+        allow_null=True, read_only=True, help_text="Its rank among the candidates (higher first); null if unranked."
+    )
 
 
 class UsageSerializer(serializers.Serializer):
@@ -97,6 +114,8 @@ class JobSerializer(serializers.ModelSerializer):
             "outputs",
             "usage",
             "timings",
+            "rejections",
+            "findings",
             "callback_url",
             "batch",
             "error",
@@ -116,7 +135,8 @@ class JobSerializer(serializers.ModelSerializer):
         return {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
 
     def get_notice(self, job) -> str | None:
-        """Set while the job is queued and no live worker serves its model."""
+        """Set while the job is queued and no live worker serves its model, or when its model does not write the
+        job's language well."""
         return selectors.job_notice(job)
 
     def get_html_url(self, job) -> str:
@@ -156,6 +176,7 @@ class TemplateVersionSerializer(serializers.ModelSerializer):
             "length_variable",
             "output_format",
             "model_alias",
+            "checks",
         ]
 
     def get_labels(self, version) -> list[str]:

@@ -1,8 +1,8 @@
 """What each output format and each kind of job means, as data: one spec per format (how raw text is shaped,
 the stop string, the re-sampling rounds, the word bounds of a candidate, what is acceptable, whether candidates
-must differ, how a download lays it out) and one length rule per kind (how a word budget is read). Shaping,
-the candidate loop, the contracts, the forms and the downloads all read these; no other module compares a
-format's or a kind's name. Pure: no Django, no engine."""
+must differ, how a download lays it out) and one rule per kind (how a word budget is read, whether the output
+has a source). Shaping, the candidate loop, the contracts, the forms and the downloads all read these; no
+other module compares a format's or a kind's name. Pure: no Django, no engine."""
 
 from __future__ import annotations
 
@@ -178,13 +178,30 @@ class Length:
         return math.ceil(asked * (self.high + 0.2) * TOKENS_PER_WORD) + 16
 
 
+@dataclass(frozen=True)
+class KindRule:
+    """What a kind of job means beyond its format: how it reads a word budget, and whether its output condenses
+    an input (a headline or summary of a story), which its claims are then checked against."""
+
+    length: Length = Length()
+    has_source: bool = False
+
+
 # Writing may land within 0.5-1.5x of the asked length; a summary stays under 80% of its source; any other
-# word budget is a maximum.
-LENGTHS = {"writing": Length(low=0.5, high=1.5), "summary": Length(source_share=0.8)}
+# word budget is a maximum. Headlines and summaries state what their story says.
+KINDS = {
+    "writing": KindRule(Length(low=0.5, high=1.5)),
+    "summary": KindRule(Length(source_share=0.8), has_source=True),
+    "headline": KindRule(has_source=True),
+}
+
+
+def kind_rule(kind: str) -> KindRule:
+    return KINDS.get(kind, KindRule())
 
 
 def length(kind: str) -> Length:
-    return LENGTHS.get(kind, Length())
+    return kind_rule(kind).length
 
 
 def word_budget(version, inputs: dict) -> int | None:

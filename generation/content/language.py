@@ -17,7 +17,7 @@ _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
 _LATIN_LETTER = re.compile(r"[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]+")
-_NAMES = {"en": "English", "zh": "Chinese", "ja": "Japanese", "ko": "Korean"}
+NAMES = {"en": "English", "zh": "Chinese", "ja": "Japanese", "ko": "Korean"}
 _MIN_LETTERS = 3  # "OK", "是": too short to tell
 
 
@@ -48,7 +48,7 @@ def language_finding(source: str, output: str, expected: str | None = None) -> F
     written = language_of(output)
     if wanted is None or written is None or written == wanted:
         return None
-    wanted_name, written_name = _NAMES.get(wanted, wanted), _NAMES.get(written, written)
+    wanted_name, written_name = NAMES.get(wanted, wanted), NAMES.get(written, written)
     if expected:
         reason = f"Written in {written_name}; {wanted_name} was asked for."
     else:

@@ -14,9 +14,15 @@ from django.core.exceptions import ImproperlyConfigured
 DEFAULT_ALIAS = "default"
 BACKENDS = {
     # backend -> (keys it requires, keys it accepts)
-    "llamacpp": (set(), {"backend", "path", "name", "threads", "context", "max_rows", "flash_attn", "queue"}),
-    "transformers": (set(), {"backend", "path", "name", "device", "dtype", "max_rows", "queue"}),
-    "openai": ({"url", "model"}, {"backend", "url", "model", "name", "api_key_env", "timeout_s", "queue"}),
+    "llamacpp": (
+        set(),
+        {"backend", "path", "name", "threads", "context", "max_rows", "flash_attn", "queue", "languages"},
+    ),
+    "transformers": (set(), {"backend", "path", "name", "device", "dtype", "max_rows", "queue", "languages"}),
+    "openai": (
+        {"url", "model"},
+        {"backend", "url", "model", "name", "api_key_env", "timeout_s", "queue", "languages"},
+    ),
 }
 SYNONYMS = {"local": "transformers"}  # the name the transformers backend had before llama.cpp joined it
 DEFAULTS = {
@@ -25,6 +31,8 @@ DEFAULTS = {
     "openai": {},
 }
 LOCAL_BACKENDS = ("llamacpp", "transformers")
+# What the bundled model (SmolLM2-135M) writes well; another checkpoint declares its own with "languages".
+BUNDLED_LANGUAGES = ["en"]
 
 
 def backend_of(item: dict) -> str:
@@ -44,6 +52,16 @@ def entries() -> dict[str, dict]:
         backend = backend_of(item)
         out[alias] = {**DEFAULTS.get(backend, {}), **item, "backend": backend}
     return out
+
+
+def languages(alias: str) -> list[str] | None:
+    """The languages an alias writes well, as declared ("languages": ["en", "zh"]); the bundled model's when it
+    serves that; None when nothing is known (no notice is given then)."""
+    item = settings.AIGC["MODELS"].get(alias, {})
+    if "languages" in item:
+        return list(item["languages"])
+    bundled = backend_of(item) == "llamacpp" and not item.get("path")
+    return list(BUNDLED_LANGUAGES) if bundled else None
 
 
 def aliases() -> list[str]:
@@ -93,6 +111,9 @@ def validate(models: dict) -> None:
             raise ImproperlyConfigured(f"{where}: the {backend} backend needs {', '.join(missing)}")
         if unknown := sorted(set(item) - allowed):
             raise ImproperlyConfigured(f"{where}: unknown key(s) {', '.join(unknown)} for the {backend} backend")
+        langs = item.get("languages", [])
+        if not isinstance(langs, list) or not all(isinstance(x, str) and x for x in langs):
+            raise ImproperlyConfigured(f'{where}: languages is a list of language codes, such as ["en", "zh"]')
         if "flash_attn" in item and item["flash_attn"] not in ("auto", "on", "off"):
             raise ImproperlyConfigured(f"{where}: flash_attn is auto, on or off")
         for key in ("threads", "context", "max_rows"):

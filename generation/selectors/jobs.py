@@ -9,6 +9,7 @@ from django.db.models import Count, Q, QuerySet, Sum, TextField
 from django.db.models.functions import Cast, TruncDate
 from django.utils import timezone
 
+from ..content import language
 from ..infra import presence, registry
 from ..models import (
     FINAL_STATUSES,
@@ -54,8 +55,13 @@ def queue_position(job: Job) -> int | None:
 
 
 def job_notice(job: Job) -> str | None:
-    """Why a queued job may wait for good: no live worker hosts its model. Said in the API and on the job page
-    rather than leaving the job silently queued; it runs as soon as such a worker starts."""
+    """What the user should know about a job's model, said in the API and on the job page: no live worker hosts
+    it while the job is queued (it runs as soon as one starts), or it does not write the job's language well."""
+    notices = [n for n in (_no_worker(job), _language_notice(job)) if n]
+    return " ".join(notices) or None
+
+
+def _no_worker(job: Job) -> str | None:
     if job.status != JobStatus.QUEUED:
         return None
     queue = registry.queue_for(job.model_alias)
@@ -67,8 +73,30 @@ def job_notice(job: Job) -> str | None:
     )
 
 
-def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None):
-    """History filters. `q` looks in inputs, outputs (model and final text) and errors."""
+def _language_notice(job: Job) -> str | None:
+    """The job's language (the one its template asks for, else its longest text input's) against the languages
+    its model alias declares."""
+    served = registry.languages(job.model_alias)
+    wanted = (job.template_version.checks or {}).get("language") or language.language_of(_main_text(job.inputs))
+    if not served or wanted is None or wanted in served:
+        return None
+    names = ", ".join(language.NAMES.get(code, code) for code in served)
+    return (
+        f"This job is in {language.NAMES.get(wanted, wanted)}, but the model '{job.model_alias}' writes {names} well: "
+        "expect weak output. The operations guide lists checkpoints to serve for it."
+    )
+
+
+def _main_text(inputs: dict) -> str:
+    texts = [v for v in inputs.values() if isinstance(v, str)]
+    return max(texts, key=len, default="")
+
+
+def search_jobs(
+    jobs: QuerySet[Job], *, q="", kind="", status="", template="", review="", since=None, until=None, findings=False
+):
+    """History filters. `q` looks in inputs, outputs (model and final text) and errors; `findings` keeps the jobs
+    whose outputs have check findings (unsupported claims, style)."""
     if q:
         # The inputs as text (a JSON lookup would compare JSON-escaped strings and miss Chinese words).
         jobs = (
@@ -83,6 +111,8 @@ def search_jobs(jobs: QuerySet[Job], *, q="", kind="", status="", template="", r
         )
     filters = {"kind": kind, "status": status, "template__slug": template, "review_state": review}
     jobs = jobs.filter(**{k: v for k, v in filters.items() if v})
+    if findings:
+        jobs = jobs.filter(findings__gt=0)
     if since:
         jobs = jobs.filter(created_at__date__gte=since)
     if until:

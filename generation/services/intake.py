@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .. import selectors
-from ..content import codeedit, formats, prompts
+from ..content import checks, codeedit, formats, prompts
 from ..content.formats import DOCSTRING_TRIES, docstring_messages, docstring_tokens, documents_python, word_budget
 from ..infra import registry
 from ..models import Job, Kind, PromptTemplate, TemplateVersion
@@ -102,7 +102,7 @@ def job_create(
         # Record the seed the job will use, so that "run again" replays it exactly.
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
     if messages is None:
-        messages = prompts.render_messages(tv.system_prompt, tv.user_template, cleaned_inputs)
+        messages = checks.version_messages(tv, cleaned_inputs)
     alias = model_alias or tv.model_alias
     if alias not in registry.aliases():
         raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})

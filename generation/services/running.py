@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from ..content import codeedit, formats, prompts, shaping
+from ..content import checks, codeedit, formats, prompts, shaping
 from ..content.formats import DOCSTRING_TRIES, docstring_messages, docstring_tokens, documents_python, word_budget
 from ..infra import events, logs, metrics
 from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus
@@ -116,7 +118,7 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
     streamer = events.JobStreamer(job.pk, lambda raw: output_format.shaped(raw, "stop", max_words))
     spent = Spent(settings.CELERY_TASK_SOFT_TIME_LIMIT)
     try:
-        texts, reasons, timings = _generate(job, engine, max_words, spent, streamer.on_delta)
+        outputs, timings, refused = _generate(job, engine, max_words, spent, streamer.on_delta)
     except EngineError as exc:
         log.warning("job %s failed: %s", job.pk, exc)
         _fail(job.pk, attempt, str(exc), engine, spent)
@@ -125,7 +127,7 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
         log.exception("job %s failed", job.pk)
         _fail(job.pk, attempt, f"Generation failed: {type(exc).__name__}: {exc}", engine, spent)
         return
-    streamer.finish(texts)
+    streamer.finish([c.text for c in outputs])
     timings["first_delta_at"] = streamer.first_sent_at
 
     def save() -> str | None:
@@ -140,11 +142,20 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
                 prompt_tokens=spent.prompt_tokens,
                 completion_tokens=spent.completion_tokens,
                 timings=timings,
+                rejections=refused,
+                findings=sum(not f.fixed for c in outputs for f in c.findings),
             )
             if done:
                 JobOutput.objects.bulk_create(
-                    JobOutput(job_id=job.pk, index=i, text=t, finish_reason=r)
-                    for i, (t, r) in enumerate(zip(texts, reasons, strict=True))
+                    JobOutput(
+                        job_id=job.pk,
+                        index=i,
+                        text=c.text,
+                        finish_reason=c.finish_reason,
+                        checks=[f.as_json() for f in c.findings],
+                        score=c.score,
+                    )
+                    for i, c in enumerate(outputs)
                 )
         if done:
             return JobStatus.SUCCEEDED
@@ -226,12 +237,24 @@ def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
         events.publish_end(job_id, JobStatus.FAILED, error)
 
 
+@dataclass
+class Candidate:
+    """One shaped candidate, with what the checks found on it and where it ranks."""
+
+    text: str
+    finish_reason: str
+    findings: list = field(default_factory=list)
+    score: float | None = None
+
+
 def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=None):
-    """Ask the engine for the job's candidates and shape them for the template's output format.
+    """Ask the engine for the job's candidates, shape them for the template's output format and check them.
 
     Candidates that miss the contract (a headline of the wrong length or a repeat, Python that does not
-    parse, an empty reply) are replaced by further sampled rounds, seeded from the job's seed so a replay
-    gives the same result. If rounds run out (or the job's time does), the best available candidates are kept.
+    parse, an empty reply) or that the checks refuse (a claim the source does not back, another language than
+    asked) are replaced by further sampled rounds, seeded from the job's seed so a replay gives the same result.
+    If rounds run out (or the job's time does), the best available candidates are kept. Returns the candidates
+    (ranked, for formats with several), the timings, and how many were refused, by why.
     """
     from ..engine import EngineError, GenerationRequest, GenerationTimeout
 
@@ -243,6 +266,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     want = p["n"]
     budget = word_budget(version, job.inputs)
     language = str(job.inputs.get("language", "python"))
+    wanted = checks.parse(version.checks)
     # A reply shorter than its kind allows (writing: half the asked length) is sampled again.
     min_words = formats.length(job.kind).min_words(budget)
     request = GenerationRequest(
@@ -255,8 +279,9 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
         stop=[*fmt.stop, *p.get("stop", [])],
         cancelled=events.CancelFlag(job.pk),
     )
-    good: list[tuple[str, str]] = []
-    spare: list[tuple[str, str]] = []
+    good: list[Candidate] = []
+    spare: list[Candidate] = []
+    refused: Counter = Counter()
     total_s = 0.0
     first_timings = None
     out_of_time = False
@@ -278,23 +303,40 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
         first_timings = first_timings or result.timings
         total_s += result.timings["total_s"]
         for text, reason in zip(result.texts, result.finish_reasons, strict=True):
-            shaped = fmt.shaped(text, reason, max_words=max_words)
-            pool = good if fmt.acceptable(shaped, language=language, min_words=min_words) else spare
-            pool.append((shaped, reason))
-        good = _distinct(fmt, good)
+            verdict = checks.review(wanted, fmt, job.kind, fmt.shaped(text, reason, max_words=max_words), job.inputs)
+            candidate = Candidate(verdict.text, reason, verdict.findings)
+            why = verdict.rejected
+            if why is None and not fmt.acceptable(verdict.text, language=language, min_words=min_words):
+                why = "contract"
+            (spare if why else good).append(candidate)
+            refused.update([why] if why else [])
+        kept = _distinct(fmt, good)
+        refused["repeat"] += len(good) - len(kept)
+        good = kept
         if len(good) >= want:
             break
     outputs = list(good)
     for candidate in spare:  # rounds ran out: keep the best of the rest rather than return fewer
         if len(outputs) >= want:
             break
-        if candidate[0].strip():
+        if candidate.text.strip():
             outputs = _distinct(fmt, [*outputs, candidate])
-    outputs = outputs[:want]
+    outputs = _ranked(fmt, outputs[:want])
     if not outputs:
         raise EngineError("The model produced no usable output; try again or change the inputs.")
     timings = {**first_timings, "total_s": round(total_s, 4), **({"time_limit_reached": True} if out_of_time else {})}
-    return [t for t, _ in outputs], [r for _, r in outputs], timings
+    return outputs, timings, {k: v for k, v in refused.items() if v}
+
+
+def _ranked(fmt: formats.OutputFormat, outputs: list[Candidate]) -> list[Candidate]:
+    """Several candidates are served best first (grounded, in style, near the ideal length, unlike the others);
+    ties keep the order they were sampled in, so one seed gives one order."""
+    if not fmt.many:
+        return outputs
+    texts = [c.text for c in outputs]
+    for c in outputs:
+        c.score = checks.score(fmt, checks.Verdict(c.text, c.findings), texts)
+    return sorted(outputs, key=lambda c: -c.score)
 
 
 def _max_words(job: Job) -> int | None:
@@ -339,11 +381,13 @@ def _generate_docstrings(job: Job, engine, spent: Spent):
             if codeedit.as_docstring(docs[fn.body_line]):
                 break
     text = codeedit.insert_docstrings(code, docs) if functions else code
-    return [text], ["stop"], {"total_s": round(total_s, 4), "functions": len(functions)}
+    return [Candidate(text, "stop")], {"total_s": round(total_s, 4), "functions": len(functions)}, {}
 
 
-def _distinct(fmt: formats.OutputFormat, candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The candidates the format lets stand together, each with its finish reason."""
-    texts = fmt.keep_distinct([t for t, _ in candidates])
-    reasons = dict(reversed(candidates))  # the reason of a text's first occurrence
-    return [(t, reasons[t]) for t in texts]
+def _distinct(fmt: formats.OutputFormat, candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates the format lets stand together (first occurrences, when they must differ)."""
+    texts = fmt.keep_distinct([c.text for c in candidates])
+    first = {}
+    for c in candidates:
+        first.setdefault(c.text, c)
+    return [first[t] for t in texts]

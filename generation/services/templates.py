@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from .. import selectors
-from ..content import formats, prompts
+from ..content import checks, formats, prompts
 from ..infra import registry
 from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
@@ -30,6 +30,7 @@ def check_content(content: dict) -> dict:
         "length_variable": content.get("length_variable", "") or "",
         "output_format": content.get("output_format", "") or "text",
         "model_alias": content.get("model_alias", "") or "default",
+        "checks": content.get("checks") or {},
     }
     errors: dict[str, list[str]] = {}
     if not content["user_template"].strip():
@@ -46,6 +47,10 @@ def check_content(content: dict) -> dict:
         prompts.clean_params(content["default_params"], {}, param_limits())
     except prompts.InvalidInput as exc:
         errors.update({key.replace("params", "default_params", 1): v for key, v in exc.errors.items()})
+    try:
+        content["checks"] = checks.parse(content["checks"], variables=content["variables"]).as_json()
+    except prompts.InvalidInput as exc:
+        errors.update(exc.errors)
     if content["output_format"] not in formats.OUTPUT_FORMATS:
         errors["output_format"] = [f"One of {', '.join(formats.OUTPUT_FORMATS)}."]
     if content["model_alias"] not in registry.aliases():
@@ -144,7 +149,7 @@ def template_preview(version: TemplateVersion, inputs: dict, params: dict | None
         cleaned_params = prompts.clean_params(params or {}, version.default_params, param_limits())
     except prompts.InvalidInput as exc:
         raise ValidationError(exc.errors) from None
-    messages = prompts.render_messages(version.system_prompt, version.user_template, cleaned)
+    messages = checks.version_messages(version, cleaned)
     preview = {"messages": messages, "inputs": cleaned, "max_new_tokens": cleaned_params["max_new_tokens"]}
     counter = selectors.prompt_counter(version.model_alias)
     if counter is not None:

@@ -120,6 +120,15 @@ class TemplateAdminForm(forms.ModelForm):
     length_variable = forms.CharField(required=False, help_text="A number variable holding the word budget, if any.")
     output_format = forms.ChoiceField(choices=TemplateVersion._meta.get_field("output_format").choices, initial="text")
     model_alias = forms.CharField(initial="default")
+    checks = forms.JSONField(
+        initial=dict,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 100}),
+        help_text='{"source": "text", "grounding": true, "language": "en", "style": {"banned": [{"phrase": "slams", '
+        '"replacement": "criticises"}], "spelling": "uk", "headline_case": "sentence", "headline_max_chars": 70, '
+        '"numerals": "spell_one_to_nine", "chinese_punctuation": "full_width"}}. Empty: headlines and summaries '
+        "are checked against their text input.",
+    )
     note = forms.CharField(required=False, max_length=200, help_text="What changed, for the version history.")
 
     CONTENT_FIELDS = TemplateVersion.CONTENT_FIELDS
@@ -180,6 +189,7 @@ class HistoryFilterForm(forms.Form):
     )
     since = forms.DateField(required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
+    findings = forms.BooleanField(required=False, label=_("With findings"))
 
     def __init__(self, *args, templates=(), **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,6 +1,7 @@
 """Model output as HTML for the browser. The text is untrusted: whatever the parser and highlighter produce, the
 result always goes through nh3 (ammonia) with a small allowlist before it is marked safe."""
 
+import re
 from functools import lru_cache
 
 import nh3
@@ -93,11 +94,18 @@ _md.add_render_rule("image", _image_as_alt_text)
 _md.core.ruler.push("studio_table_align_and_del", _table_align_and_del)
 
 
-def _clean(html: str) -> SafeString:
-    """The one way out of this module: only allowlisted tags, attributes and URL schemes reach the page."""
-    return mark_safe(
-        nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES, url_schemes=URL_SCHEMES, link_rel=LINK_REL)
+def _clean(html: str, marks: bool = False) -> SafeString:
+    """The one way out of this module: only allowlisted tags, attributes and URL schemes reach the page (with
+    `marks`, also the <mark> elements of findings and the headline paragraph's class, which this module writes)."""
+    tags, attributes = (
+        (ALLOWED_TAGS | {"mark"}, {**ALLOWED_ATTRIBUTES, **MARK_ATTRIBUTES})
+        if marks
+        else (
+            ALLOWED_TAGS,
+            ALLOWED_ATTRIBUTES,
+        )
     )
+    return mark_safe(nh3.clean(html, tags=tags, attributes=attributes, url_schemes=URL_SCHEMES, link_rel=LINK_REL))
 
 
 def render_markdown(text: str) -> SafeString:
@@ -108,6 +116,53 @@ def render_markdown(text: str) -> SafeString:
 def render_code(text: str, language: str = "python") -> SafeString:
     """A whole code output, highlighted (plain text for an unknown language); Pygments escapes, nh3 re-checks."""
     return _clean(highlight(text, _lexer(language) or TextLexer(), FORMATTER))
+
+
+# Findings are marked by placing sentinels (private-use characters; any already in the text become U+FFFD) around their
+# spans before rendering, so the Markdown parser and the sanitiser see plain text; the sentinels then become
+# <mark> elements, and the whole is sanitised once more, so a span crossing a tag boundary cannot break nesting.
+_OPEN, _SEP, _CLOSE = "\ue000", "\ue001", "\ue002"
+_SENTINELS = re.compile("[\ue000-\ue002]")
+_OPENED = re.compile(f"{_OPEN}(\\d+){_SEP}")
+MARK_ATTRIBUTES = {
+    "mark": {"class", "tabindex", "title", "aria-describedby", "data-check", "data-rule"},
+    "p": {"class"},
+}
+
+
+def render_output(text: str, display: str, language: str, findings: list, prefix: str) -> SafeString:
+    """One output as the page shows it (highlighted code, a single line, or Markdown), with each finding's span
+    marked: focusable, its reason in the title and in the element `{prefix}-{i}` it describes."""
+    spans = [
+        (i, f) for i, f in enumerate(findings) if 0 <= f.start < f.end <= len(text) and f.end - f.start < len(text)
+    ]
+    if display == "code" or not spans:
+        return render_code(text, language) if display == "code" else _render_plain(text, display)
+    text = _SENTINELS.sub("\ufffd", text)  # one for one: the spans' offsets still hold
+    marked, last = [], 0
+    for i, f in sorted(spans, key=lambda p: p[1].start):
+        if f.start < last:  # overlapping spans: the first one marks the stretch
+            continue
+        marked += [text[last : f.start], f"{_OPEN}{i}{_SEP}", text[f.start : f.end], _CLOSE]
+        last = f.end
+    marked.append(text[last:])
+    html = str(_render_plain("".join(marked), display))
+
+    def mark(match: re.Match) -> str:
+        f = findings[int(match.group(1))]
+        return (
+            f'<mark class="finding finding-{escapeHtml(f.check)}" tabindex="0" title="{escapeHtml(f.reason)}" '
+            f'aria-describedby="{prefix}-{match.group(1)}" data-check="{escapeHtml(f.check)}" '
+            f'data-rule="{escapeHtml(f.rule)}">'
+        )
+
+    return _clean(_SENTINELS.sub("", _OPENED.sub(mark, html).replace(_CLOSE, "</mark>")), marks=True)
+
+
+def _render_plain(text: str, display: str) -> SafeString:
+    if display == "line":
+        return _clean(f'<p class="headline">{escapeHtml(text)}</p>', marks=True)
+    return render_markdown(text)
 
 
 def pygments_css() -> str:

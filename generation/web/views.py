@@ -16,11 +16,13 @@ from django.views.decorators.http import require_GET, require_POST
 from .. import selectors, services
 from ..content import formats
 from ..content.diffing import word_diff
+from ..content.findings import Finding
 from ..content.shaping import count_words
 from ..models import Feedback, Kind, ReviewState
 from ..services.limits import LimitExceeded, check_request_rate
 from ..services.review import outputs_editable
 from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
+from .rendering import render_output
 
 
 @login_required
@@ -82,19 +84,26 @@ def job_detail(request, job_id):
     job = _page_job(request, job_id)
     is_owner = job.owner_id == request.user.pk
     mine = {f.output_id: f for f in Feedback.objects.filter(output__job=job, user=request.user)}
-    outputs = [
-        {
-            "output": o,
-            "feedback": mine.get(o.pk),
-            "diff": word_diff(o.text, o.final_text) if o.edited_at else None,
-            "words": count_words(o.current_text),  # CJK-aware: each Chinese character counts as a word
-        }
-        for o in job.outputs.all()
-    ]
+    output_format = formats.spec(job.template_version.output_format)
+    language = str(job.inputs.get("language", "python"))
+    outputs = []
+    for o in job.outputs.all():
+        # Findings are spans of the model's text: marked while that is what the page shows.
+        findings = [Finding.from_json(f) for f in o.checks]
+        shown = [] if o.edited_at else findings
+        outputs.append(
+            {
+                "output": o,
+                "feedback": mine.get(o.pk),
+                "diff": word_diff(o.text, o.final_text) if o.edited_at else None,
+                "words": count_words(o.current_text),  # CJK-aware: each Chinese character counts as a word
+                "html": render_output(o.current_text, output_format.display, language, shown, f"finding-{o.index}"),
+                "findings": [(i, f) for i, f in enumerate(shown)] if shown else [(None, f) for f in findings],
+            }
+        )
     context = {
         "job": job,
         "outputs": outputs,
-        "output_format": formats.spec(job.template_version.output_format),
         "is_owner": is_owner,
         "can_edit": outputs_editable(job, request.user),  # only in draft: what the service allows
         "review_moves": [(to, ReviewState(to).label) for to in services.review_moves(job, request.user)],

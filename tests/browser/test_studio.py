@@ -156,3 +156,48 @@ def test_chinese_interface_dark_theme_and_chinese_content(live_server_url, page,
     page.reload()  # the choice is remembered
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") != light
     shot(page, "studio-zh-dark")
+
+
+def test_an_unsupported_claim_is_marked_with_its_reason_and_markup_in_it_runs_nothing(
+    live_server_url, page, django_user_model
+):
+    from generation.content import checks, formats
+
+    story = "The city council agreed on Tuesday to build a new bridge. It should finish in 2028."
+    job = desk_job(django_user_model, "headline", {"text": story}, JobStatus.SUCCEEDED)
+    text = "Bridge <img src=x onerror=alert(document.domain)> done by 2030 <script>alert(document.cookie)</script>"
+    verdict = checks.review(checks.parse({}), formats.spec("headline"), "headline", text, job.inputs)
+    assert [f.text for f in verdict.unsupported] == ["2030"]
+    JobOutput.objects.create(job=job, index=0, text=verdict.text, checks=[f.as_json() for f in verdict.findings])
+    clean = Job.objects.create(
+        owner=job.owner,
+        kind=job.kind,
+        template=job.template,
+        template_version=job.template_version,
+        inputs=job.inputs,
+        params=job.params,
+        status=JobStatus.SUCCEEDED,
+    )
+    JobOutput.objects.create(job=clean, index=0, text="Council agrees to build a bridge")
+    Job.objects.filter(pk=job.pk).update(findings=len(verdict.findings))
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    log_in(page, live_server_url, "desk", "pw-desk-12345")
+
+    page.goto(f"{live_server_url}/jobs/{job.pk}/")
+    mark = page.locator("#output-0 .rendered mark.finding")
+    expect(mark).to_have_count(1)
+    expect(mark).to_have_text("2030")
+    expect(mark).to_have_attribute("title", 'The source gives no "2030".')
+    mark.focus()  # keyboard users reach the reason too
+    described = page.locator(f"#{mark.get_attribute('aria-describedby')}")
+    expect(described).to_contain_text('The source gives no "2030".')
+    expect(page.locator("#output-0 .rendered")).to_contain_text("<img src=x onerror=alert(document.domain)>")
+    assert page.locator("#output-0 .rendered").locator("script, img, [onerror]").count() == 0
+    assert dialogs == []
+    shot(page, "finding-marked")
+
+    page.goto(f"{live_server_url}/jobs/?findings=on")
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("a").first).to_have_attribute("href", f"/jobs/{job.pk}/")

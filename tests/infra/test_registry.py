@@ -16,6 +16,7 @@ from generation.infra import redis_client, registry
         ({"big": {"backend": "openai", "url": "http://vllm:8000/v1"}}, "needs model"),
         ({"big": {"path": "/m", "gpu": 1}}, "unknown key(s) gpu"),
         ({"big": {"backend": "openai", "url": "u", "model": "m", "device": "cuda"}}, "unknown key(s) device"),
+        ({"big": {"path": "/m", "languages": "zh"}}, "languages is a list"),
     ],
 )
 def test_a_bad_registry_is_refused_at_start_naming_the_alias(models, message):
@@ -123,3 +124,24 @@ def test_the_backend_follows_the_path_unless_named(settings):
 def test_a_bad_local_entry_is_refused_at_start(entry, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         registry.validate({"default": entry})
+
+
+@pytest.mark.django_db
+def test_an_alias_declares_its_languages_and_the_bundled_model_writes_english(settings, user):
+    settings.AIGC = {
+        **settings.AIGC,
+        "MODELS": {"default": {}, "qwen": {"path": "/m/qwen.gguf", "languages": ["en", "zh"]}, "big": {"path": "/m"}},
+    }
+    assert registry.languages("default") == ["en"]
+    assert registry.languages("qwen") == ["en", "zh"] and registry.languages("big") is None
+
+    from generation import selectors
+
+    story = "城市议会周二投票决定在榆树河上修建一座新桥，耗资四千万美元。"
+    chinese = services.job_create(user=user, kind="summary", inputs={"text": story})
+    english = services.job_create(user=user, kind="summary", inputs={"text": "The council voted for a bridge."})
+    qwen = services.job_create(user=user, kind="summary", inputs={"text": story}, model_alias="qwen")
+    notice = selectors.job_notice(chinese) or ""
+    assert "Chinese" in notice and "'default' writes English" in notice and "operations guide" in notice
+    assert "Chinese" not in (selectors.job_notice(english) or "")
+    assert "Chinese" not in (selectors.job_notice(qwen) or "")

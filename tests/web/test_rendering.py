@@ -175,3 +175,40 @@ def test_write_pygments_css_writes_the_file(tmp_path):
     out = tmp_path / "pygments.css"
     call_command("write_pygments_css", output=out, stderr=io.StringIO())
     assert out.read_text(encoding="utf-8") == pygments_css()
+
+
+def _finding(text, part, reason="The source gives no figure.", check="grounding", rule="number"):
+    from generation.content.findings import Finding
+
+    start = text.index(part)
+    return Finding(check, rule, start, start + len(part), part, reason)
+
+
+def test_a_finding_is_marked_focusable_with_its_reason_and_the_element_it_describes():
+    text = "Bridge opens in **2030**, the mayor says"
+    html = str(rendering.render_output(text, "markdown", "python", [_finding(text, "2030")], "finding-0"))
+    assert '<strong><mark class="finding finding-grounding" tabindex="0"' in html
+    assert 'title="The source gives no figure."' in html and 'aria-describedby="finding-0-0"' in html
+    assert ">2030</mark></strong>" in html
+
+
+def test_marks_in_a_headline_and_markup_in_output_and_reasons_stays_text():
+    text = 'Council <img src=x onerror=alert(1)> approves "<b>2030</b>" plan'
+    found = [_finding(text, "<b>2030</b>", reason='No "<script>alert(1)</script>" here')]
+    html = str(rendering.render_output(text, "line", "python", found, "f"))
+    assert html.startswith('<p class="headline">') and "<img" not in html and "<b>" not in html
+    assert "&lt;b&gt;2030&lt;/b&gt;</mark>" in html and "<script" not in html
+    assert "&lt;script&gt;" in html or "&amp;lt;script" in html
+
+
+def test_overlapping_spans_mark_once_and_sentinel_characters_in_the_text_change_nothing():
+    text = "A \ue000 bridge for 40 million dollars"
+    found = [_finding(text, "40 million dollars", rule="money"), _finding(text, "40", rule="number")]
+    html = str(rendering.render_output(text, "markdown", "python", found, "f"))
+    assert html.count("<mark") == 1 and "\ue000" not in html and ">40 million dollars</mark>" in html
+
+
+def test_without_findings_outputs_render_as_before_and_code_is_never_marked():
+    assert rendering.render_output("**x**", "markdown", "python", [], "f") == render_markdown("**x**")
+    code = "x = 2030"
+    assert rendering.render_output(code, "code", "python", [_finding(code, "2030")], "f") == render_code(code)
