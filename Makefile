@@ -46,6 +46,14 @@ $(CHROMIUM):
 
 chromium: $(CHROMIUM)
 
+# axe-core for the accessibility browser test (tests/browser/test_accessibility.py), pinned in package.json and
+# package-lock.json; installed only when missing, with Debian's node and npm only when npm is missing.
+AXE := node_modules/axe-core/axe.min.js
+$(AXE):
+	command -v npm >/dev/null || $(APT_GET) install -y --no-install-recommends nodejs npm \
+		|| { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends nodejs npm; }
+	npm ci --no-audit --no-fund
+
 run: install
 	DJANGO_DEBUG=1 $(BIN)/python manage.py run_local
 
@@ -54,7 +62,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install chromium lint
+test: install chromium $(AXE) lint
 	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-insecure-test-only-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
