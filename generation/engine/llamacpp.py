@@ -67,6 +67,22 @@ def _init_backend() -> None:
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 
 
+# llama.cpp's extra weight buffers (AMX and CPU repacking of quantised weights) stay off: on a Sapphire Rapids
+# host in a Firecracker VM, where the CPU reports AMX, the first decode of the bundled Q4_1 model through the AMX
+# buffers crashes the process (a segmentation fault, also in llama-cpp-python's own `Llama`), and for Q4_1 those
+# buffers are AMX only, so nothing is lost elsewhere. Set to True on hosts where AMX is known to work.
+EXTRA_BUFFERS = False
+_llama_defaults = lc.llama_model_default_params
+
+
+def model_params():
+    """llama.cpp's model parameters as this studio loads every model: on the CPU, without the extra buffers."""
+    params = _llama_defaults()
+    params.n_gpu_layers = 0  # this build serves CPUs; GPU fleets use the transformers or openai backends
+    params.use_extra_bufts = EXTRA_BUFFERS
+    return params
+
+
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -76,9 +92,7 @@ class LlamaModel:
 
     def __init__(self, path: str, *, threads: int, context: int, max_rows: int, flash_attn: str = "auto") -> None:
         _init_backend()
-        params = lc.llama_model_default_params()
-        params.n_gpu_layers = 0  # this build serves CPUs; GPU fleets use the transformers or openai backends
-        self.model = lc.llama_model_load_from_file(path.encode(), params)
+        self.model = lc.llama_model_load_from_file(path.encode(), model_params())
         if not self.model:
             raise EngineError(f"llama.cpp could not load {path}")
         self.vocab = lc.llama_model_get_vocab(self.model)

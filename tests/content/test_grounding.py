@@ -17,6 +17,14 @@ CASES = [
     (BRIDGE, "Council Approves New Bridge Over Elm River", []),
     (BRIDGE, "COUNCIL APPROVES NEW BRIDGE OVER ELM RIVER", []),
     (BRIDGE, "Council Approves New Bridge Over Seine River", [("name", "Seine")]),
+    # Title Case: ordinary words the source does not use are not names; rare ones are
+    (BRIDGE, "City Council Approves Bridge Completion Date", []),
+    (BRIDGE, "Elm River Bridge Construction Gets Green Light", []),
+    (
+        CN_BRIDGE,
+        "Shouji Yasui, News Hero, Dismantles Old Market",
+        [("name", "Shouji"), ("name", "Yasui"), ("name", "Dismantles")],
+    ),
     (BRIDGE, "New bridge over the Elm River will cost $40m", []),
     (BRIDGE, "The council backs a bridge costing US$40 million.", []),
     (BRIDGE, "The bridge will cost 40 million dollars.", []),

@@ -236,9 +236,18 @@ def peer_figures(
     API: all prompts prefilled in one call, then a step for every unfinished sequence until each has produced
     its length (the lengths the studio's jobs produced), greedy."""
     import llama_cpp as lc
+    import llama_cpp.llama_cpp as low
     import numpy as np
 
-    llm = lc.Llama(model_path=path, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+    from generation.engine.llamacpp import model_params
+
+    # Llama() takes no option for the extra buffers; it reads llama.cpp's defaults while it loads, so it is
+    # given the studio's for that moment (the same weights layout on both sides of the comparison).
+    default_params, low.llama_model_default_params = low.llama_model_default_params, model_params
+    try:
+        llm = lc.Llama(model_path=path, n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+    finally:
+        low.llama_model_default_params = default_params
 
     def one(t: float):
         def run():
