@@ -7,13 +7,13 @@ import json
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
-from django.http import Http404
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import selectors, services
+from . import admin_evaluation, selectors, services
 from .models import (
     ApiKey,
     Feedback,
@@ -23,6 +23,7 @@ from .models import (
     ModelInfo,
     PromptTemplate,
     TemplateLabel,
+    TemplateVersion,
     UserQuota,
     WebhookDelivery,
 )
@@ -54,7 +55,13 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             "Content (saving a change creates a new version)",
             {"fields": (*TemplateAdminForm.CONTENT_FIELDS, "note")},
         ),
+        ("Promotion gate", {"fields": ("gate_dataset", "gate")}),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        """The gate names one of the template's datasets: a new template has none, so it is set once created."""
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is not None else [f for f in fieldsets if f[0] != "Promotion gate"]
 
     def get_queryset(self, request):
         return (
@@ -98,18 +105,27 @@ class PromptTemplateAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
         form_class = super().get_form(request, obj, **kwargs)
 
+        content_errors = self._content_errors
+
         class ValidatingForm(form_class):
             def clean(self):
                 cleaned = super().clean()
-                try:
-                    services.templates.check_content({f: cleaned.get(f) for f in TemplateAdminForm.CONTENT_FIELDS})
-                except ValidationError as exc:
-                    for field, errs in exc.message_dict.items():
-                        target = field.split(".")[0]
-                        self.add_error(target if target in self.fields else None, [f"{field}: {e}" for e in errs])
+                errors = content_errors({f: cleaned.get(f) for f in TemplateAdminForm.CONTENT_FIELDS})
+                if errors:
+                    self.add_content_errors(errors)
                 return cleaned
 
         return ValidatingForm
+
+    @staticmethod
+    def _content_errors(content: dict) -> dict[str, list[str]]:
+        """What the services refuse in this content, keyed by field ("variables.2.max_length"), the same for a
+        save and for the live preview."""
+        try:
+            services.templates.check_content(content)
+        except ValidationError as exc:
+            return exc.message_dict
+        return {}
 
     def get_urls(self):
         own = [
@@ -120,8 +136,18 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             ),
             path("<int:pk>/diff/", self.admin_site.admin_view(self.diff_view), name="generation_template_diff"),
             path("<int:pk>/labels/", self.admin_site.admin_view(self.label_view), name="generation_template_label"),
+            path(
+                "<int:pk>/preview-draft/",
+                self.admin_site.admin_view(self.preview_draft_view),
+                name="generation_template_preview_draft",
+            ),
+            path(
+                "preview-draft/",
+                self.admin_site.admin_view(self.preview_draft_view),
+                name="generation_template_preview_draft_add",
+            ),
         ]
-        return own + super().get_urls()
+        return own + admin_evaluation.template_urls(self) + super().get_urls()
 
     def _template(self, request, pk):
         template = get_object_or_404(selectors.templates_with_versions(), pk=pk)
@@ -134,8 +160,71 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         if object_id:
             template = self._template(request, object_id)
             versions = selectors.versions_with_ratings(template)
-            extra.update(versions=versions, labels=list(template.labels.all()))
+            production = self._production(template)
+            extra.update(
+                versions=versions,
+                labels=list(template.labels.all()),
+                preview_draft_url=reverse("admin:generation_template_preview_draft", args=[template.pk]),
+                production_number=production.number if production else None,
+                **admin_evaluation.template_context(request, template),
+            )
         return super().change_view(request, object_id, form_url, extra)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra = {**(extra_context or {}), "preview_draft_url": reverse("admin:generation_template_preview_draft_add")}
+        return super().add_view(request, form_url, extra)
+
+    @staticmethod
+    def _production(template):
+        return next((label.version for label in template.labels.all() if label.name == TemplateLabel.PRODUCTION), None)
+
+    def preview_draft_view(self, request, pk=None):
+        """The change form's live panel (static/studio/template-editor.js): the unsaved draft's errors keyed by
+        field, its preview with sample inputs (the exact prompt and its tokens), and its diff against the
+        version production points at. JSON, POST with the CSRF token; it saves nothing."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        template = self._template(request, pk) if pk is not None else None
+        allowed = self.has_change_permission(request, template) if template else self.has_add_permission(request)
+        if not allowed:
+            return JsonResponse({"errors": {"__all__": ["Not allowed."]}}, status=403)
+        try:
+            body = json.loads(request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return JsonResponse({"errors": {"__all__": ["A JSON object with content and inputs."]}}, status=400)
+        content, errors = TemplateAdminForm.clean_draft(body.get("content"))
+        result = {"errors": {}, "preview": None, "diff": None}
+        if not errors:
+            errors = self._content_errors(content)
+        if not errors:
+            content = services.templates.check_content(content)  # with defaults filled: what a save stores
+            version = TemplateVersion(template=template, number=0, **content)
+            inputs = body.get("inputs") if isinstance(body.get("inputs"), dict) else {}
+            try:
+                result["preview"] = services.template_preview(version, inputs)
+            except ValidationError as exc:
+                errors = exc.message_dict
+        production = self._production(template) if template else None
+        if production is not None:
+            result["diff"] = {"against": production.number, "fields": self._draft_diff(production, content)}
+        result["errors"] = errors
+        return JsonResponse(result, status=400 if errors else 200)
+
+    @staticmethod
+    def _draft_diff(production, content: dict) -> list[dict]:
+        """Each content field, production's text against the draft's, as diff_view shows two versions."""
+        rows = []
+        for field in TemplateAdminForm.CONTENT_FIELDS:
+            value = content.get(field)
+            if value is None:  # an empty JSON field, saved as its default
+                value = type(getattr(production, field))()
+            left, right = _as_text(getattr(production, field)), _as_text(value)
+            label = f"v{production.number}"
+            diff = list(difflib.unified_diff(left.splitlines(), right.splitlines(), label, "draft", lineterm="", n=3))
+            rows.append({"field": field, "changed": left != right, "lines": diff[2:]})
+        return rows
 
     def version_view(self, request, pk, number):
         """One version: its content, a preview with sample inputs, and a test run that queues a job."""
@@ -169,6 +258,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             "jobs_count": version.jobs.count(),
             "ratings": selectors.versions_with_ratings(template).get(pk=version.pk),
             "feedback": version.feedback.select_related("user", "output__job")[:50],
+            "burden": selectors.version_burden(version_ids=[version.pk])[0],
         }
         return TemplateResponse(request, "admin/generation/prompttemplate/version.html", context)
 
@@ -215,10 +305,30 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             return redirect(change_url)
         try:
             services.template_label_move(
-                template=template, label=form.cleaned_data["label"], version=version, user=request.user
+                template=template,
+                label=form.cleaned_data["label"],
+                version=version,
+                user=request.user,
+                reason=form.cleaned_data["reason"],
+                override=form.cleaned_data["override"],
             )
+        except services.GateRefused as exc:
+            experiment = exc.experiment
+            link = (
+                format_html(' <a href="{}">See the experiment.</a>', admin_evaluation.experiment_url(experiment))
+                if experiment
+                else ""
+            )
+            messages.error(
+                request,
+                format_html(
+                    "The promotion gate refused moving {} to v{}.{}", form.cleaned_data["label"], version.number, link
+                ),
+            )
+            for failure in exc.failures:
+                messages.error(request, failure)
         except ValidationError as exc:
-            messages.error(request, "; ".join(exc.messages))
+            messages.error(request, admin_evaluation.error_lines(exc))
         else:
             messages.success(request, f"{form.cleaned_data['label']} now points at v{version.number}.")
         return redirect(reverse("admin:generation_template_version", args=[pk, version.number]))
@@ -230,8 +340,33 @@ def _as_text(value) -> str:
 
 @admin.register(LabelMove)
 class LabelMoveAdmin(admin.ModelAdmin):
-    list_display = ("label", "from_version", "to_version", "moved_by", "moved_at")
-    list_filter = ("label__name",)
+    list_display = (
+        "label",
+        "from_version",
+        "to_version",
+        "moved_by",
+        "moved_at",
+        "reason",
+        "overridden",
+        "experiment_link",
+    )
+    list_filter = ("label__name", "overridden")
+    list_select_related = (
+        "label",
+        "from_version",
+        "to_version",
+        "moved_by",
+        "experiment__candidate__version",
+        "experiment__baseline__version",
+    )
+
+    @admin.display(description="experiment")
+    def experiment_link(self, obj):
+        if obj.experiment is None:
+            return "–"
+        e = obj.experiment
+        text = f"v{e.candidate.version.number} vs v{e.baseline.version.number}"
+        return format_html('<a href="{}">{}</a>', admin_evaluation.experiment_url(e), text)
 
     def has_add_permission(self, request):
         return False

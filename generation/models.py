@@ -31,6 +31,17 @@ class PromptTemplate(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     is_default = models.BooleanField(default=False, help_text="The template used for jobs that name only this kind.")
+    # The promotion gate (content/gating.py): moving a protected label needs an experiment on the latest version
+    # of this dataset that meets `gate`'s thresholds. No gate dataset: labels move freely, as before.
+    gate_dataset = models.SlugField(
+        max_length=64, blank=True, help_text="The dataset (by name) an experiment must pass before a protected move."
+    )
+    gate = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"protected": ["production"], "max_drop": {"contract_rate": 0, "grounded_rate": 0, '
+        '"required_rate": 0, "style_clean_rate": 0, "chrf": 2}}; empty: these defaults.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -134,13 +145,19 @@ class TemplateLabel(models.Model):
 
 
 class LabelMove(models.Model):
-    """History of label moves: who published or rolled back what, and when."""
+    """History of label moves: who published or rolled back what, when, why, and the experiment that allowed a
+    gated move (or `overridden`, by staff with a written reason)."""
 
     label = models.ForeignKey(TemplateLabel, on_delete=models.CASCADE, related_name="moves")
     from_version = models.ForeignKey(TemplateVersion, null=True, on_delete=models.RESTRICT, related_name="+")
     to_version = models.ForeignKey(TemplateVersion, on_delete=models.RESTRICT, related_name="+")
     moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     moved_at = models.DateTimeField(auto_now_add=True)
+    reason = models.TextField(blank=True, max_length=2000)
+    experiment = models.ForeignKey(
+        "Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="label_moves"
+    )
+    overridden = models.BooleanField(default=False, help_text="Moved by staff although the gate refused.")
 
     class Meta:
         ordering = ["-moved_at"]
@@ -192,6 +209,14 @@ class ReviewState(models.TextChoices):
     APPROVED = "approved", _("Approved")
 
 
+class JobPurpose(models.TextChoices):
+    """Users' own work, or a case of an evaluation run: those never show in a history or review, never count
+    against a quota, and are sent a few at a time so that they never hold users' jobs back."""
+
+    USER = "user", _("User")
+    EVALUATION = "evaluation", _("Evaluation")
+
+
 class Job(models.Model):
     """One request for content. Ids are UUIDs so they cannot be guessed or enumerated."""
 
@@ -238,6 +263,7 @@ class Job(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
     batch = models.ForeignKey("JobBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    purpose = models.CharField(max_length=16, choices=JobPurpose.choices, default=JobPurpose.USER, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -436,3 +462,139 @@ class WebhookOutbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} of job {self.job_id} ({self.state})"
+
+
+# --- evaluation: datasets of cases, runs of a version over them, experiments against a baseline ------------
+
+
+class DatasetOrigin(models.TextChoices):
+    APPROVED_JOBS = "approved_jobs", _("Approved jobs")
+    UPLOAD = "upload", _("Upload")
+    ADMIN = "admin", _("Admin")
+
+
+class Dataset(models.Model):
+    """Cases for one template. A dataset used by a run is frozen (its items never change); an edit is saved as
+    the next version of the same name, so two runs of "the same dataset" compare like with like."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="datasets")
+    name = models.SlugField(max_length=64)
+    version = models.PositiveIntegerField(default=1)
+    description = models.TextField(blank=True)
+    origin = models.CharField(max_length=16, choices=DatasetOrigin.choices, default=DatasetOrigin.ADMIN)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "name", "version"], name="one_dataset_version_per_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.slug}/{self.name} v{self.version}"
+
+    @property
+    def frozen(self) -> bool:
+        return self.runs.exists()
+
+
+class DatasetItem(models.Model):
+    """One case: the inputs a job gets, the text a good answer is compared with (an approved job's final text),
+    and its own checks: {"required": [facts the output must state], "forbidden": [...], "test": "python asserts"}.
+    `seed` makes every run of a version over it sample the same text."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="items")
+    index = models.PositiveIntegerField()
+    inputs = models.JSONField(default=dict, encoder=UnicodeJSONEncoder)
+    reference = models.TextField(blank=True)
+    checks = models.JSONField(default=dict, blank=True, encoder=UnicodeJSONEncoder)
+    seed = models.PositiveIntegerField()
+    source_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["dataset", "index"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "index"], name="one_item_per_index")]
+
+    def save(self, *args, **kwargs):
+        if self.dataset.frozen:
+            raise ImmutableError(f"{self.dataset} was used by a run: save the change as a new dataset version.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if self.dataset.frozen:
+            raise ImmutableError(f"{self.dataset} was used by a run: its items cannot be deleted.")
+        return super().delete(*args, **kwargs)
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", _("Running")
+    FINISHED = "finished", _("Finished")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class EvaluationRun(models.Model):
+    """One template version with one model alias over one dataset: one evaluation job per item, a few in flight at
+    a time. `summary` holds the aggregates (content/evaluation.py) once every item has ended."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="evaluation_runs")
+    version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="evaluation_runs")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
+    model_alias = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING, db_index=True)
+    summary = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.version} on {self.dataset} ({self.status})"
+
+
+class EvaluationItem(models.Model):
+    """One case of a run: its job, and what was measured on the job's outputs (content/evaluation.py)."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="items")
+    item = models.ForeignKey(DatasetItem, on_delete=models.PROTECT, related_name="+")
+    job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluation")
+    metrics = models.JSONField(default=dict, blank=True, encoder=UnicodeJSONEncoder)
+    measured_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "item__index"]
+        constraints = [models.UniqueConstraint(fields=["run", "item"], name="one_result_per_run_item")]
+
+
+class Experiment(models.Model):
+    """A candidate version's run against a baseline's run over the same dataset version (by default the version
+    `production` points at). `comparison` and `gate` are written once both runs have finished."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="experiments")
+    candidate = models.ForeignKey(EvaluationRun, on_delete=models.PROTECT, related_name="+")
+    baseline = models.ForeignKey(EvaluationRun, on_delete=models.PROTECT, related_name="+")
+    baseline_label = models.CharField(max_length=64, blank=True, help_text="How the baseline was asked for.")
+    comparison = models.JSONField(default=dict, blank=True, encoder=UnicodeJSONEncoder)
+    gate = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.candidate.version} vs {self.baseline.version} on {self.candidate.dataset}"
+
+    @property
+    def status(self) -> str:
+        states = {self.candidate.status, self.baseline.status}
+        if RunStatus.CANCELLED in states:
+            return RunStatus.CANCELLED
+        return RunStatus.FINISHED if self.finished_at else RunStatus.RUNNING

@@ -6,8 +6,9 @@ import pytest
 
 from tests.support.tiny_llama import build_llama3_style
 
-# Real Redis, worker and database-URL fixtures, shared by tests/integration and tests/browser.
-pytest_plugins = ["tests.support.live"]
+# Real Redis, worker and database-URL fixtures, shared by tests/integration and tests/browser; small evaluation
+# setups (a curator, a fast headline template) shared by the evaluation tests.
+pytest_plugins = ["tests.support.live", "tests.support.evaluation"]
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,10 @@ SHARED = {
     "jobs/new/<str:kind>/": "a kind of job, the same for everyone",
     "api/v1/templates/<slug:slug>/": "templates are shared: every user reads every one",
     "accounts/reset/<uidb64>/<token>/": "Django's password reset: a signed one-time token",
+    # Experiments belong to a template, not to a user: template curators (staff, or the permission to change
+    # templates) read and start them; anyone else gets a 403 (tests/api/test_experiments_api.py).
+    "api/v1/templates/<slug:slug>/experiments/": "curators only",
+    "api/v1/templates/<slug:slug>/experiments/<uuid:experiment_id>/": "curators only",
 }
 # CSRF-exempt views outside DRF (whose views enforce CSRF on session requests themselves): they must take API
 # keys only, never a browser session.
@@ -144,6 +148,7 @@ def objects(user, api_key):
         "number": 1,
         "app_label": "generation",
         "url": "anything/",
+        "experiment_id": "0b0e7f0e-3a52-4a56-9f57-6f1b8f6a2b11",
     }
 
 

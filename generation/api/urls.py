@@ -1,6 +1,8 @@
 from django.urls import path
 
 from . import streams, views
+from .burden import TemplateBurdenApi
+from .evaluation import ExperimentDetailApi, ExperimentListCreateApi
 
 urlpatterns = [
     path("jobs/", views.JobListCreateApi.as_view(), name="api-jobs"),
@@ -8,8 +10,15 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<uuid:job_id>/events/", streams.job_events, name="api-job-events"),
     path("usage/", views.UsageApi.as_view(), name="api-usage"),
+    path("usage/templates/", TemplateBurdenApi.as_view(), name="api-usage-templates"),
     path("jobs/batch/", views.BatchCreateApi.as_view(), name="api-batches"),
     path("jobs/batch/<uuid:batch_id>/", views.BatchDetailApi.as_view(), name="api-batch-detail"),
     path("templates/", views.TemplateListApi.as_view(), name="api-templates"),
     path("templates/<slug:slug>/", views.TemplateDetailApi.as_view(), name="api-template-detail"),
+    path("templates/<slug:slug>/experiments/", ExperimentListCreateApi.as_view(), name="api-experiments"),
+    path(
+        "templates/<slug:slug>/experiments/<uuid:experiment_id>/",
+        ExperimentDetailApi.as_view(),
+        name="api-experiment-detail",
+    ),
 ]

@@ -155,8 +155,10 @@ def check_variables(variables: object, texts: dict[str, str], length_variable: s
         if kind == "choice" and not (isinstance(spec.get("choices"), list) and spec["choices"]):
             errors[f"{where}.choices"] = ["A choice variable needs a non-empty list of choices."]
             continue
+        limits = _limit_errors(spec, where)
+        errors.update(limits)
         default = spec.get("default")
-        if default not in (None, ""):
+        if default not in (None, "") and not limits:  # a default is checked against limits that make sense
             _, error = _clean_value(spec, default)
             if error:
                 errors[f"{where}.default"] = [error]
@@ -172,6 +174,26 @@ def check_variables(variables: object, texts: dict[str, str], length_variable: s
             errors["length_variable"] = ["Must name a declared number variable."]
     if errors:
         raise InvalidInput(errors)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is not
+
+
+def _limit_errors(spec: dict, where: str) -> dict[str, list[str]]:
+    """Limits no input could meet, or that would break the input checks of every job later: a max_length that is
+    not a whole number of characters, a min or max that is not a number, a min above its max."""
+    errors: dict[str, list[str]] = {}
+    limit = spec.get("max_length")
+    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1):
+        errors[f"{where}.max_length"] = ["A whole number of characters, at least 1."]
+    low, high = spec.get("min"), spec.get("max")
+    for key, value in (("min", low), ("max", high)):
+        if value is not None and not _is_number(value):
+            errors[f"{where}.{key}"] = ["Must be a number."]
+    if _is_number(low) and _is_number(high) and low > high:
+        errors[f"{where}.min"] = [f"Must not be above the maximum ({high})."]
+    return errors
 
 
 def render(text: str, values: dict[str, object]) -> str:

@@ -21,6 +21,9 @@ log = logging.getLogger("generation.metrics")
 KEY = "aigc:metrics"
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TPS_BUCKETS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+# Editor-burden gauges (labels template, version) cover only versions with jobs created in the last BURDEN_DAYS
+# days, over those jobs: the label set stays bounded as versions accumulate, and the figures are current ones.
+BURDEN_DAYS = 30
 
 
 def _bucket(value: float, bounds) -> str:
@@ -57,10 +60,12 @@ def _histogram(name: str, doc: str, raw: dict, kind: str, bounds, aliases) -> Hi
 
 class StudioCollector:
     """Read at each scrape; nothing is kept in the web process. `model_health()` is the selectors' per-alias
-    report (queue depth, live workers), handed in by the view: infra reads no selectors."""
+    report (queue depth, live workers), handed in by the view: infra reads no selectors. So is
+    `version_burden(since=...)`, the editor-burden rows per template version (selectors/burden.py)."""
 
-    def __init__(self, model_health) -> None:
+    def __init__(self, model_health, version_burden=None) -> None:
         self.model_health = model_health
+        self.version_burden = version_burden
 
     def collect(self):
         from django.db.models import Count
@@ -95,6 +100,8 @@ class StudioCollector:
                 live.add_metric([alias, row["queue"]], row["live_workers"])
         yield depth
         yield live
+        if self.version_burden is not None:
+            yield from _burden_families(self.version_burden)
 
         try:
             raw = {k.decode(): v.decode() for k, v in redis_client.client().hgetall(KEY).items()}
@@ -122,8 +129,53 @@ class StudioCollector:
         )
 
 
-def render(model_health) -> bytes:
+# name, help, the row's group and figure: what selectors/burden.py defines, one gauge each.
+BURDEN_GAUGES = (
+    ("aigc_template_edited_share", "Share of approved outputs edited before approval", "edits", "edited_share"),
+    ("aigc_template_change_ratio", "Mean TER of final against model text, edited outputs", "edits", "change_ratio"),
+    ("aigc_template_rejection_rate", "Share of review decisions sending back", "review", "rejection_rate"),
+    ("aigc_template_rating_good_share", "Share of ratings that are good", "ratings", "good_share"),
+)
+
+
+def _burden_families(version_burden):
+    """Gauges per template and version over the last BURDEN_DAYS days; a figure with nothing to rest on is left
+    out rather than written as 0. aigc_template_burden_jobs says how many jobs each figure rests on."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    rows = version_burden(since=timezone.now() - timedelta(days=BURDEN_DAYS))
+    labels = ["template", "version"]
+    for name, doc, group, figure in BURDEN_GAUGES:
+        family = GaugeMetricFamily(name, f"{doc} (jobs of the last {BURDEN_DAYS} days)", labels=labels)
+        for row in rows:
+            if row[group][figure] is not None:
+                family.add_metric([row["template"], str(row["version"])], row[group][figure])
+        yield family
+    approval = GaugeMetricFamily(
+        "aigc_template_approval_seconds",
+        f"From a job's end to its approval, median (0.5) and p90 (jobs of the last {BURDEN_DAYS} days)",
+        labels=[*labels, "quantile"],
+    )
+    jobs = GaugeMetricFamily(
+        "aigc_template_burden_jobs",
+        f"Jobs each editor-burden figure rests on (jobs of the last {BURDEN_DAYS} days)",
+        labels=[*labels, "figure"],
+    )
+    for row in rows:
+        version = [row["template"], str(row["version"])]
+        for quantile, key in (("0.5", "median_s"), ("0.9", "p90_s")):
+            if row["approval"][key] is not None:
+                approval.add_metric([*version, quantile], row["approval"][key])
+        for group in ("edits", "approval", "review", "ratings"):
+            jobs.add_metric([*version, group], row[group]["jobs"])
+    yield approval
+    yield jobs
+
+
+def render(model_health, version_burden=None) -> bytes:
     """The Prometheus text exposition of the studio's metrics."""
     collectors = CollectorRegistry(auto_describe=False)
-    collectors.register(StudioCollector(model_health))
+    collectors.register(StudioCollector(model_health, version_burden))
     return generate_latest(collectors)

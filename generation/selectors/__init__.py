@@ -1,5 +1,13 @@
 """Reads. Every query for jobs goes through here, scoped to the user who asks; one module per entity."""
 
+from .burden import version_burden
+from .evaluation import (
+    datasets_for_template,
+    experiment_detail,
+    experiment_report,
+    experiments_for_template,
+    run_progress,
+)
 from .health import health_report, model_health
 from .jobs import (
     api_jobs,
@@ -25,6 +33,10 @@ from .templates import (
 __all__ = [
     "api_jobs",
     "batch_for_user",
+    "datasets_for_template",
+    "experiment_detail",
+    "experiment_report",
+    "experiments_for_template",
     "health_report",
     "job_for_page",
     "job_for_user",
@@ -34,11 +46,13 @@ __all__ = [
     "model_health",
     "prompt_counter",
     "queue_position",
+    "run_progress",
     "search_jobs",
     "template_by_slug",
     "template_default_for_kind",
     "templates_for_kind",
     "templates_with_versions",
     "usage_by_day",
+    "version_burden",
     "versions_with_ratings",
 ]

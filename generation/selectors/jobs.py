@@ -15,14 +15,20 @@ from ..models import (
     FINAL_STATUSES,
     Job,
     JobBatch,
+    JobPurpose,
     JobStatus,
     ReviewState,
 )
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
-    """A user's own jobs: the history, the API and the streams show nothing else."""
-    return Job.objects.filter(owner=user).select_related("template", "template_version").prefetch_related("outputs")
+    """A user's own jobs: the history, the API and the streams show nothing else (evaluation jobs are shown
+    with their experiment, never as anyone's work)."""
+    return (
+        Job.objects.filter(owner=user, purpose=JobPurpose.USER)
+        .select_related("template", "template_version")
+        .prefetch_related("outputs")
+    )
 
 
 def job_for_user(user, job_id) -> Job | None:
@@ -32,7 +38,8 @@ def job_for_user(user, job_id) -> Job | None:
 def jobs_for_review() -> QuerySet[Job]:
     """What reviewers see besides their own jobs: jobs submitted for review, and those approved."""
     return (
-        Job.objects.exclude(review_state=ReviewState.DRAFT)
+        Job.objects.filter(purpose=JobPurpose.USER)
+        .exclude(review_state=ReviewState.DRAFT)
         .select_related("owner", "template", "template_version")
         .prefetch_related("outputs")
     )
@@ -137,7 +144,7 @@ def usage_by_day(user, days: int) -> list[dict]:
     """Tokens by UTC day and template over the last `days` days, newest first (finished jobs only)."""
     since = timezone.now() - timedelta(days=days)
     rows = (
-        Job.objects.filter(owner=user, created_at__gte=since, status__in=FINAL_STATUSES)
+        Job.objects.filter(owner=user, purpose=JobPurpose.USER, created_at__gte=since, status__in=FINAL_STATUSES)
         .annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values("day", "template__slug")
         .annotate(

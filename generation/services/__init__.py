@@ -3,11 +3,26 @@
 from .api_jobs import IdempotencyConflict, job_create_idempotent
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .batches import batch_create, batch_status
+from .evaluation import (
+    case_clean,
+    dataset_copy,
+    dataset_create,
+    dataset_from_approved_jobs,
+    dataset_latest,
+    experiment_cancel,
+    experiment_run_here,
+    experiment_start,
+    parse_upload,
+    run_advance,
+    run_cancel,
+    run_start,
+)
 from .intake import job_create, job_rerun
 from .reconcile import reconcile_jobs
 from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_move, review_moves
 from .running import job_run
 from .templates import (
+    GateRefused,
     model_info_publish,
     resolve_version,
     template_create,
@@ -20,6 +35,7 @@ from .templates import (
 from .webhooks import callback_url_check, webhook_enqueue, webhook_send, webhook_sweep
 
 __all__ = [
+    "GateRefused",
     "IdempotencyConflict",
     "api_key_authenticate",
     "api_key_create",
@@ -27,6 +43,14 @@ __all__ = [
     "batch_create",
     "batch_status",
     "callback_url_check",
+    "case_clean",
+    "dataset_copy",
+    "dataset_create",
+    "dataset_from_approved_jobs",
+    "dataset_latest",
+    "experiment_cancel",
+    "experiment_run_here",
+    "experiment_start",
     "feedback_set",
     "is_reviewer",
     "job_cancel",
@@ -36,10 +60,14 @@ __all__ = [
     "job_run",
     "model_info_publish",
     "output_edit",
+    "parse_upload",
     "reconcile_jobs",
     "resolve_version",
     "review_move",
     "review_moves",
+    "run_advance",
+    "run_cancel",
+    "run_start",
     "template_create",
     "template_label_move",
     "template_preview",

@@ -14,7 +14,7 @@ from .. import selectors
 from ..content import checks, codeedit, formats, prompts
 from ..content.formats import DOCSTRING_TRIES, docstring_messages, docstring_tokens, documents_python, word_budget
 from ..infra import registry
-from ..models import Job, Kind, PromptTemplate, TemplateVersion
+from ..models import Job, JobPurpose, Kind, PromptTemplate, TemplateVersion
 from . import dispatch, limits
 from .templates import param_limits, resolve_version
 from .webhooks import callback_url_check
@@ -77,10 +77,12 @@ def job_create(
     request_hash="",
     batch=None,
     model_alias=None,
+    purpose=JobPurpose.USER,
 ) -> Job:
     """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
     send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt, and `model_alias`
-    the template version's model.
+    the template version's model. An evaluation job (`purpose`, services/evaluation.py) is not held against the
+    owner's quota: it is the studio's work, not theirs.
 
     Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
     limits.LimitExceeded; nothing is written then.
@@ -113,9 +115,11 @@ def job_create(
         reserved = most_tokens(tv.output_format, cleaned_params, prompt_tokens)
     with transaction.atomic():
         # Checked and inserted under one lock: concurrent requests cannot together pass the quota.
-        limits.lock_user(user)
-        limits.check_token_quota(user, reserved)
+        if purpose == JobPurpose.USER:
+            limits.lock_user(user)
+            limits.check_token_quota(user, reserved)
         job = Job.objects.create(
+            purpose=purpose,
             reserved_tokens=reserved,
             owner=user,
             kind=tpl.kind,

@@ -14,7 +14,7 @@ from django.db.models import Case, F, Max, Q, Sum, When
 from django.db.models.functions import Coalesce
 
 from ..infra import redis_client
-from ..models import FINAL_STATUSES, Job
+from ..models import FINAL_STATUSES, Job, JobPurpose
 
 
 class LimitExceeded(Exception):
@@ -84,7 +84,7 @@ def _today_start() -> datetime:
 
 
 def tokens_used_today(user) -> int:
-    """Tokens of today's jobs: what settled jobs used, and what the others hold: the most that queued and running
+    """Tokens of today's jobs (evaluation jobs aside): what settled jobs used, and what the others hold: the most that queued and running
     jobs may still use, and the same for a job that ended without its usage known (its worker died)."""
     charged = Case(
         When(prompt_tokens__isnull=False, then=F("prompt_tokens") + Coalesce(F("completion_tokens"), 0)),
@@ -92,7 +92,7 @@ def tokens_used_today(user) -> int:
         When(started_at__isnull=False, then=F("reserved_tokens")),
         default=0,
     )
-    today = Job.objects.filter(owner=user, created_at__gte=_today_start())
+    today = Job.objects.filter(owner=user, purpose=JobPurpose.USER, created_at__gte=_today_start())
     return today.aggregate(n=Sum(charged, default=0))["n"]
 
 

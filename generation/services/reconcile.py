@@ -50,4 +50,6 @@ def reconcile_jobs() -> dict:
             len(requeued),
             len(resent),
         )
-    return {"requeued_running": len(requeued), "resent_queued": len(resent)}
+    from .evaluation import runs_advance_all  # a run whose next case was never sent (a lost advance) goes on
+
+    return {"requeued_running": len(requeued), "resent_queued": len(resent), "evaluation_runs": runs_advance_all()}

@@ -78,6 +78,9 @@ def job_run(job_id, *, engine=None, engine_for=None, heartbeat=None) -> None:
         logs.current_job.reset(token)
         if heartbeat is not None:
             heartbeat.remove(job_id)
+    from .evaluation import run_advance_for_job
+
+    run_advance_for_job(job_id)  # an evaluation job's end measures it and sends its run's next case
 
 
 def job_claim(job_id) -> int | None:

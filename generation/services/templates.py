@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from .. import selectors
-from ..content import checks, formats, prompts
+from ..content import checks, formats, gating, prompts
 from ..infra import registry
 from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
@@ -101,22 +101,61 @@ def template_version_create(
     return TemplateVersion.objects.create(template=template, number=number, created_by=user, note=note, **content), True
 
 
+class GateRefused(ValidationError):
+    """A protected label's move refused by the promotion gate; `failures` are the reasons, with the numbers."""
+
+    def __init__(self, failures: list[str], experiment=None) -> None:
+        super().__init__({"version": failures})
+        self.failures, self.experiment = failures, experiment
+
+
 @transaction.atomic
-def template_label_move(*, template: PromptTemplate, label: str, version: TemplateVersion, user=None) -> TemplateLabel:
-    """Point `label` at `version`: publishing (production), staging, or rolling back."""
+def template_label_move(
+    *,
+    template: PromptTemplate,
+    label: str,
+    version: TemplateVersion,
+    user=None,
+    reason: str = "",
+    override: bool = False,
+) -> TemplateLabel:
+    """Point `label` at `version`: publishing (production), staging, or rolling back. A label the template's
+    gate protects moves only with a finished experiment that passes it (services/evaluation.gate_check), or
+    by staff overriding with a written reason; the move keeps who, when, why and the experiment."""
+    from .evaluation import gate_check
+
     if version.template_id != template.pk:
         raise ValidationError({"version": [f"Version {version.pk} belongs to another template."]})
     if not label or not label.replace("-", "").replace("_", "").isalnum():
         raise ValidationError({"label": ["A label is letters, digits, '-' and '_'."]})
     current = TemplateLabel.objects.select_for_update().filter(template=template, name=label).first()
     previous = current.version if current else None
+    if previous == version:
+        return current
+    experiment, failures = gate_check(template, label, version)
+    overridden = False
+    if failures:
+        if not override:
+            raise GateRefused(failures, experiment)
+        if not (user is not None and user.is_staff):
+            raise ValidationError({"override": ["Only staff may override the promotion gate."]})
+        if not reason.strip():
+            raise ValidationError({"reason": ["Overriding the gate needs a written reason."]})
+        overridden = True
     if current is None:
         current = TemplateLabel.objects.create(template=template, name=label, version=version, moved_by=user)
-    elif current.version_id != version.pk:
+    else:
         current.version, current.moved_by = version, user
         current.save(update_fields=["version", "moved_by", "moved_at"])
-    if previous != version:
-        LabelMove.objects.create(label=current, from_version=previous, to_version=version, moved_by=user)
+    LabelMove.objects.create(
+        label=current,
+        from_version=previous,
+        to_version=version,
+        moved_by=user,
+        reason=reason.strip(),
+        experiment=experiment,
+        overridden=overridden,
+    )
     return current
 
 
@@ -186,6 +225,8 @@ def templates_export(slugs: list[str] | None = None) -> dict:
                 "name": t.name,
                 "description": t.description,
                 "is_default": t.is_default,
+                "gate_dataset": t.gate_dataset,
+                "gate": t.gate,
                 "labels": {label.name: label.version.number for label in sorted(t.labels.all(), key=lambda x: x.name)},
                 "versions": [
                     {"number": v.number, "note": v.note, **v.content()}
@@ -217,6 +258,14 @@ def templates_import(data: dict, user=None) -> dict:
             counts["templates"] += 1
         elif template.kind != spec["kind"]:
             raise ValidationError({f"{where}.kind": [f"{template.slug!r} is a {template.kind!r} template here."]})
+        if "gate_dataset" in spec or "gate" in spec:  # exports from before the gate have neither: left as they are
+            gate_dataset, gate = spec.get("gate_dataset", template.gate_dataset), spec.get("gate", template.gate)
+            try:
+                gating.parse(gate)
+            except prompts.InvalidInput as exc:
+                raise ValidationError({f"{where}.{k}": v for k, v in exc.errors.items()}) from None
+            PromptTemplate.objects.filter(pk=template.pk).update(gate_dataset=gate_dataset or "", gate=gate or {})
+            template.gate_dataset, template.gate = gate_dataset or "", gate or {}
         by_number = {}
         for v in sorted(spec.get("versions", []), key=lambda x: x["number"]):
             content = check_content(v)
@@ -237,7 +286,10 @@ def templates_import(data: dict, user=None) -> dict:
             if version is None:
                 raise ValidationError({f"{where}.labels.{label}": [f"No version {number}."]})
             if not template.labels.filter(name=label, version=version).exists():
-                template_label_move(template=template, label=label, version=version, user=user)
+                try:  # a protected label moves only through the gate, from git as from the admin
+                    template_label_move(template=template, label=label, version=version, user=user)
+                except GateRefused as exc:
+                    raise ValidationError({f"{where}.labels.{label}": exc.failures}) from None
                 counts["labels"] += 1
         if spec.get("is_default") and not template.is_default:
             PromptTemplate.objects.filter(kind=template.kind, is_default=True).update(is_default=False)

@@ -4,7 +4,8 @@ the API accept the same inputs. The service does the validation; its field error
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from ..content import formats
+from ..content import formats, gating
+from ..content.prompts import InvalidInput
 from ..models import JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
 
 
@@ -135,7 +136,7 @@ class TemplateAdminForm(forms.ModelForm):
 
     class Meta:
         model = PromptTemplate
-        fields = ["slug", "kind", "name", "description", "is_default"]
+        fields = ["slug", "kind", "name", "description", "is_default", "gate_dataset", "gate"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -149,10 +150,67 @@ class TemplateAdminForm(forms.ModelForm):
     def content(self) -> dict:
         return {f: self.cleaned_data.get(f) for f in self.CONTENT_FIELDS}
 
+    def clean_gate_dataset(self):
+        """A gate on a dataset that does not exist would refuse every protected move: name one that does."""
+        name = self.cleaned_data.get("gate_dataset", "")
+        if name and self.instance.pk and not self.instance.datasets.filter(name=name).exists():
+            names = sorted(set(self.instance.datasets.values_list("name", flat=True)))
+            raise forms.ValidationError(
+                f"No dataset {name!r} for this template; its datasets: {', '.join(names) or 'none yet'}."
+            )
+        return name
+
+    def clean_gate(self):
+        """The gate's thresholds, checked as the label move will read them; errors keyed "gate.max_drop.chrf"."""
+        gate = self.cleaned_data.get("gate")
+        if gate in (None, ""):
+            return {}
+        try:
+            gating.parse(gate)
+        except InvalidInput as exc:
+            raise forms.ValidationError([f"{key}: {' '.join(msgs)}" for key, msgs in exc.errors.items()]) from None
+        return gate
+
+    @property
+    def variable_errors(self) -> dict[str, dict[str, list[str]]]:
+        """The errors of each variable by row index and key ("" for the row itself), for the row editor
+        (static/studio/template-editor.js) to show on the row at fault."""
+        return getattr(self, "_variable_errors", {})
+
+    def add_content_errors(self, errors: dict[str, list[str]]) -> None:
+        """Errors keyed as the services key them ("variables.2.max_length") go on the field they start with,
+        prefixed by the key (what a curator without JavaScript reads), and a variable's also on its row."""
+        rows = self._variable_errors = dict(self.variable_errors)
+        for key, messages in errors.items():
+            target, _, rest = key.partition(".")
+            self.add_error(target if target in self.fields else None, [f"{key}: {m}" for m in messages])
+            index, _, part = rest.partition(".")
+            if target == "variables" and index.isdigit():
+                rows.setdefault(index, {}).setdefault(part, []).extend(messages)
+
+    @classmethod
+    def clean_draft(cls, data: object) -> tuple[dict, dict[str, list[str]]]:
+        """A draft's content fields (their raw text, as the form would post them) cleaned by the form's own
+        fields, for the live preview: (content, errors by field); a field at fault keeps its raw text."""
+        data = data if isinstance(data, dict) else {}
+        content, errors = {}, {}
+        for name in cls.CONTENT_FIELDS:
+            raw = data.get(name, "")
+            raw = raw if isinstance(raw, str) else ""
+            try:
+                content[name] = cls.base_fields[name].clean(raw)
+            except forms.ValidationError as exc:
+                content[name], errors[name] = raw, exc.messages
+        return content, errors
+
 
 class LabelMoveForm(forms.Form):
     label = forms.SlugField(max_length=40, help_text="production, staging, or any name.")
     version = forms.IntegerField(min_value=1)
+    reason = forms.CharField(required=False, max_length=2000, help_text="Why; kept with the move.")
+    override = forms.BooleanField(
+        required=False, help_text="Staff only, with a reason: move although the gate refuses."
+    )
 
 
 class FeedbackForm(forms.Form):

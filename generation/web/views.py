@@ -340,4 +340,6 @@ def metrics(request):
 
     from ..infra import metrics as studio_metrics
 
-    return HttpResponse(studio_metrics.render(selectors.model_health), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(
+        studio_metrics.render(selectors.model_health, selectors.version_burden), content_type=CONTENT_TYPE_LATEST
+    )

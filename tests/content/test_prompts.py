@@ -1,5 +1,6 @@
 import pytest
 
+from generation.content import prompts
 from generation.content.prompts import InvalidInput, ParamLimits, clean_inputs, clean_params, render_messages
 
 VARIABLES = [
@@ -85,3 +86,21 @@ def test_nul_characters_in_inputs_are_refused():
     assert errors_of(clean_inputs, VARIABLES, {"text": "a\x00b"}) == {
         "inputs.text": ["Must not contain NUL characters."]
     }
+
+
+def test_limits_no_input_could_meet_are_refused_on_their_key():
+    bad = [
+        {"name": "text", "max_length": "lots", "default": "x"},
+        {"name": "n", "type": "number", "min": 10, "max": 2},
+        {"name": "m", "type": "number", "max": "ten"},
+        {"name": "k", "max_length": 0},
+    ]
+    with pytest.raises(prompts.InvalidInput) as err:
+        prompts.check_variables(bad, {"user_template": "{text} {n} {m} {k}"})
+    assert err.value.errors == {
+        "variables.0.max_length": ["A whole number of characters, at least 1."],
+        "variables.1.min": ["Must not be above the maximum (2)."],
+        "variables.2.max": ["Must be a number."],
+        "variables.3.max_length": ["A whole number of characters, at least 1."],
+    }
+    prompts.check_variables([{"name": "n", "type": "number", "min": 1, "max": 1}], {"user_template": "{n}"})
