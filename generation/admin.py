@@ -406,7 +406,7 @@ class JobAdmin(admin.ModelAdmin):
         "completion_tokens",
         "created_at",
     )
-    list_filter = ("status", "kind", "review_state")
+    list_filter = ("status", "kind", "review_state", "purpose")
     search_fields = ("id", "owner__username")
     readonly_fields = [f.name for f in Job._meta.fields]
     inlines = [JobOutputInline, WebhookDeliveryInline]

@@ -47,6 +47,14 @@ def other_user(django_user_model):
 
 
 @pytest.fixture
+def staff(client, django_user_model):
+    """The test client logged in as a superuser: the admin's pages."""
+    admin = django_user_model.objects.create_superuser("chief", "chief@example.com", "pw-chief-123")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
 def api_key(user):
     from generation import services
 

@@ -37,13 +37,6 @@ def form_data(**overrides):
 
 
 @pytest.fixture
-def staff(client, django_user_model):
-    admin = django_user_model.objects.create_superuser("chief", "chief@example.com", "pw-chief-123")
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
 def tagline(staff):
     response = staff.post(reverse("admin:generation_prompttemplate_add"), form_data())
     assert response.status_code == 302, response.content.decode()[:3000]

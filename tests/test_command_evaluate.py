@@ -53,3 +53,16 @@ def test_what_cannot_run_exits_2():
         with pytest.raises(CommandError, match=message) as failed:
             evaluate(*args)
         assert failed.value.returncode == 2
+
+
+def test_import_dataset_reads_a_jsonl_file_all_or_nothing(tmp_path, fast_headline):
+    good = tmp_path / "cases.jsonl"
+    good.write_text('{"inputs": {"text": "A storm hit the coast."}, "reference": "Storm hits coast", "seed": 1}\n')
+    out = io.StringIO()
+    call_command("import_dataset", "headline", "gate", str(good), stdout=out)
+    assert out.getvalue().strip() == "headline/gate v1: 1 cases."
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"inputs": {"text": "ok"}}\n{"inputs": {"text": ""}}\n')
+    with pytest.raises(CommandError, match=r"items\.1\.inputs\.text"):
+        call_command("import_dataset", "headline", "gate", str(bad))
+    assert fast_headline.datasets.count() == 1

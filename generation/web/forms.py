@@ -148,7 +148,11 @@ class TemplateAdminForm(forms.ModelForm):
             self.fields["kind"].disabled = True
 
     def content(self) -> dict:
-        return {f: self.cleaned_data.get(f) for f in self.CONTENT_FIELDS}
+        # A textarea posts its line breaks as CRLF: kept, a save of unchanged multi-line prompts made a new version.
+        return {
+            f: v.replace("\r\n", "\n") if isinstance(v := self.cleaned_data.get(f), str) else v
+            for f in self.CONTENT_FIELDS
+        }
 
     def clean_gate_dataset(self):
         """A gate on a dataset that does not exist would refuse every protected move: name one that does."""

@@ -2,7 +2,7 @@
 
 import pytest
 import schemathesis
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -29,13 +29,6 @@ CHECKS = [  # as in test_schema.py
     response_headers_conformance,
     response_schema_conformance,
 ]
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user(username="reviewer", password="pw-reviewer-123")
-    user.groups.add(Group.objects.get(name="reviewer"))
-    return user
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and templates kept apart, the `since` window, and a bounded number of queries.""
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from generation import selectors
@@ -12,13 +11,6 @@ from tests.support import burden_data
 from tests.support.burden_data import OTHER, V1, V2, V3
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user(username="reviewer", password="pw-reviewer-123")
-    user.groups.add(Group.objects.get(name="reviewer"))
-    return user
 
 
 @pytest.fixture

@@ -19,13 +19,6 @@ def done_job(user):
     return job
 
 
-@pytest.fixture
-def reviewer(django_user_model):
-    user = django_user_model.objects.create_user(username="reviewer", password="pw-reviewer-123")
-    user.groups.add(Group.objects.get(name="reviewer"))
-    return django_user_model.objects.get(pk=user.pk)  # fresh: permissions are cached per instance
-
-
 def test_new_users_are_editors_and_reviewers_have_the_permission(user, reviewer):
     assert list(user.groups.values_list("name", flat=True)) == ["editor"]
     assert not services.is_reviewer(user) and services.is_reviewer(reviewer)

@@ -135,5 +135,5 @@ def _fmt(row: dict, key: str, sign: bool = False) -> str:
     if value is None:
         return "-"
     if row["rate"]:
-        return f"{value * 100:+.0f}%" if sign else f"{value:.0%}"
+        return f"{value * 100:+.0f} pts" if sign else f"{value:.0%}"  # a change of a rate, in percentage points
     return f"{value:+.1f}" if sign else f"{value:.1f}"
