@@ -226,8 +226,12 @@ def dataset_copy(dataset: Dataset, *, user=None) -> Dataset:
     return copy
 
 
+def _latest(template: PromptTemplate, name: str) -> Dataset | None:
+    return Dataset.objects.filter(template=template, name=name).order_by("-version").first()
+
+
 def dataset_latest(template: PromptTemplate, name: str) -> Dataset:
-    found = Dataset.objects.filter(template=template, name=name).order_by("-version").first()
+    found = _latest(template, name)
     if found is None:
         names = sorted(set(template.datasets.values_list("name", flat=True))) or ["none"]
         raise ValidationError(
@@ -477,7 +481,7 @@ def gate_check(template: PromptTemplate, label: str, version: TemplateVersion) -
     current = template.labels.filter(name=label).select_related("version").first()
     if current is None or current.version_id == version.pk:
         return None, []  # a label's first placing (a new template, an import) has no baseline to be judged against
-    dataset = Dataset.objects.filter(template=template, name=template.gate_dataset).order_by("-version").first()
+    dataset = _latest(template, template.gate_dataset)
     if dataset is None:
         return None, [f"The gate dataset {template.gate_dataset!r} does not exist yet: build it first."]
     baseline_version = current.version
