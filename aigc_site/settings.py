@@ -249,6 +249,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # No badge image from the online validator: the docs page loads nothing from outside (and CSP would refuse it).
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Jobs and evaluation runs both have a `status`, with different choices: each set keeps its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "generation.models.JobStatus",
+        "RunStatusEnum": "generation.models.RunStatus",
+    },
 }
 
 # --- Redis and Celery -------------------------------------------------------------------------------------

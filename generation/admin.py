@@ -328,7 +328,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             for failure in exc.failures:
                 messages.error(request, failure)
         except ValidationError as exc:
-            messages.error(request, admin_evaluation.error_lines(exc))
+            messages.error(request, services.error_line(exc))
         else:
             messages.success(request, f"{form.cleaned_data['label']} now points at v{version.number}.")
         return redirect(reverse("admin:generation_template_version", args=[pk, version.number]))

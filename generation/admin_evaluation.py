@@ -231,7 +231,7 @@ class DatasetAdmin(admin.ModelAdmin):
                     origin=DatasetOrigin.UPLOAD,
                 )
             except ValidationError as exc:
-                errors = [f"{key}: {' '.join(msgs)}" for key, msgs in exc.message_dict.items()]
+                errors = [services.error_line(exc)]
             else:
                 n = dataset.items.count()
                 messages.success(request, f"Uploaded {dataset} with {n} case{'s' if n != 1 else ''}.")
@@ -386,24 +386,13 @@ def _template_for_change(model_admin, request, pk) -> PromptTemplate:
     return template
 
 
-def error_lines(exc: ValidationError) -> str:
-    """A service's refusal on one line, each message after the field it names."""
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in exc.message_dict.items())
-    return "; ".join(exc.messages)
-
-
-def _form_error_lines(form: forms.Form) -> str:
-    return "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in form.errors.items())
-
-
 def experiment_start_view(model_admin, request, pk):
     """Start an experiment from the change page's form; its runs go through the queue like any job."""
     template = _template_for_change(model_admin, request, pk)
     change_url = reverse("admin:generation_prompttemplate_change", args=[pk])
     form = ExperimentStartForm(template, request.POST)
     if not form.is_valid():
-        messages.error(request, f"The experiment was not started: {_form_error_lines(form)}")
+        messages.error(request, f"The experiment was not started: {services.error_line(form.errors)}")
         return redirect(change_url)
     data = form.cleaned_data
     try:
@@ -416,7 +405,7 @@ def experiment_start_view(model_admin, request, pk):
             model_alias=data["model_alias"].strip() or None,
         )
     except ValidationError as exc:
-        messages.error(request, f"The experiment was not started: {error_lines(exc)}")
+        messages.error(request, f"The experiment was not started: {services.error_line(exc)}")
         return redirect(change_url)
     messages.success(request, f"Experiment started: v{data['version']} against {data['baseline']}.")
     return redirect(experiment_url(experiment))
@@ -428,14 +417,14 @@ def dataset_from_jobs_view(model_admin, request, pk):
     change_url = reverse("admin:generation_prompttemplate_change", args=[pk])
     form = DatasetFromJobsForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"No dataset was built: {_form_error_lines(form)}")
+        messages.error(request, f"No dataset was built: {services.error_line(form.errors)}")
         return redirect(change_url)
     try:
         dataset = services.dataset_from_approved_jobs(
             template=template, name=form.cleaned_data["name"], user=request.user, limit=form.cleaned_data["limit"]
         )
     except ValidationError as exc:
-        messages.error(request, f"No dataset was built: {error_lines(exc)}")
+        messages.error(request, f"No dataset was built: {services.error_line(exc)}")
         return redirect(change_url)
     url = reverse("admin:generation_dataset_change", args=[dataset.pk])
     messages.success(request, format_html('Built <a href="{}">{}</a> from approved jobs.', url, dataset))

@@ -14,6 +14,7 @@ from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..services.errors import error_line
 from ..services.limits import LimitExceeded
 
 _TYPES = {
@@ -105,7 +106,7 @@ def exception_handler(exc, context):
         return None
     if isinstance(exc, exceptions.ValidationError):
         fields = flatten(exc.detail)
-        message = "; ".join(f"{f}: {' '.join(m)}" for f, m in fields.items())
+        message = error_line(fields)
         code = "invalid"
     else:
         detail = getattr(exc, "detail", response.data)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
+from ..models import RunStatus
 from . import schema as _schema
 from .permissions import CuratesTemplates
 from .serializers import StrictSerializer
@@ -41,7 +42,7 @@ class ExperimentCreateSerializer(StrictSerializer):
 class RunSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     version = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["running", "finished", "cancelled"])
+    status = serializers.ChoiceField(choices=RunStatus.choices)
     cases = serializers.IntegerField()
     measured = serializers.IntegerField(help_text="Cases whose job has ended and been measured.")
     summary = serializers.JSONField(allow_null=True, help_text="Aggregates per metric, once finished.")
@@ -58,7 +59,7 @@ class GateSerializer(serializers.Serializer):
 class ExperimentSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     template = serializers.CharField()
-    status = serializers.ChoiceField(choices=["running", "finished", "cancelled"])
+    status = serializers.ChoiceField(choices=RunStatus.choices)
     dataset = serializers.CharField(help_text="Name and version of the dataset both runs used.")
     model_alias = serializers.CharField()
     baseline_label = serializers.CharField()

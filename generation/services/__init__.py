@@ -3,6 +3,7 @@
 from .api_jobs import IdempotencyConflict, job_create_idempotent
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .batches import batch_create, batch_status
+from .errors import error_line
 from .evaluation import (
     case_clean,
     dataset_copy,
@@ -48,6 +49,7 @@ __all__ = [
     "dataset_create",
     "dataset_from_approved_jobs",
     "dataset_latest",
+    "error_line",
     "experiment_cancel",
     "experiment_run_here",
     "experiment_start",

@@ -40,6 +40,7 @@ from ..models import (
     TemplateLabel,
     TemplateVersion,
 )
+from .errors import error_line
 from .intake import job_create
 from .review import job_cancel
 from .templates import resolve_version
@@ -304,7 +305,7 @@ def _send(run: EvaluationRun, case: EvaluationItem) -> bool:
             purpose=JobPurpose.EVALUATION,
         )
     except ValidationError as exc:
-        reason = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        reason = error_line(exc)
         case.metrics = evaluation.measure(**_case_spec(run, case), outputs=[], error=f"not accepted: {reason}")
         case.measured_at = timezone.now()
         case.save(update_fields=["metrics", "measured_at"])

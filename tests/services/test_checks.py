@@ -54,14 +54,18 @@ def test_what_is_stored_is_what_the_checks_say_of_the_served_text(
 def test_candidates_the_source_does_not_back_are_resampled_and_counted(
     user, gguf_engine, django_capture_on_commit_callbacks
 ):
-    """A source that backs nothing the model could say: every candidate is refused, all rounds run, and the
-    best of the refused are served with their findings, never fewer than asked."""
+    """A source that backs almost nothing the model would say: candidates naming the story's facts are refused
+    and counted, later rounds look for ones that claim nothing unbacked, and where rounds run out the best of
+    the refused are served with their findings, never fewer than asked. (How many rounds it takes depends on the
+    host's arithmetic, so the test holds for either ending.)"""
     variables = [{"name": "text", "type": "text", "required": True}, {"name": "notes", "type": "text"}]
     template, version = version_with("headline", user, variables=variables, checks={"source": "notes"})
     with django_capture_on_commit_callbacks(execute=False):
         job = run(user, gguf_engine, template, version, {"text": STORY, "notes": "No figures here."}, n=3)
-    assert job.rejections.get("grounding", 0) >= 3
-    assert job.outputs.count() == 3 and job.findings > 0
+    assert job.rejections.get("grounding", 0) >= 1
+    served = list(job.outputs.order_by("index"))
+    assert len(served) == 3
+    assert job.findings == sum(not f["fixed"] for o in served for f in o.checks)
 
     _, off = version_with("headline", user, variables=variables, checks={"source": "notes", "grounding": False})
     with django_capture_on_commit_callbacks(execute=False):

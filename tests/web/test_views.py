@@ -341,7 +341,8 @@ def _inline_code(html: str) -> list[str]:
     class Finder(HTMLParser):
         def handle_starttag(self, tag, attrs):
             attrs = dict(attrs)
-            if tag == "script" and "src" not in attrs:
+            # A JSON data block (Django's json_script) is never run, and a policy does not govern it.
+            if tag == "script" and "src" not in attrs and attrs.get("type") != "application/json":
                 found.append("inline <script>")
             if tag == "style":
                 found.append("<style> block")

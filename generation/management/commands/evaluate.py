@@ -64,9 +64,7 @@ class Command(BaseCommand):
                 reuse_baseline=not options["fresh_baseline"],
             )
         except ValidationError as exc:
-            raise CommandError(
-                "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()), returncode=2
-            ) from None
+            raise CommandError(services.error_line(exc), returncode=2) from None
         if options["in_process"]:
             self._run_here(experiment)
         else:

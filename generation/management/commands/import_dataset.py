@@ -37,5 +37,5 @@ class Command(BaseCommand):
                 template=template, name=name, cases=cases, description=description, origin=DatasetOrigin.UPLOAD
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise CommandError(services.error_line(exc)) from None
         self.stdout.write(f"{dataset}: {dataset.items.count()} cases.")

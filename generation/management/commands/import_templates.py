@@ -21,7 +21,7 @@ class Command(BaseCommand):
         try:
             counts = services.templates_import(data)
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            raise CommandError(services.error_line(exc)) from None
         self.stdout.write(
             f"Imported {counts['templates']} templates, {counts['versions']} versions, moved {counts['labels']} labels."
         )
