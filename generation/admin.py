@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import admin_evaluation, selectors, services
+from . import admin_desks, admin_evaluation, selectors, services  # noqa: F401  (admin_desks registers)
 from .models import (
     ApiKey,
     Feedback,
@@ -46,11 +46,11 @@ class LabelFilter(admin.SimpleListFilter):
 class PromptTemplateAdmin(admin.ModelAdmin):
     form = TemplateAdminForm
     list_display = ("slug", "name", "kind", "is_default", "label_summary", "version_count")
-    list_filter = ("kind", LabelFilter, "is_default")
+    list_filter = ("kind", LabelFilter, "is_default", "desk")
     search_fields = ("slug", "name", "description", "versions__user_template", "versions__system_prompt")
     change_form_template = "admin/generation/prompttemplate/change_form.html"
     fieldsets = (
-        (None, {"fields": ("slug", "kind", "name", "description", "is_default")}),
+        (None, {"fields": ("slug", "kind", "name", "description", "is_default", "desk")}),
         (
             "Content (saving a change creates a new version)",
             {"fields": (*TemplateAdminForm.CONTENT_FIELDS, "note")},
@@ -399,6 +399,7 @@ class JobAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "owner",
+        "desk",
         "kind",
         "template_version",
         "status",
@@ -406,7 +407,7 @@ class JobAdmin(admin.ModelAdmin):
         "completion_tokens",
         "created_at",
     )
-    list_filter = ("status", "kind", "review_state", "purpose")
+    list_filter = ("status", "kind", "review_state", "purpose", "desk")
     search_fields = ("id", "owner__username")
     readonly_fields = [f.name for f in Job._meta.fields]
     inlines = [JobOutputInline, WebhookDeliveryInline]
@@ -444,7 +445,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("prefix", "user", "name", "requests_per_minute", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "user__username", "name")
-    fields = ("user", "name", "prefix", "requests_per_minute", "created_at", "last_used_at", "revoked_at")
+    fields = ("user", "name", "prefix", "desk", "requests_per_minute", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("user", "prefix", "created_at", "last_used_at")
 
     def has_add_permission(self, request):

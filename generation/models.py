@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .content import formats
+from .content import style as style_rules
 
 
 class Kind(models.TextChoices):
@@ -31,6 +32,14 @@ class PromptTemplate(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     is_default = models.BooleanField(default=False, help_text="The template used for jobs that name only this kind.")
+    desk = models.ForeignKey(
+        "Desk",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="templates",
+        help_text="A desk's own template, shown to its members only; empty: shared by every desk.",
+    )
     # The promotion gate (content/gating.py): moving a protected label needs an experiment on the latest version
     # of this dataset that meets `gate`'s thresholds. No gate dataset: labels move freely, as before.
     gate_dataset = models.SlugField(
@@ -182,6 +191,98 @@ class ModelInfo(models.Model):
         return f"{self.alias}: {self.name}"
 
 
+class Organisation(models.Model):
+    """The newsroom: its desks share its token budgets, and evaluation jobs spend its evaluation pool."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=64, unique=True)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no organisation budget.")
+    tokens_per_month = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no organisation budget.")
+    evaluation_tokens_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The pool of evaluation jobs (experiments), apart from the desks'."
+    )
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Desk(models.Model):
+    """A team (politics, sport): its members with their roles, its jobs, its budgets. Jobs belong to a desk."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="desks")
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=64, unique=True)
+    is_default = models.BooleanField(
+        default=False, help_text="New users join it, and work that names no desk (evaluation jobs) is filed here."
+    )
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no desk budget.")
+    tokens_per_month = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no desk budget.")
+    member_tokens_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Each member's share per day, unless their membership sets one."
+    )
+    member_tokens_per_month = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Each member's share per month, unless their membership sets one."
+    )
+    style = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The desk's house-style rules (the format of a template's checks.style), under every template's "
+        "own: a template's rule wins where both set one; banned phrases and spellings add up.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_desk")
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def clean(self) -> None:
+        """The house style is checked as a template's is: each error under the rule it names."""
+        from django.core.exceptions import ValidationError
+
+        try:
+            style_rules.parse(self.style or None)
+        except style_rules.InvalidStyle as exc:
+            raise ValidationError(
+                {"style": [f"{k}: {' '.join(v)}" if k else " ".join(v) for k, v in exc.errors.items()]}
+            ) from None
+
+
+def default_desk_id() -> int | None:
+    """Jobs written without a desk (the shell, fixtures, older code paths) are filed under the default desk;
+    job_create always names one."""
+    return Desk.objects.filter(is_default=True).values_list("pk", flat=True).first()
+
+
+class DeskRole(models.TextChoices):
+    EDITOR = "editor", _("Editor")
+    REVIEWER = "reviewer", _("Reviewer")
+    ADMIN = "admin", _("Desk admin")
+
+
+class Membership(models.Model):
+    """A user in a desk with a role: editors write, reviewers also review the desk's jobs, desk admins also
+    manage its members and budgets (without being Django staff)."""
+
+    desk = models.ForeignKey(Desk, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=DeskRole.choices, default=DeskRole.EDITOR)
+    tokens_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the desk's member share.")
+    tokens_per_month = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the desk's member share.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["desk__name", "user__username"]
+        constraints = [models.UniqueConstraint(fields=["desk", "user"], name="one_membership_per_desk")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.desk} ({self.role})"
+
+
 class JobStatus(models.TextChoices):
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
@@ -264,10 +365,18 @@ class Job(models.Model):
     request_hash = models.CharField(max_length=64, blank=True)
     batch = models.ForeignKey("JobBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
     purpose = models.CharField(max_length=16, choices=JobPurpose.choices, default=JobPurpose.USER, db_index=True)
+    desk = models.ForeignKey(Desk, on_delete=models.PROTECT, default=default_desk_id, related_name="jobs")
+    house_style = models.JSONField(
+        default=dict, blank=True, help_text="The desk's house-style rules as they were when the job was created."
+    )
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["owner", "-created_at"]), models.Index(fields=["status", "model_alias"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "model_alias"]),
+            models.Index(fields=["desk", "created_at"]),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "idempotency_key"],
@@ -369,6 +478,14 @@ class ApiKey(models.Model):
     )
     requests_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: the site's default (AIGC_REQUESTS_PER_MINUTE)."
+    )
+    desk = models.ForeignKey(
+        Desk,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        help_text="Jobs sent with this key that name no desk are filed here.",
     )
 
     class Meta:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .web import views
+from .web import desks, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,6 +16,12 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/outputs/<int:index>/feedback/", views.output_feedback, name="output-feedback"),
     path("jobs/<uuid:job_id>/outputs/<int:index>/edit/", views.output_edit, name="output-edit"),
     path("review/", views.review_queue, name="review-queue"),
+    path("desks/", desks.desk_list, name="desk-list"),
+    path("desks/<slug:slug>/", desks.desk_detail, name="desk-detail"),
+    path("desks/<slug:slug>/budgets/", desks.desk_budgets, name="desk-budgets"),
+    path("desks/<slug:slug>/members/", desks.member_add, name="desk-member-add"),
+    path("desks/<slug:slug>/members/<int:member_id>/", desks.member_update, name="desk-member-update"),
+    path("desks/<slug:slug>/members/<int:member_id>/remove/", desks.member_remove, name="desk-member-remove"),
     path("keys/", views.api_keys, name="api-keys"),
     path("health/", views.health_page, name="health"),
     path("keys/<int:key_id>/revoke/", views.api_key_revoke, name="api-key-revoke"),

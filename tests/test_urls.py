@@ -54,12 +54,19 @@ DETAIL_PARAMS = {"index", "fmt"}  # an output of the job, a download format
 # Routes with a parameter that names nothing one user owns.
 SHARED = {
     "jobs/new/<str:kind>/": "a kind of job, the same for everyone",
-    "api/v1/templates/<slug:slug>/": "templates are shared: every user reads every one",
+    "api/v1/templates/<slug:slug>/": "shared templates: every user reads them (a desk's own: its members only)",
     "accounts/reset/<uidb64>/<token>/": "Django's password reset: a signed one-time token",
     # Experiments belong to a template, not to a user: template curators (staff, or the permission to change
     # templates) read and start them; anyone else gets a 403 (tests/api/test_experiments_api.py).
     "api/v1/templates/<slug:slug>/experiments/": "curators only",
     "api/v1/templates/<slug:slug>/experiments/<uuid:experiment_id>/": "curators only",
+    # A desk belongs to its organisation: its desk admins manage it, anyone else gets a 404 (tests/web/test_desks.py).
+    "desks/<slug:slug>/": "desk admins only",
+    "desks/<slug:slug>/budgets/": "desk admins only",
+    "desks/<slug:slug>/members/": "desk admins only",
+    "desks/<slug:slug>/members/<int:member_id>/": "desk admins only",
+    "desks/<slug:slug>/members/<int:member_id>/remove/": "desk admins only",
+    "api/v1/desks/<slug:slug>/usage/": "desk admins only",
 }
 # CSRF-exempt views outside DRF (whose views enforce CSRF on session requests themselves): they must take API
 # keys only, never a browser session.
@@ -149,6 +156,7 @@ def objects(user, api_key):
         "app_label": "generation",
         "url": "anything/",
         "experiment_id": "0b0e7f0e-3a52-4a56-9f57-6f1b8f6a2b11",
+        "member_id": user.memberships.get().pk,  # desk routes (slug "headline" names no desk: a 404 past CSRF)
     }
 
 

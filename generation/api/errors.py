@@ -35,12 +35,20 @@ def error_type(status_code: int) -> str:
 
 
 def envelope(
-    message: str, *, type: str, code: str | None, param: str | None = None, fields: dict[str, list[str]] | None = None
+    message: str,
+    *,
+    type: str,
+    code: str | None,
+    param: str | None = None,
+    fields: dict[str, list[str]] | None = None,
+    budget: str = "",
 ) -> dict:
-    """`{"error": {...}}`; `fields` defaults to the message under `param` (none without a param)."""
+    """`{"error": {...}}`; `fields` defaults to the message under `param` (none without a param). A refusal by a
+    token budget also names it under `budget` ("desk:sport daily"), for tools to show or act on."""
     if fields is None:
         fields = {param: [message]} if param else {}
-    return {"error": {"message": message, "type": type, "code": code, "param": param, "fields": fields}}
+    body = {"message": message, "type": type, "code": code, "param": param, "fields": fields}
+    return {"error": {**body, **({"budget": budget} if budget else {})}}
 
 
 def error_json(
@@ -52,9 +60,10 @@ def error_json(
     param: str | None = None,
     fields: dict[str, list[str]] | None = None,
     headers: dict[str, str] | None = None,
+    budget: str = "",
 ) -> JsonResponse:
     """An error answered by a plain Django view (the event stream, `/v1`); `type` defaults from the status."""
-    body = envelope(message, type=type or error_type(status_code), code=code, param=param, fields=fields)
+    body = envelope(message, type=type or error_type(status_code), code=code, param=param, fields=fields, budget=budget)
     return JsonResponse(body, status=status_code, headers=headers or {})
 
 
@@ -95,6 +104,7 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):  # Django's form parser; else an HTML 400 page
         exc = exceptions.ValidationError({"non_field_errors": [f"Too many form fields or files ({exc})."]})
+    budget = getattr(exc, "budget", "")
     if isinstance(exc, LimitExceeded):
         exc = exceptions.Throttled(wait=exc.retry_after, detail=exc.message, code=exc.code)
     if isinstance(exc, DjangoValidationError):
@@ -115,7 +125,9 @@ def exception_handler(exc, context):
         fields = {param: [message]} if param else {}
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
     param = next(iter(fields), None)
-    response.data = envelope(message, type=error_type(response.status_code), code=code, param=param, fields=fields)
+    response.data = envelope(
+        message, type=error_type(response.status_code), code=code, param=param, fields=fields, budget=budget
+    )
     return response
 
 

@@ -139,6 +139,7 @@ def _limit_error(exc: LimitExceeded):
         "rate_limit_error" if exc.code == "rate_limit_exceeded" else "insufficient_quota",
         code=exc.code,
         headers={"Retry-After": str(exc.retry_after)},
+        budget=exc.budget,
     )
 
 

@@ -32,6 +32,10 @@ class JobCreateSerializer(StrictSerializer):
     callback_url = serializers.URLField(
         required=False, max_length=2000, help_text="POSTed the job's JSON when it ends, signed (see the API guide)."
     )
+    desk = serializers.SlugField(
+        required=False,
+        help_text="One of your desks (its slug); default: the key's desk, else your own. Its budgets hold the job.",
+    )
 
 
 class JobListQuerySerializer(StrictSerializer):
@@ -57,11 +61,20 @@ class UsageRowSerializer(serializers.Serializer):
     total_tokens = serializers.IntegerField()
 
 
+class BudgetSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='As refusals name it: "desk:sport daily", "member:ana@sport monthly".')
+    limit = serializers.IntegerField()
+    used = serializers.IntegerField(help_text="Settled jobs' tokens plus the most that jobs in flight may use.")
+    share = serializers.FloatField()
+    resets = serializers.DateTimeField()
+
+
 class UsageReportSerializer(serializers.Serializer):
     tokens_per_day = serializers.IntegerField(help_text="Your daily quota (prompt + completion tokens, UTC days).")
     tokens_used_today = serializers.IntegerField(help_text="Including the most that jobs in flight may still use.")
     requests_per_minute = serializers.IntegerField(allow_null=True, help_text="This key's limit; null for sessions.")
     days = UsageRowSerializer(many=True)
+    budgets = BudgetSerializer(many=True, help_text="The token budgets of your desks that have a limit set.")
 
 
 class FindingSerializer(serializers.Serializer):
@@ -99,6 +112,8 @@ class JobSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_name", read_only=True)
     model_alias = serializers.CharField(read_only=True)
     notice = serializers.SerializerMethodField()
+    budget_notices = serializers.SerializerMethodField()
+    desk = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     html_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -106,6 +121,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "status",
+            "desk",
             "kind",
             "template",
             "template_version",
@@ -120,6 +136,7 @@ class JobSerializer(serializers.ModelSerializer):
             "batch",
             "error",
             "notice",
+            "budget_notices",
             "model",
             "model_alias",
             "backend",
@@ -138,6 +155,11 @@ class JobSerializer(serializers.ModelSerializer):
         """Set while the job is queued and no live worker serves its model, or when its model does not write the
         job's language well."""
         return selectors.job_notice(job)
+
+    def get_budget_notices(self, job) -> list[str]:
+        """In the answer to the request that created the job: the budgets it is held against that are 80% used
+        or more ("Token budget desk:sport daily is 85% used ..."); empty otherwise."""
+        return list(getattr(job, "budget_notices", []))
 
     def get_html_url(self, job) -> str:
         path = reverse("job-detail", args=[job.pk])

@@ -2,6 +2,7 @@ from django.urls import path
 
 from . import streams, views
 from .burden import TemplateBurdenApi
+from .desks import DeskUsageApi
 from .evaluation import ExperimentDetailApi, ExperimentListCreateApi
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/events/", streams.job_events, name="api-job-events"),
     path("usage/", views.UsageApi.as_view(), name="api-usage"),
     path("usage/templates/", TemplateBurdenApi.as_view(), name="api-usage-templates"),
+    path("desks/<slug:slug>/usage/", DeskUsageApi.as_view(), name="api-desk-usage"),
     path("jobs/batch/", views.BatchCreateApi.as_view(), name="api-batches"),
     path("jobs/batch/<uuid:batch_id>/", views.BatchDetailApi.as_view(), name="api-batch-detail"),
     path("templates/", views.TemplateListApi.as_view(), name="api-templates"),

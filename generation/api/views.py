@@ -243,6 +243,7 @@ class UsageApi(APIView):
             "tokens_used_today": limits.tokens_used_today(request.user),
             "requests_per_minute": limits.requests_per_minute(api_key) if api_key else None,
             "days": selectors.usage_by_day(request.user, query.validated_data["days"]),
+            "budgets": selectors.budgets_of(request.user),
         }
         return Response(UsageReportSerializer(report).data)
 
@@ -387,7 +388,7 @@ class TemplateListApi(APIView):
         examples=[TEMPLATE_EXAMPLE],
     )
     def get(self, request):
-        templates = selectors.templates_with_versions().order_by("kind", "slug")
+        templates = selectors.templates_with_versions(request.user).order_by("kind", "slug")
         kind = request.query_params.get("kind")
         if kind:
             templates = templates.filter(kind=kind)
@@ -421,7 +422,7 @@ class TemplateDetailApi(APIView):
         ],
     )
     def get(self, request, slug):
-        template = selectors.templates_with_versions().filter(slug=slug).first()
-        if template is None:
+        template = selectors.templates_with_versions(request.user).filter(slug=slug).first()
+        if template is None:  # unknown, or another desk's own
             raise Http404
         return Response(TemplateDetailSerializer(template).data)

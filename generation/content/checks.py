@@ -102,11 +102,20 @@ def with_instructions(messages: list[dict], checks: Checks) -> list[dict]:
     return [{"role": "system", "content": extra}, *messages]
 
 
-def version_messages(version, inputs: dict) -> list[dict]:
-    """The prompt a template version gives these (cleaned) inputs, its checks' instructions included: what
-    jobs send and what the preview shows."""
+def with_house_style(data: dict | None, house: dict | None) -> dict:
+    """A version's checks with a desk's house-style rules layered under its own (style.layered)."""
+    data = dict(data or {})
+    style_rules = style.layered(house, data.get("style"))
+    if style_rules is not None:
+        data["style"] = style_rules
+    return data
+
+
+def version_messages(version, inputs: dict, house: dict | None = None) -> list[dict]:
+    """The prompt a template version gives these (cleaned) inputs, its checks' instructions (and the desk's
+    house style) included: what jobs send and what the preview shows."""
     messages = render_messages(version.system_prompt, version.user_template, inputs)
-    return with_instructions(messages, parse(version.checks))
+    return with_instructions(messages, parse(with_house_style(version.checks, house)))
 
 
 @dataclass

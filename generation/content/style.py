@@ -188,6 +188,19 @@ def parse(data: dict | None) -> StyleRules:
     )
 
 
+def layered(house: dict | None, own: dict | None) -> dict | None:
+    """A desk's house style under a template's own rules: the template's rule wins where both set one, and the
+    banned phrases add up (the template's first, then the desk's that it does not already ban)."""
+    if not house:
+        return own
+    own = dict(own or {})
+    merged = {**{k: v for k, v in house.items() if k != "banned"}, **{k: v for k, v in own.items() if k != "banned"}}
+    banned = list(own.get("banned") or [])
+    seen = {str(b.get("phrase", "")).casefold() for b in banned if isinstance(b, dict)}
+    banned += [b for b in house.get("banned") or [] if str(b.get("phrase", "")).casefold() not in seen]
+    return {**merged, **({"banned": banned} if banned else {})}
+
+
 # --- the prompt ------------------------------------------------------------------------------------------------
 
 

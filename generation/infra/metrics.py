@@ -61,11 +61,13 @@ def _histogram(name: str, doc: str, raw: dict, kind: str, bounds, aliases) -> Hi
 class StudioCollector:
     """Read at each scrape; nothing is kept in the web process. `model_health()` is the selectors' per-alias
     report (queue depth, live workers), handed in by the view: infra reads no selectors. So is
-    `version_burden(since=...)`, the editor-burden rows per template version (selectors/burden.py)."""
+    `version_burden(since=...)`, the editor-burden rows per template version (selectors/burden.py), and
+    `usage_gauges()`, the budgets with a limit and each member's tokens per desk today (selectors/budgets.py)."""
 
-    def __init__(self, model_health, version_burden=None) -> None:
+    def __init__(self, model_health, version_burden=None, usage_gauges=None) -> None:
         self.model_health = model_health
         self.version_burden = version_burden
+        self.usage_gauges = usage_gauges
 
     def collect(self):
         from django.db.models import Count
@@ -102,6 +104,8 @@ class StudioCollector:
         yield live
         if self.version_burden is not None:
             yield from _burden_families(self.version_burden)
+        if self.usage_gauges is not None:
+            yield from _usage_families(self.usage_gauges())
 
         try:
             raw = {k.decode(): v.decode() for k, v in redis_client.client().hgetall(KEY).items()}
@@ -174,8 +178,28 @@ def _burden_families(version_burden):
     yield jobs
 
 
-def render(model_health, version_burden=None) -> bytes:
+def _usage_families(usage: dict):
+    used = GaugeMetricFamily(
+        "aigc_budget_used_tokens", 'Tokens used or held in a budget\'s period ("desk:sport daily")', labels=["budget"]
+    )
+    limit = GaugeMetricFamily("aigc_budget_limit_tokens", "A budget's limit in its period", labels=["budget"])
+    for s in usage["budgets"]:
+        used.add_metric([s.name], s.used)
+        limit.add_metric([s.name], s.limit)
+    members = GaugeMetricFamily(
+        "aigc_desk_member_tokens_today",
+        "Tokens used or held today (UTC) by each member on each desk",
+        labels=["desk", "member"],
+    )
+    for desk, member, tokens in usage["members"]:
+        members.add_metric([desk, member], tokens)
+    yield used
+    yield limit
+    yield members
+
+
+def render(model_health, version_burden=None, usage_gauges=None) -> bytes:
     """The Prometheus text exposition of the studio's metrics."""
     collectors = CollectorRegistry(auto_describe=False)
-    collectors.register(StudioCollector(model_health, version_burden))
+    collectors.register(StudioCollector(model_health, version_burden, usage_gauges))
     return generate_latest(collectors)

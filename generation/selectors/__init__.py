@@ -1,6 +1,8 @@
 """Reads. Every query for jobs goes through here, scoped to the user who asks; one module per entity."""
 
+from .budgets import budget_notices, budgets_of, desk_usage, standings, usage_gauges
 from .burden import version_burden
+from .desks import default_desk, desks_of, may_manage, may_review, review_desk_ids
 from .evaluation import (
     datasets_for_template,
     experiment_detail,
@@ -33,7 +35,12 @@ from .templates import (
 __all__ = [
     "api_jobs",
     "batch_for_user",
+    "budget_notices",
+    "budgets_of",
     "datasets_for_template",
+    "default_desk",
+    "desk_usage",
+    "desks_of",
     "experiment_detail",
     "experiment_report",
     "experiments_for_template",
@@ -43,16 +50,21 @@ __all__ = [
     "job_notice",
     "jobs_for_review",
     "jobs_visible_to",
+    "may_manage",
+    "may_review",
     "model_health",
     "prompt_counter",
     "queue_position",
+    "review_desk_ids",
     "run_progress",
     "search_jobs",
+    "standings",
     "template_by_slug",
     "template_default_for_kind",
     "templates_for_kind",
     "templates_with_versions",
     "usage_by_day",
+    "usage_gauges",
     "version_burden",
     "versions_with_ratings",
 ]

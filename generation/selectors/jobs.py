@@ -19,6 +19,7 @@ from ..models import (
     JobStatus,
     ReviewState,
 )
+from .desks import review_desk_ids
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
@@ -35,10 +36,11 @@ def job_for_user(user, job_id) -> Job | None:
     return jobs_visible_to(user).filter(pk=job_id).first()
 
 
-def jobs_for_review() -> QuerySet[Job]:
-    """What reviewers see besides their own jobs: jobs submitted for review, and those approved."""
+def jobs_for_review(user) -> QuerySet[Job]:
+    """What a reviewer sees besides their own jobs: the jobs of the desks they review, submitted for review or
+    approved. Another desk's job is not there (a 404 to them, like anyone's job)."""
     return (
-        Job.objects.filter(purpose=JobPurpose.USER)
+        Job.objects.filter(purpose=JobPurpose.USER, desk_id__in=review_desk_ids(user))
         .exclude(review_state=ReviewState.DRAFT)
         .select_related("owner", "template", "template_version")
         .prefetch_related("outputs")
@@ -48,8 +50,8 @@ def jobs_for_review() -> QuerySet[Job]:
 def job_for_page(user, job_id) -> Job | None:
     """The job page: the owner's job, or, for a reviewer, a job in review or approved (read-only to them)."""
     job = job_for_user(user, job_id)
-    if job is None and user.has_perm("generation.review_job"):
-        job = jobs_for_review().filter(pk=job_id).first()
+    if job is None:
+        job = jobs_for_review(user).filter(pk=job_id).first()
     return job
 
 

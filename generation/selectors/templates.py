@@ -1,4 +1,5 @@
-"""Reads of prompt templates and their versions (templates are shared: every user may read them)."""
+"""Reads of prompt templates and their versions: shared templates every user may read and use, and a desk's own
+templates, for its members only (another desk's is as unknown to them as a slug that does not exist)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,34 @@ def template_default_for_kind(kind: str) -> PromptTemplate | None:
     return PromptTemplate.objects.filter(kind=kind, is_default=True).first()
 
 
-def template_by_slug(slug: str) -> PromptTemplate | None:
-    return PromptTemplate.objects.filter(slug=slug).first()
+def visible_to(user) -> Q:
+    """Shared templates, and the own templates of the user's desks; another desk's is unknown to them."""
+    return Q(desk__isnull=True) | Q(desk__memberships__user=user)
 
 
-def templates_with_versions() -> QuerySet[PromptTemplate]:
-    return PromptTemplate.objects.prefetch_related(
+def template_by_slug(slug: str, user=None) -> PromptTemplate | None:
+    """A template by slug; with a user, only one they may use."""
+    found = PromptTemplate.objects.filter(slug=slug)
+    return (found.filter(visible_to(user)) if user is not None else found).first()
+
+
+def templates_with_versions(user=None) -> QuerySet[PromptTemplate]:
+    """Templates with their labels and versions; with a user, only those they may use."""
+    found = PromptTemplate.objects.all()
+    if user is not None:
+        found = PromptTemplate.objects.filter(pk__in=PromptTemplate.objects.filter(visible_to(user)).values("pk"))
+    return found.prefetch_related(
         Prefetch("labels", queryset=TemplateLabel.objects.select_related("version")),
         Prefetch("versions", queryset=TemplateVersion.objects.order_by("number")),
     )
 
 
-def templates_for_kind(kind: str) -> QuerySet[PromptTemplate]:
-    return PromptTemplate.objects.filter(kind=kind, labels__name=TemplateLabel.PRODUCTION).order_by(
-        "-is_default", "name"
-    )
+def templates_for_kind(kind: str, user=None) -> QuerySet[PromptTemplate]:
+    """The published templates of a kind (with a user: those they may use), the default first."""
+    found = PromptTemplate.objects.filter(kind=kind, labels__name=TemplateLabel.PRODUCTION)
+    if user is not None:
+        found = found.filter(visible_to(user))
+    return found.distinct().order_by("-is_default", "name")
 
 
 def versions_with_ratings(template: PromptTemplate) -> QuerySet[TemplateVersion]:

@@ -3,6 +3,7 @@
 from .api_jobs import IdempotencyConflict, job_create_idempotent
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .batches import batch_create, batch_status
+from .desks import desk_budgets_set, desk_for_job, member_add, member_remove, member_update
 from .errors import error_line
 from .evaluation import (
     case_clean,
@@ -49,6 +50,8 @@ __all__ = [
     "dataset_create",
     "dataset_from_approved_jobs",
     "dataset_latest",
+    "desk_budgets_set",
+    "desk_for_job",
     "error_line",
     "experiment_cancel",
     "experiment_run_here",
@@ -60,6 +63,9 @@ __all__ = [
     "job_create_idempotent",
     "job_rerun",
     "job_run",
+    "member_add",
+    "member_remove",
+    "member_update",
     "model_info_publish",
     "output_edit",
     "parse_upload",

@@ -14,17 +14,18 @@ from .. import selectors
 from ..content import checks, codeedit, formats, prompts
 from ..content.formats import DOCSTRING_TRIES, docstring_messages, docstring_tokens, documents_python, word_budget
 from ..infra import registry
-from ..models import Job, JobPurpose, Kind, PromptTemplate, TemplateVersion
-from . import dispatch, limits
+from ..models import Desk, Job, JobPurpose, Kind, PromptTemplate, TemplateVersion
+from . import budgets, dispatch, limits
+from .desks import desk_for_job
 from .templates import param_limits, resolve_version
 from .webhooks import callback_url_check
 
 log = logging.getLogger("generation.jobs")
 
 
-def _resolve_template(kind: str | None, template_slug: str | None) -> PromptTemplate:
+def _resolve_template(kind: str | None, template_slug: str | None, user=None) -> PromptTemplate:
     if template_slug:
-        template = selectors.template_by_slug(template_slug)
+        template = selectors.template_by_slug(template_slug, user=user)
         if template is None:
             raise ValidationError({"template": [f"Unknown template {template_slug!r}."]})
         if kind and kind != template.kind:
@@ -78,18 +79,22 @@ def job_create(
     batch=None,
     model_alias=None,
     purpose=JobPurpose.USER,
+    desk=None,
 ) -> Job:
     """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
     send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt, and `model_alias`
     the template version's model. An evaluation job (`purpose`, services/evaluation.py) is not held against the
-    owner's quota: it is the studio's work, not theirs.
+    owner's quota: it is the studio's work, not theirs; it spends the organisation's evaluation pool instead.
+    `desk` (a slug) files the job under one of the user's desks (else the key's, else the user's own), whose
+    budgets it is held against; `job.budget_notices` then says which of them are nearly spent.
 
     Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
     limits.LimitExceeded; nothing is written then.
     """
     if callback_url:
         callback_url_check(callback_url)  # a 400 naming callback_url for a plainly internal or plain-http target
-    tpl = _resolve_template(kind, template)
+    filed = _desk(user, desk, api_key, purpose)
+    tpl = _resolve_template(kind, template, user if purpose == JobPurpose.USER else None)
     tv = resolve_version(tpl, version=version, label=label)
     try:
         cleaned_inputs = prompts.clean_inputs(tv.variables, inputs if inputs is not None else {})
@@ -104,7 +109,7 @@ def job_create(
         # Record the seed the job will use, so that "run again" replays it exactly.
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
     if messages is None:
-        messages = checks.version_messages(tv, cleaned_inputs)
+        messages = checks.version_messages(tv, cleaned_inputs, house=filed.style)
     alias = model_alias or tv.model_alias
     if alias not in registry.aliases():
         raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})
@@ -114,11 +119,15 @@ def job_create(
     else:
         reserved = most_tokens(tv.output_format, cleaned_params, prompt_tokens)
     with transaction.atomic():
-        # Checked and inserted under one lock: concurrent requests cannot together pass the quota.
+        # Checked and inserted under one lock: concurrent requests cannot together pass a quota or a budget.
+        budgets.lock(filed)
         if purpose == JobPurpose.USER:
             limits.lock_user(user)
             limits.check_token_quota(user, reserved)
+        standing = budgets.check(filed, user, reserved, purpose)
         job = Job.objects.create(
+            desk=filed,
+            house_style=filed.style,
             purpose=purpose,
             reserved_tokens=reserved,
             owner=user,
@@ -136,7 +145,22 @@ def job_create(
             batch=batch,
         )
         transaction.on_commit(lambda: dispatch.job_enqueue(job.pk, alias))
+    job.budget_notices = selectors.budget_notices(standing)
     return job
+
+
+def _desk(user, desk: str | None, api_key, purpose: str) -> Desk:
+    """A user's job goes to one of their desks; an evaluation job (the studio's work, run for a curator who may
+    belong to none) to the curator's desk or the default one, for the organisation whose pool it spends."""
+    if purpose == JobPurpose.USER:
+        return desk_for_job(user, desk, api_key)
+    try:
+        return desk_for_job(user, desk)
+    except ValidationError:
+        found = selectors.default_desk()
+        if found is None:
+            raise ValidationError({"desk": ["No default desk is set up for evaluation jobs."]}) from None
+        return found
 
 
 def most_tokens(output_format: str, params: dict, prompt_tokens: int) -> int:
@@ -179,7 +203,13 @@ def _docstrings_reservation(version: TemplateVersion, inputs: dict, params: dict
 
 
 def job_rerun(job: Job, *, user) -> Job:
-    """A new job with the same template version, inputs, params and seed: the same text, replayed."""
+    """A new job with the same template version, inputs, params and seed, on the same desk: the same text,
+    replayed, and held against the same budgets."""
     return job_create(
-        user=user, template=job.template.slug, version=job.template_version.number, inputs=job.inputs, params=job.params
+        user=user,
+        template=job.template.slug,
+        version=job.template_version.number,
+        inputs=job.inputs,
+        params=job.params,
+        desk=job.desk.slug,
     )

@@ -10,19 +10,20 @@ from datetime import UTC, datetime, timedelta
 import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Case, F, Max, Q, Sum, When
-from django.db.models.functions import Coalesce
+from django.db.models import Max, Sum
 
 from ..infra import redis_client
-from ..models import FINAL_STATUSES, Job, JobPurpose
+from ..models import Job, JobPurpose
+from ..selectors.budgets import CHARGED
 
 
 class LimitExceeded(Exception):
     """A request over a limit: refused with HTTP 429 and Retry-After."""
 
-    def __init__(self, message: str, retry_after: int, code: str) -> None:
+    def __init__(self, message: str, retry_after: int, code: str, budget: str = "") -> None:
         super().__init__(message)
         self.message, self.retry_after, self.code = message, max(1, int(retry_after)), code
+        self.budget = budget  # the budget that tripped ("desk:sport daily"), for budget refusals
 
 
 def requests_per_minute(api_key) -> int:
@@ -84,16 +85,9 @@ def _today_start() -> datetime:
 
 
 def tokens_used_today(user) -> int:
-    """Tokens of today's jobs (evaluation jobs aside): what settled jobs used, and what the others hold: the most that queued and running
-    jobs may still use, and the same for a job that ended without its usage known (its worker died)."""
-    charged = Case(
-        When(prompt_tokens__isnull=False, then=F("prompt_tokens") + Coalesce(F("completion_tokens"), 0)),
-        When(~Q(status__in=FINAL_STATUSES), then=F("reserved_tokens")),
-        When(started_at__isnull=False, then=F("reserved_tokens")),
-        default=0,
-    )
+    """Tokens of the user's jobs today (evaluation jobs aside), as CHARGED counts them."""
     today = Job.objects.filter(owner=user, purpose=JobPurpose.USER, created_at__gte=_today_start())
-    return today.aggregate(n=Sum(charged, default=0))["n"]
+    return today.aggregate(n=Sum(CHARGED, default=0))["n"]
 
 
 def lock_user(user) -> None:

@@ -9,12 +9,13 @@ from django.utils import timezone
 
 from ..infra import events
 from ..models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
+from ..selectors.desks import may_review, review_desk_ids
 from .webhooks import webhook_enqueue
 
 MAX_FINAL_TEXT = 100_000
 
-# (from, to) -> who may move it: the owner, or a reviewer; approving takes a reviewer other than the owner (a
-# reviewer's own job needs a second pair of eyes, like anyone else's).
+# (from, to) -> who may move it: the owner, or a reviewer of the job's desk; approving takes a reviewer other
+# than the owner (a reviewer's own job needs a second pair of eyes, like anyone else's).
 MOVES = {
     (ReviewState.DRAFT, ReviewState.IN_REVIEW): "owner",
     (ReviewState.IN_REVIEW, ReviewState.DRAFT): "owner_or_reviewer",  # withdrawn, or sent back
@@ -24,11 +25,12 @@ MOVES = {
 
 
 def is_reviewer(user) -> bool:
-    return user.is_authenticated and user.has_perm("generation.review_job")
+    """Reviews some desk's jobs (the review queue is theirs to see)."""
+    return bool(review_desk_ids(user))
 
 
 def _allowed(user, job: Job, who: str) -> bool:
-    owner, reviewer = job.owner_id == user.pk, is_reviewer(user)
+    owner, reviewer = job.owner_id == user.pk, may_review(user, job.desk_id)
     return {
         "owner": owner,
         "reviewer": reviewer,
@@ -63,7 +65,7 @@ def job_cancel(job: Job, *, user) -> bool:
 
 def feedback_set(output: JobOutput, *, user, rating: int, comment: str = "") -> Feedback:
     """Thumbs up (1) or down (-1) with an optional comment; one per user and output, changed in place."""
-    if output.job.owner_id != user.pk and not is_reviewer(user):
+    if output.job.owner_id != user.pk and not may_review(user, output.job.desk_id):
         raise PermissionDenied
     if rating not in (1, -1):
         raise ValidationError({"rating": "Choose thumbs up or thumbs down."})
@@ -113,7 +115,7 @@ def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
     who = MOVES.get((job.review_state, to_state))
     if who is None:
         raise ValidationError({"to_state": f"A job cannot go from {job.get_review_state_display()} to {to_state}."})
-    if who == "other_reviewer" and job.owner_id == user.pk and is_reviewer(user):
+    if who == "other_reviewer" and job.owner_id == user.pk and may_review(user, job.desk_id):
         raise ValidationError({"to_state": "You cannot approve your own job: another reviewer must approve it."})
     if not _allowed(user, job, who):
         raise PermissionDenied

@@ -269,7 +269,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     want = p["n"]
     budget = word_budget(version, job.inputs)
     language = str(job.inputs.get("language", "python"))
-    wanted = checks.parse(version.checks)
+    wanted = checks.parse(checks.with_house_style(version.checks, job.house_style))
     # A reply shorter than its kind allows (writing: half the asked length) is sampled again.
     min_words = formats.length(job.kind).min_words(budget)
     request = GenerationRequest(

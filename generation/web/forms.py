@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..content import formats, gating
 from ..content.prompts import InvalidInput
-from ..models import JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
+from ..models import DeskRole, JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
 
 
 def variable_field(var: dict) -> forms.Field:
@@ -58,9 +58,16 @@ class InputsForm(forms.Form):
 class JobForm(InputsForm):
     PARAM_FIELDS = ("max_new_tokens", "temperature", "n", "seed")
 
-    def __init__(self, version: TemplateVersion, *args, **kwargs):
+    def __init__(self, version: TemplateVersion, *args, desks=(), **kwargs):
         super().__init__(version, *args, **kwargs)
         defaults = version.default_params
+        if len(desks) > 1:  # a member of one desk files every job there: nothing to choose
+            self.fields["desk"] = forms.ChoiceField(
+                label="Desk",
+                choices=[(d.slug, d.name) for d in desks],
+                initial=next((d.slug for d in desks if d.is_default), desks[0].slug),
+                help_text="The job is filed under this desk and held against its budgets.",
+            )
         self.fields["max_new_tokens"] = forms.IntegerField(
             label="Max new tokens",
             required=False,
@@ -136,7 +143,7 @@ class TemplateAdminForm(forms.ModelForm):
 
     class Meta:
         model = PromptTemplate
-        fields = ["slug", "kind", "name", "description", "is_default", "gate_dataset", "gate"]
+        fields = ["slug", "kind", "name", "description", "is_default", "desk", "gate_dataset", "gate"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -260,3 +267,25 @@ class HistoryFilterForm(forms.Form):
     def filters(self) -> dict:
         self.is_valid()  # fields that did not validate are left out of cleaned_data
         return {k: v for k, v in self.cleaned_data.items() if v}
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150, label="Username")
+    role = forms.ChoiceField(choices=DeskRole.choices, initial=DeskRole.EDITOR, label="Role")
+
+
+class MembershipForm(forms.Form):
+    """A member's role and own shares; empty shares take the desk's member share."""
+
+    role = forms.ChoiceField(choices=DeskRole.choices, label="Role")
+    tokens_per_day = forms.IntegerField(required=False, min_value=0, label="Tokens a day")
+    tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Tokens a month")
+
+
+class DeskBudgetForm(forms.Form):
+    """The desk's budgets and each member's default share, in tokens (prompt plus completion); empty: none."""
+
+    tokens_per_day = forms.IntegerField(required=False, min_value=0, label="Desk, a day")
+    tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Desk, a month")
+    member_tokens_per_day = forms.IntegerField(required=False, min_value=0, label="Each member, a day")
+    member_tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Each member, a month")

@@ -29,7 +29,7 @@ from .rendering import render_output
 def job_new(request, kind: str = Kind.HEADLINE):
     if kind not in Kind.values:
         raise Http404
-    templates = list(selectors.templates_for_kind(kind))
+    templates = list(selectors.templates_for_kind(kind, request.user))
     slug = request.GET.get("template")
     template = next((t for t in templates if t.slug == slug), None) or next(
         (t for t in templates if t.is_default), None
@@ -37,7 +37,7 @@ def job_new(request, kind: str = Kind.HEADLINE):
     if template is None:
         raise Http404
     version = services.resolve_version(template)
-    form = JobForm(version, request.POST or None)
+    form = JobForm(version, request.POST or None, desks=list(selectors.desks_of(request.user)))
     if request.method == "POST" and form.is_valid():
         try:
             check_request_rate(user=request.user)
@@ -47,12 +47,15 @@ def job_new(request, kind: str = Kind.HEADLINE):
                 version=version.number,
                 inputs=form.inputs(),
                 params=form.params(),
+                desk=form.cleaned_data.get("desk"),
             )
         except ValidationError as exc:
             form.add_service_errors(exc.message_dict)
         except LimitExceeded as exc:
             form.add_error(None, exc.message)
         else:
+            for notice in job.budget_notices:
+                messages.warning(request, notice)
             return redirect("job-detail", job_id=job.pk)
     context = {
         "form": form,
@@ -131,7 +134,10 @@ def job_rerun(request, job_id):
     job = _own_job(request, job_id)
     try:
         check_request_rate(user=request.user)
-        return redirect("job-detail", job_id=services.job_rerun(job, user=request.user).pk)
+        again = services.job_rerun(job, user=request.user)
+        for notice in again.budget_notices:
+            messages.warning(request, notice)
+        return redirect("job-detail", job_id=again.pk)
     except LimitExceeded as exc:
         messages.error(request, exc.message)
     except ValidationError as exc:  # the template version's inputs no longer validate, or the model is gone
@@ -235,7 +241,7 @@ def job_review(request, job_id):
 
 @login_required
 def job_list(request):
-    form = HistoryFilterForm(request.GET, templates=selectors.templates_with_versions())
+    form = HistoryFilterForm(request.GET, templates=selectors.templates_with_versions(request.user))
     jobs = selectors.search_jobs(selectors.jobs_visible_to(request.user), **form.filters())
     page = Paginator(jobs, 20).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -249,9 +255,9 @@ def review_queue(request):
         raise Http404
     state = request.GET.get("state", ReviewState.IN_REVIEW)
     jobs = (
-        selectors.jobs_for_review().filter(review_state=state)
+        selectors.jobs_for_review(request.user).filter(review_state=state)
         if state in ReviewState.values
-        else selectors.jobs_for_review()
+        else selectors.jobs_for_review(request.user)
     )
     page = Paginator(jobs.order_by("-created_at"), 20).get_page(request.GET.get("page"))
     return render(
@@ -341,5 +347,6 @@ def metrics(request):
     from ..infra import metrics as studio_metrics
 
     return HttpResponse(
-        studio_metrics.render(selectors.model_health, selectors.version_burden), content_type=CONTENT_TYPE_LATEST
+        studio_metrics.render(selectors.model_health, selectors.version_burden, selectors.usage_gauges),
+        content_type=CONTENT_TYPE_LATEST,
     )

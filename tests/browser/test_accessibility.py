@@ -9,7 +9,18 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from generation.models import Feedback, Job, JobOutput, JobStatus, PromptTemplate, ReviewEvent, ReviewState
+from generation.models import (
+    Desk,
+    DeskRole,
+    Feedback,
+    Job,
+    JobOutput,
+    JobStatus,
+    Membership,
+    PromptTemplate,
+    ReviewEvent,
+    ReviewState,
+)
 from generation.services.api_keys import api_key_create, api_key_revoke
 from tests.browser.test_studio import log_in
 
@@ -121,6 +132,10 @@ def studio(django_user_model):
     desk = django_user_model.objects.create_user(username="desk", password="pw-desk-12345")
     chief = django_user_model.objects.create_user(username="chief", password="pw-chief-12345", is_staff=True)
     chief.groups.add(Group.objects.get(name="reviewer"))
+    Membership.objects.filter(user=chief).update(role=DeskRole.ADMIN)
+    newsroom = Desk.objects.get(is_default=True)
+    newsroom.tokens_per_day = 1000  # the chart's budget line, and a bar over it (the fixture's jobs use more)
+    newsroom.save()
     now = timezone.now()
     done = {"prompt_tokens": 120, "completion_tokens": 40, "started_at": now, "finished_at": now, "attempts": 1}
     story = "The city council agreed on Tuesday to build a new bridge over the Elm River. It should finish in 2028."
@@ -273,7 +288,11 @@ def test_every_page_passes_axe_wcag21_aa(live_server_url, browser, studio, mode)
     visit(page, "review queue: approved", "/review/?state=approved")
     visit(page, "job page as a reviewer", f"/jobs/{studio['headline'].pk}/")
     visit(page, "health", "/health/")
+    visit(page, "desk page", "/desks/newsroom/")  # the chief is the default desk's admin (the fixture)
+    assert page.locator("#usage-chart rect.bar").count() == 14
+    page.get_by_role("button", name="Save budgets").click()
+    check(page, "desk page with a message")
     context.close()
 
-    assert len(audited) == 24
+    assert len(audited) == 26
     assert not found, f"axe found WCAG 2.1 A/AA violations on {len(found)} page(s)/rule(s):\n" + "\n".join(found)

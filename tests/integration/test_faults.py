@@ -170,23 +170,28 @@ def test_database_connections_dropped_mid_job_lose_nothing(cluster, user):
 def test_a_job_past_its_time_limit_fails_and_a_cancelled_queued_job_never_runs(cluster, user):
     cancelled = services.job_create(user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 16})
     assert services.job_cancel(cancelled, user=user)
-    # One limit for the whole job: past it in its first round, the job fails (a later re-sampling round cut by it
-    # keeps what the first made). The 600-word job's first round (over 1,000 tokens) needs more than 8 s even alone at
-    # the model's best single-sequence speed (about 115 tokens/s on 2 cores); the 4-token one beside it, well
-    # under a second, has a 5 s limit too, room enough for a machine loaded by other work.
-    worker = cluster.worker("worker", JOB_SOFT_TIME_LIMIT="5")
+    # One limit for the whole job: past it in its first round, the job fails; a later re-sampling round cut by it
+    # keeps what the first made. The 1,000-word job's first round is accepted only at 500 words or more (some 650
+    # tokens: over 3 s even at twice the model's best single-sequence speed on 2 cores, about 115 tokens/s); if
+    # the model stops sooner, the round that re-samples it is the one cut. Either way the limit ends it. The
+    # 4-token job beside it, well under a second, has the same 2 s limit.
+    worker = cluster.worker("worker", JOB_SOFT_TIME_LIMIT="2")
     deadline = time.monotonic() + 60
     while f"job {cancelled.pk} is not runnable" not in worker.log_path.read_text():  # its message was delivered
         assert time.monotonic() < deadline, log_tail(worker)
         time.sleep(0.2)
 
-    slow = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 600}, params={"seed": 1})
+    slow = services.job_create(user=user, kind="writing", inputs={"topic": NEWS, "words": 1000}, params={"seed": 1})
     quick = services.job_create(
         user=user, kind="summary", inputs={"text": NEWS}, params={"max_new_tokens": 4, "seed": 2}
     )
     slow, quick = wait_final(slow.pk, timeout=120), wait_final(quick.pk, timeout=120)
-    assert slow.status == JobStatus.FAILED and "time limit of 5 s" in slow.error, slow.error
-    assert (slow.finished_at - slow.started_at).total_seconds() < 30 and not slow.outputs.exists()
+    if slow.status == JobStatus.FAILED:  # cut in its first round: nothing to keep
+        assert "time limit of 2 s" in slow.error and not slow.outputs.exists(), slow.error
+    else:  # the first round ended short; its re-sampling round was cut, and the first round's text kept
+        assert slow.status == JobStatus.SUCCEEDED and slow.timings.get("time_limit_reached"), slow.timings
+        assert slow.outputs.count() == 1
+    assert (slow.finished_at - slow.started_at).total_seconds() < 30
     assert quick.status == JobStatus.SUCCEEDED and quick.outputs.count() == 1, log_tail(worker)  # batched beside it
     cancelled = Job.objects.get(pk=cancelled.pk)
     assert (cancelled.status, cancelled.attempts, cancelled.started_at) == (JobStatus.CANCELLED, 0, None)

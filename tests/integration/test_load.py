@@ -26,6 +26,10 @@ TEXT = (
 FINAL = [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 
+# On 2 cores the 200 jobs take 6 to 12 minutes, by CPU (measured: about 115 of them end in 8 minutes on a
+# Sapphire Rapids VM, where llama.cpp runs without its repacked weights): the test's own deadline bounds it,
+# and pytest's per-test timeout must not cut it first.
+@pytest.mark.timeout(1500)
 def test_200_jobs_over_two_workers_with_random_cancels_all_end_and_reconcile(cluster, user):
     workers = [cluster.worker(name, concurrency=8) for name in ("left", "right")]
     _web, url = cluster.web(AIGC_REQUESTS_PER_MINUTE=str(10 * N_JOBS))
@@ -47,7 +51,7 @@ def test_200_jobs_over_two_workers_with_random_cancels_all_end_and_reconcile(clu
     targets = rng.sample(ids, N_CANCELS)
     # Half are cancelled at once, most of them still queued; the other half at a random moment once running.
     answers = {job_id: cancel(job_id) for job_id in targets[: N_CANCELS // 2]}
-    waiting, deadline = set(targets[N_CANCELS // 2 :]), time.monotonic() + 900
+    waiting, deadline = set(targets[N_CANCELS // 2 :]), time.monotonic() + 1380
     while waiting:
         assert time.monotonic() < deadline, log_tail(*workers)
         for job_id, status in Job.objects.filter(pk__in=waiting).values_list("pk", "status"):

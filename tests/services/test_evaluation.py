@@ -172,7 +172,7 @@ def test_staff_may_override_the_gate_only_with_a_reason_and_the_move_keeps_it(cu
     assert (move.overridden, move.reason, move.moved_by, move.to_version) == (True, "Hotfix for a rule", curator, worse)
 
 
-def test_evaluation_jobs_stay_out_of_histories_reviews_and_quotas(user, fast_headline, gguf_engine):
+def test_evaluation_jobs_stay_out_of_histories_reviews_and_quotas(user, reviewer, fast_headline, gguf_engine):
     UserQuota.objects.create(user=user, tokens_per_day=50)  # far less than one headline job reserves
     small_dataset(fast_headline, user)
     experiment = run_here(
@@ -181,7 +181,7 @@ def test_evaluation_jobs_stay_out_of_histories_reviews_and_quotas(user, fast_hea
     jobs = Job.objects.filter(evaluation__run__in=[experiment.candidate, experiment.baseline])
     assert jobs.count() == 4 and set(jobs.values_list("purpose", flat=True)) == {JobPurpose.EVALUATION}
     assert all(j.status == JobStatus.SUCCEEDED and j.completion_tokens for j in jobs)
-    assert not selectors.jobs_visible_to(user).exists() and not selectors.jobs_for_review().exists()
+    assert not selectors.jobs_visible_to(user).exists() and not selectors.jobs_for_review(reviewer).exists()
     assert limits.tokens_used_today(user) == 0 and selectors.usage_by_day(user, 7) == []
     with pytest.raises(limits.LimitExceeded):  # the user's own job still meets the quota
         services.job_create(user=user, template="headline", inputs={"text": STORIES[0]})

@@ -1,0 +1,32 @@
+"""The admin for the organisation, its desks, their members and budgets (staff; desk admins manage their own
+desk's members from the studio)."""
+
+from django.contrib import admin
+
+from .models import Desk, Membership, Organisation
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(admin.ModelAdmin):
+    """Budgets of the whole newsroom, across desks, and the pool of evaluation jobs."""
+
+    list_display = ("name", "slug", "tokens_per_day", "tokens_per_month", "evaluation_tokens_per_day")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ("user",)
+    fields = ("user", "role", "tokens_per_day", "tokens_per_month")
+
+
+@admin.register(Desk)
+class DeskAdmin(admin.ModelAdmin):
+    """A desk's members with their roles and own shares, and the desk's budgets (empty: none)."""
+
+    list_display = ("name", "slug", "organisation", "is_default", "tokens_per_day", "tokens_per_month")
+    list_filter = ("organisation",)
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [MembershipInline]

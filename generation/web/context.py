@@ -1,0 +1,14 @@
+"""What every studio page needs to know of the person: whether they review or manage some desk (the nav's
+Review and Desks links). Asked lazily: only pages that show the nav run the queries."""
+
+from .. import selectors
+
+
+def roles(request) -> dict:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"reviews_a_desk": False, "manages_a_desk": False}
+    return {
+        "reviews_a_desk": lambda: bool(selectors.review_desk_ids(user)),
+        "manages_a_desk": lambda: any(selectors.may_manage(user, d.pk) for d in selectors.desks_of(user)),
+    }

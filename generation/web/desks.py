@@ -1,0 +1,170 @@
+"""The desk admin's pages: a desk's members and roles, its budgets, and its usage by day, member and template
+with a chart. Thin views over services/desks.py; a desk that is not the user's to manage is a 404."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import selectors, services
+from ..models import Desk, Membership
+from .forms import DeskBudgetForm, MemberAddForm, MembershipForm
+
+CHART_DAYS, CHART_W, CHART_H, CHART_TOP, CHART_LEFT = 14, 560, 160, 16, 56
+
+
+def _managed(request, slug: str) -> Desk:
+    desk = get_object_or_404(Desk.objects.select_related("organisation"), slug=slug)
+    if not selectors.may_manage(request.user, desk.pk):
+        raise Http404
+    return desk
+
+
+@login_required
+def desk_list(request):
+    """The desks the user manages (the nav links here only for them)."""
+    desks = [d for d in selectors.desks_of(request.user) if selectors.may_manage(request.user, d.pk)]
+    if not desks:
+        raise Http404
+    return render(request, "generation/desk_list.html", {"desks": desks})
+
+
+@login_required
+def desk_detail(request, slug: str):
+    desk = _managed(request, slug)
+    rows = selectors.desk_usage(desk, days=CHART_DAYS)
+    members = desk.memberships.select_related("user").order_by("user__username")
+    context = {
+        "desk": desk,
+        "members": [(m, MembershipForm(initial=_member_initial(m), prefix=f"m{m.pk}")) for m in members],
+        "add_form": MemberAddForm(),
+        "budget_form": DeskBudgetForm(initial={f: getattr(desk, f) for f in services.desks.BUDGET_FIELDS}),
+        "standings": selectors.standings(desk, None),
+        "rows": rows,
+        "chart": usage_chart(rows, desk.tokens_per_day),
+    }
+    return render(request, "generation/desk_detail.html", context)
+
+
+def _member_initial(m: Membership) -> dict:
+    return {"role": m.role, "tokens_per_day": m.tokens_per_day, "tokens_per_month": m.tokens_per_month}
+
+
+def _refused(request, exc: ValidationError) -> None:
+    messages.error(request, services.error_line(exc))
+
+
+@login_required
+@require_POST
+def member_add(request, slug: str):
+    desk = _managed(request, slug)
+    form = MemberAddForm(request.POST)
+    if not form.is_valid():
+        _refused(request, ValidationError(form.errors))
+        return redirect("desk-detail", slug=desk.slug)
+    try:
+        added = services.member_add(desk, actor=request.user, **form.cleaned_data)
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"{added.user.get_username()} joined {desk.name} as {added.get_role_display()}.")
+    return redirect("desk-detail", slug=desk.slug)
+
+
+@login_required
+@require_POST
+def member_update(request, slug: str, member_id: int):
+    desk = _managed(request, slug)
+    membership = get_object_or_404(Membership, desk=desk, pk=member_id)
+    form = MembershipForm(request.POST, prefix=f"m{membership.pk}")
+    try:
+        if not form.is_valid():
+            raise ValidationError(form.errors)
+        services.member_update(membership, actor=request.user, **form.cleaned_data)
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"Saved {membership.user.get_username()}.")
+    return redirect("desk-detail", slug=desk.slug)
+
+
+@login_required
+@require_POST
+def member_remove(request, slug: str, member_id: int):
+    desk = _managed(request, slug)
+    membership = get_object_or_404(Membership, desk=desk, pk=member_id)
+    try:
+        services.member_remove(membership, actor=request.user)
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"{membership.user.get_username()} left {desk.name}.")
+    return redirect("desk-detail", slug=desk.slug)
+
+
+@login_required
+@require_POST
+def desk_budgets(request, slug: str):
+    desk = _managed(request, slug)
+    form = DeskBudgetForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError(form.errors)
+        services.desk_budgets_set(desk, actor=request.user, **form.cleaned_data)
+    except ValidationError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"Saved the budgets of {desk.name}.")
+    return redirect("desk-detail", slug=desk.slug)
+
+
+def usage_chart(rows: list[dict], daily_limit: int | None, today=None) -> dict:
+    """Tokens per UTC day over the last CHART_DAYS days as bars, with the daily budget as a line: geometry only,
+    drawn server-side (the CSP allows no inline style; colours come from classes in studio.css)."""
+    today = today or datetime.now(UTC).date()
+    days = [today - timedelta(days=i) for i in range(CHART_DAYS - 1, -1, -1)]
+    totals = dict.fromkeys(days, 0)
+    for row in rows:
+        if row["day"] in totals:
+            totals[row["day"]] += row["tokens"]
+    most = max(totals.values())
+    # The scale is the usage's: a budget far above it (more than twice the busiest day) is named, not drawn.
+    shown_limit = daily_limit if daily_limit and daily_limit <= 2 * most else None
+    top = max(most, shown_limit or 0, 1)
+    plot_h = CHART_H - CHART_TOP - 24
+    step = (CHART_W - CHART_LEFT) / CHART_DAYS
+    bars = []
+    for i, day in enumerate(days):
+        h = max(1, round(totals[day] / top * plot_h)) if totals[day] else 0
+        x = round(CHART_LEFT + i * step + 2)
+        bars.append(
+            {
+                "x": x,
+                "y": CHART_TOP + plot_h - h,
+                "w": round(step - 4),
+                "h": h,
+                "tokens": totals[day],
+                "day": day,
+                "label_x": x + round((step - 4) / 2),
+                "over": bool(daily_limit) and totals[day] > daily_limit,
+            }
+        )
+    limit_y = CHART_TOP + plot_h - round(shown_limit / top * plot_h) if shown_limit else None
+    return {
+        "bars": bars,
+        "width": CHART_W,
+        "height": CHART_H,
+        "left": CHART_LEFT,
+        "base_y": CHART_TOP + plot_h,
+        "label_y": CHART_H - 6,
+        "top": top,
+        "limit": daily_limit,
+        "limit_y": limit_y,
+        "total": sum(totals.values()),
+    }

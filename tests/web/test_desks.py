@@ -1,0 +1,116 @@
+"""The desk admin's page, without being staff: members added, re-roled and removed, budgets set, usage by day,
+member and template with a chart; another desk (or a plain member) gets a 404. The usage API and gauges."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import PermissionDenied
+
+from generation import services
+from generation.models import DeskRole, Job, JobStatus, Membership
+from tests.support.desks import STORY, desk, join
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sport(user, django_user_model):
+    """The sport desk, with `user` as an editor and `boss` (not staff) as its desk admin."""
+    sport = desk("sport")
+    join(user, sport)
+    boss = django_user_model.objects.create_user(username="boss", password="pw-boss-12345")
+    join(boss, sport, DeskRole.ADMIN)
+    return sport, boss
+
+
+def test_a_desk_admin_manages_members_and_budgets_without_being_staff(client, sport, django_user_model):
+    desk_, boss = sport
+    newcomer = django_user_model.objects.create_user(username="newcomer", password="pw-new-12345")
+    client.force_login(boss)
+    assert not boss.is_staff
+    page = client.get("/jobs/").content.decode()
+    assert 'href="/desks/"' in page
+    client.post("/desks/sport/members/", {"username": "newcomer", "role": "reviewer"})
+    assert Membership.objects.get(desk=desk_, user=newcomer).role == DeskRole.REVIEWER
+    again = client.post("/desks/sport/members/", {"username": "newcomer", "role": "editor"}, follow=True)
+    assert "already a member" in again.content.decode()
+    unknown = client.post("/desks/sport/members/", {"username": "nobody", "role": "editor"}, follow=True)
+    assert "No active user is called" in unknown.content.decode()
+
+    member = Membership.objects.get(desk=desk_, user=newcomer)
+    client.post(
+        f"/desks/sport/members/{member.pk}/",
+        {f"m{member.pk}-role": "editor", f"m{member.pk}-tokens_per_day": "5000", f"m{member.pk}-tokens_per_month": ""},
+    )
+    member.refresh_from_db()
+    assert (member.role, member.tokens_per_day, member.tokens_per_month) == (DeskRole.EDITOR, 5000, None)
+    bad = client.post("/desks/sport/budgets/", {"tokens_per_day": "-5"}, follow=True)
+    assert "tokens_per_day" in bad.content.decode()
+    client.post("/desks/sport/budgets/", {"tokens_per_day": "20000", "member_tokens_per_month": "90000"})
+    desk_.refresh_from_db()
+    assert (desk_.tokens_per_day, desk_.tokens_per_month, desk_.member_tokens_per_month) == (20000, None, 90000)
+    client.post(f"/desks/sport/members/{member.pk}/remove/")
+    assert not Membership.objects.filter(pk=member.pk).exists()
+
+
+def test_the_last_desk_admin_cannot_step_down_or_leave(client, sport):
+    desk_, boss = sport
+    mine = Membership.objects.get(desk=desk_, user=boss)
+    client.force_login(boss)
+    refused = client.post(f"/desks/sport/members/{mine.pk}/remove/", follow=True)
+    assert "needs a desk admin" in refused.content.decode() and Membership.objects.filter(pk=mine.pk).exists()
+    client.post(f"/desks/sport/members/{mine.pk}/", {f"m{mine.pk}-role": "editor"})
+    assert Membership.objects.get(pk=mine.pk).role == DeskRole.ADMIN
+
+
+def test_another_desk_or_a_plain_member_gets_a_404(client, sport, user, django_user_model):
+    desk_, _ = sport
+    rival = django_user_model.objects.create_user(username="rival", password="pw-rival-12345")
+    join(rival, desk("politics"), DeskRole.ADMIN)
+    for who in (rival, user):
+        client.force_login(who)
+        assert client.get("/desks/sport/").status_code == 404
+        assert client.post("/desks/sport/budgets/", {"tokens_per_day": "1"}).status_code == 404
+        assert client.post("/desks/sport/members/", {"username": who.username, "role": "admin"}).status_code == 404
+    desk_.refresh_from_db()
+    assert desk_.tokens_per_day is None
+    assert not Membership.objects.filter(desk=desk_, role=DeskRole.ADMIN).exclude(user__username="boss").exists()
+    with pytest.raises(PermissionDenied):
+        services.desk_budgets_set(desk_, actor=rival, tokens_per_day=1)
+
+
+def test_usage_by_day_member_and_template_with_its_chart(client, sport, user):
+    desk_, boss = sport
+    desk_.tokens_per_day = 10_000
+    desk_.save()
+    for who, used in ((user, 300), (user, 200), (boss, 50)):
+        job = services.job_create(user=who, kind="headline", inputs={"text": STORY})
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, prompt_tokens=used, completion_tokens=0)
+    client.force_login(boss)
+    page = client.get("/desks/sport/").content.decode()
+    assert '<svg id="usage-chart"' in page and "550 tokens over the last 14 days" in page
+    assert "desk:sport daily" in page
+    report = client.get("/api/v1/desks/sport/usage/").json()
+    assert {(r["member"], r["template"], r["jobs"], r["tokens"]) for r in report["days"]} == {
+        ("editor", "headline", 2, 500),
+        ("boss", "headline", 1, 50),
+    }
+    assert report["budgets"][0]["name"] == "desk:sport daily" and report["budgets"][0]["used"] == 550
+    client.force_login(user)
+    assert client.get("/api/v1/desks/sport/usage/").status_code == 404
+
+
+def test_budgets_and_member_usage_are_prometheus_gauges(client, sport, user, settings):
+    from generation.selectors import usage_gauges
+
+    desk_, _ = sport
+    desk_.tokens_per_day = 10_000
+    desk_.save()
+    job = services.job_create(user=user, kind="headline", inputs={"text": STORY})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, prompt_tokens=70, completion_tokens=5)
+    from generation.infra import metrics
+
+    text = metrics.render(lambda: {}, None, usage_gauges).decode()
+    assert 'aigc_budget_used_tokens{budget="desk:sport daily"} 75.0' in text
+    assert 'aigc_budget_limit_tokens{budget="desk:sport daily"} 10000.0' in text
+    assert 'aigc_desk_member_tokens_today{desk="sport",member="editor"} 75.0' in text
