@@ -4,11 +4,12 @@ with a chart. Thin views over services/desks.py; a desk that is not the user's t
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -56,25 +57,30 @@ def _member_initial(m: Membership) -> dict:
     return {"role": m.role, "tokens_per_day": m.tokens_per_day, "tokens_per_month": m.tokens_per_month}
 
 
-def _refused(request, exc: ValidationError) -> None:
-    messages.error(request, services.error_line(exc))
+def _act(request, desk: Desk, form, verb, said) -> HttpResponseRedirect:
+    """One desk admin's action: the form's fields to the service verb, its refusal (or the form's) as an error
+    message naming the field, else `said(result)` as a success; back to the desk page either way."""
+    try:
+        if form is not None and not form.is_valid():
+            raise ValidationError(form.errors)
+        result = verb(**(form.cleaned_data if form is not None else {}))
+    except ValidationError as exc:
+        messages.error(request, services.error_line(exc))
+    else:
+        messages.success(request, said(result))
+    return redirect("desk-detail", slug=desk.slug)
 
 
 @login_required
 @require_POST
 def member_add(request, slug: str):
     desk = _managed(request, slug)
-    form = MemberAddForm(request.POST)
-    if not form.is_valid():
-        _refused(request, ValidationError(form.errors))
-        return redirect("desk-detail", slug=desk.slug)
-    try:
-        added = services.member_add(desk, actor=request.user, **form.cleaned_data)
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{added.user.get_username()} joined {desk.name} as {added.get_role_display()}.")
-    return redirect("desk-detail", slug=desk.slug)
+
+    def said(added: Membership) -> str:
+        return f"{added.user.get_username()} joined {desk.name} as {added.get_role_display()}."
+
+    verb = partial(services.member_add, desk, actor=request.user)
+    return _act(request, desk, MemberAddForm(request.POST), verb, said)
 
 
 @login_required
@@ -83,15 +89,8 @@ def member_update(request, slug: str, member_id: int):
     desk = _managed(request, slug)
     membership = get_object_or_404(Membership, desk=desk, pk=member_id)
     form = MembershipForm(request.POST, prefix=f"m{membership.pk}")
-    try:
-        if not form.is_valid():
-            raise ValidationError(form.errors)
-        services.member_update(membership, actor=request.user, **form.cleaned_data)
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Saved {membership.user.get_username()}.")
-    return redirect("desk-detail", slug=desk.slug)
+    verb = partial(services.member_update, membership, actor=request.user)
+    return _act(request, desk, form, verb, lambda _: f"Saved {membership.user.get_username()}.")
 
 
 @login_required
@@ -99,29 +98,16 @@ def member_update(request, slug: str, member_id: int):
 def member_remove(request, slug: str, member_id: int):
     desk = _managed(request, slug)
     membership = get_object_or_404(Membership, desk=desk, pk=member_id)
-    try:
-        services.member_remove(membership, actor=request.user)
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"{membership.user.get_username()} left {desk.name}.")
-    return redirect("desk-detail", slug=desk.slug)
+    verb = partial(services.member_remove, membership, actor=request.user)
+    return _act(request, desk, None, verb, lambda _: f"{membership.user.get_username()} left {desk.name}.")
 
 
 @login_required
 @require_POST
 def desk_budgets(request, slug: str):
     desk = _managed(request, slug)
-    form = DeskBudgetForm(request.POST)
-    try:
-        if not form.is_valid():
-            raise ValidationError(form.errors)
-        services.desk_budgets_set(desk, actor=request.user, **form.cleaned_data)
-    except ValidationError as exc:
-        _refused(request, exc)
-    else:
-        messages.success(request, f"Saved the budgets of {desk.name}.")
-    return redirect("desk-detail", slug=desk.slug)
+    verb = partial(services.desk_budgets_set, desk, actor=request.user)
+    return _act(request, desk, DeskBudgetForm(request.POST), verb, lambda _: f"Saved the budgets of {desk.name}.")
 
 
 def usage_chart(rows: list[dict], daily_limit: int | None, today=None) -> dict:
