@@ -26,7 +26,7 @@ from generation.models import (
     TemplateLabel,
     TemplateVersion,
 )
-from tests.support.evaluation import STORIES
+from tests.support.evaluation import STORIES, batch_invariant_models
 
 pytestmark = pytest.mark.browser
 
@@ -42,18 +42,10 @@ EXPERIMENT_TIMEOUT_MS = 240_000
 
 @pytest.fixture(scope="module", autouse=True)
 def _batch_invariant_worker():
-    """This module's worker and web process (both module-scoped, started after this) serve the bundled model with
-    flash attention off: then a seeded case writes exactly the same text whatever it is batched beside (see
-    tests/conftest.py gguf_engine), so the equal version's experiment, whose cases run beside other cases than
-    the reused baseline's did, measures exactly what the baseline measured. With llama.cpp's default ("auto")
-    some of its cases write other text, and the gate's verdict on an unchanged prompt is left to sampling."""
-    saved = os.environ.get("AIGC_MODELS")
-    os.environ["AIGC_MODELS"] = json.dumps({"default": {"flash_attn": "off"}})
-    yield
-    if saved is None:
-        os.environ.pop("AIGC_MODELS", None)
-    else:
-        os.environ["AIGC_MODELS"] = saved
+    """The equal version's experiment runs its cases beside other cases than the reused baseline's did: with
+    flash attention off it measures exactly what the baseline measured (tests/support/evaluation.py)."""
+    with batch_invariant_models():
+        yield
 
 
 @pytest.fixture

@@ -8,9 +8,17 @@ import pytest
 from generation import selectors, services
 from generation.models import Job, JobPurpose, JobStatus, UserQuota
 from generation.services.evaluation import IN_FLIGHT
-from tests.support.evaluation import STORIES
+from tests.support.evaluation import STORIES, batch_invariant_models
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _batch_invariant_worker():
+    """The candidate's and the baseline's cases are batched beside each other in different ways: with flash
+    attention off both write the same text for the same seed (tests/support/evaluation.py)."""
+    with batch_invariant_models():
+        yield
 
 
 def test_an_experiment_runs_on_the_workers_a_few_cases_at_a_time(worker_queue, fast_headline, curator):

@@ -1,11 +1,34 @@
 """Small evaluation setups on the real model, shared by the service, API and command tests (its fixtures are
 loaded for every test by tests/conftest.py)."""
 
+import json
+import os
+from contextlib import contextmanager
+
 import pytest
 from django.contrib.auth.models import Group
 
 from generation import selectors, services
 from generation.models import Job, JobStatus, PromptTemplate, ReviewState
+
+
+@contextmanager
+def batch_invariant_models():
+    """Worker and web processes started inside serve the bundled model with flash attention off: then a seeded
+    case writes exactly the same text whatever it is batched beside (see tests/conftest.py gguf_engine), so a
+    rerun of the same version measures exactly what its baseline measured. With llama.cpp's default ("auto")
+    some cases write other text, and a comparison of a version with itself is left to sampling. For a module's
+    module-scoped servers: enter it from a module-scoped autouse fixture, which starts before them."""
+    saved = os.environ.get("AIGC_MODELS")
+    os.environ["AIGC_MODELS"] = json.dumps({"default": {"flash_attn": "off"}})
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("AIGC_MODELS", None)
+        else:
+            os.environ["AIGC_MODELS"] = saved
+
 
 STORIES = [
     "The city council voted on Tuesday to build a new bridge over the Elm River, at a cost of 40 million dollars.",
