@@ -286,7 +286,8 @@ def run_advance(run_id) -> EvaluationRun | None:
             run.summary = evaluation.summarise([c.metrics for c in cases])
             run.status, run.finished_at = RunStatus.FINISHED, timezone.now()
             run.save(update_fields=["summary", "status", "finished_at"])
-            for experiment in Experiment.objects.filter(candidate=run) | Experiment.objects.filter(baseline=run):
+            waiting = Experiment.objects.filter(candidate=run) | Experiment.objects.filter(baseline=run)
+            for experiment in waiting.order_by("pk"):  # one lock order for every advance: no deadlock
                 _experiment_finish(experiment)
     return run
 
@@ -358,10 +359,15 @@ def run_advance_for_job(job_id) -> None:
 
 
 def runs_advance_all() -> int:
-    """The reconciler's sweep: every running run is advanced (a message lost, a worker that died mid-advance)."""
+    """The reconciler's sweep: every running run is advanced (a message lost, a worker that died mid-advance),
+    and an experiment whose runs have both ended is finished (its last advance died before it could be)."""
     ids = list(EvaluationRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True))
     for run_id in ids:
         run_advance(run_id)
+    ended = Experiment.objects.filter(finished_at__isnull=True).exclude(candidate__status=RunStatus.RUNNING)
+    for experiment in ended.exclude(baseline__status=RunStatus.RUNNING):
+        with transaction.atomic():
+            _experiment_finish(experiment)
     return len(ids)
 
 
@@ -447,8 +453,15 @@ def experiment_start(
 
 
 def _experiment_finish(experiment: Experiment) -> None:
-    """Once both runs have finished: the side by side and the gate's verdict, kept with the experiment."""
-    candidate, baseline = experiment.candidate, experiment.baseline
+    """Once both runs have finished: the side by side and the gate's verdict, kept with the experiment.
+
+    The candidate's and the baseline's last cases often end at the same moment, each advancing its own run
+    under that run's lock, and neither would see the other's run finished yet. So the experiment's row is
+    locked, and the runs read again under it: whichever comes second waits for the first to commit, and then
+    sees both runs finished. Call it inside a transaction."""
+    experiment = Experiment.objects.select_for_update().select_related("template").get(pk=experiment.pk)
+    candidate = EvaluationRun.objects.get(pk=experiment.candidate_id)
+    baseline = EvaluationRun.objects.get(pk=experiment.baseline_id)
     if experiment.finished_at or RunStatus.RUNNING in (candidate.status, baseline.status):
         return
     if RunStatus.CANCELLED in (candidate.status, baseline.status):

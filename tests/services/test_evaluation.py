@@ -8,6 +8,7 @@ from generation import selectors, services
 from generation.models import (
     DatasetItem,
     DatasetOrigin,
+    Experiment,
     ImmutableError,
     Job,
     JobPurpose,
@@ -109,6 +110,20 @@ def test_a_rerun_reproduces_its_outputs_and_the_side_by_side_shows_no_change(cur
 
     reused = services.experiment_start(template=fast_headline, user=curator, label="production", dataset="gate")
     assert reused.baseline_id in (experiment.candidate_id, experiment.baseline_id)  # a finished run, not run again
+
+
+def test_an_experiment_whose_runs_both_ended_unfinished_is_finished_by_the_sweep(curator, fast_headline, gguf_engine):
+    """Both runs' last cases end at once on a worker and each advance sees the other run still running: the
+    experiment's row lock settles that, and the reconciler's sweep finishes whatever an advance left behind."""
+    small_dataset(fast_headline, curator)
+    experiment = services.experiment_start(
+        template=fast_headline, user=curator, label="production", dataset="gate", reuse_baseline=False
+    )
+    experiment = run_here(experiment, gguf_engine)
+    Experiment.objects.filter(pk=experiment.pk).update(finished_at=None)  # as an advance that died would leave it
+    assert services.reconcile_jobs()["evaluation_runs"] == 0  # no run is running
+    experiment.refresh_from_db()
+    assert experiment.finished_at is not None and experiment.gate["passed"]
 
 
 def test_the_gate_refuses_a_worse_version_with_the_numbers_and_allows_an_equal_one(curator, fast_headline, gguf_engine):
