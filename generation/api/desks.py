@@ -52,14 +52,10 @@ class DeskUsageApi(APIView):
         desk = Desk.objects.select_related("organisation").filter(slug=slug).first()
         if desk is None or not selectors.may_manage(request.user, desk.pk):
             raise Http404
-        budgets = [
-            {"name": s.name, "limit": s.limit, "used": s.used, "share": round(s.share, 4), "resets": s.resets}
-            for s in selectors.standings(desk, None)
-        ]
         report = {
             "desk": desk.slug,
             "organisation": desk.organisation.slug,
-            "budgets": budgets,
+            "budgets": [s.as_json() for s in selectors.standings(desk, None)],
             "days": selectors.desk_usage(desk, days=query.validated_data["days"]),
         }
         return Response(DeskUsageSerializer(report).data)

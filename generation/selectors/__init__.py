@@ -2,7 +2,7 @@
 
 from .budgets import budget_notices, budgets_of, desk_usage, standings, usage_gauges
 from .burden import version_burden
-from .desks import default_desk, desks_of, may_manage, may_review, review_desk_ids
+from .desks import default_desk, desks_of, managed_desks, may_manage, may_review, review_desk_ids
 from .evaluation import (
     datasets_for_template,
     experiment_detail,
@@ -50,6 +50,7 @@ __all__ = [
     "job_notice",
     "jobs_for_review",
     "jobs_visible_to",
+    "managed_desks",
     "may_manage",
     "may_review",
     "model_health",

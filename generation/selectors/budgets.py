@@ -13,6 +13,7 @@ from django.db.models import Case, Count, F, Q, Sum, When
 from django.db.models.functions import Coalesce, TruncDate
 
 from ..models import FINAL_STATUSES, Desk, Job, JobPurpose, Membership
+from .desks import desks_of
 
 # What a job counts against a limit or budget: what it used once settled (prompt plus completion tokens, also
 # for a cancelled or failed job), and until then what it holds: the most a queued or running job may use, and
@@ -132,6 +133,16 @@ class Standing:
     def share(self) -> float:
         return self.used / self.limit if self.limit else 1.0
 
+    def as_json(self) -> dict:
+        """As the API gives it (BudgetSerializer)."""
+        return {
+            "name": self.name,
+            "limit": self.limit,
+            "used": self.used,
+            "share": round(self.share, 4),
+            "resets": self.resets,
+        }
+
 
 def standings(desk: Desk, user, purpose: str = JobPurpose.USER, now: datetime | None = None) -> list[Standing]:
     """Every budget a job of `user` on `desk` is held against, with what it has used in its period (without a
@@ -154,15 +165,10 @@ def standings(desk: Desk, user, purpose: str = JobPurpose.USER, now: datetime | 
 
 def budgets_of(user) -> list[dict]:
     """Every budget that holds the user's jobs, over all their desks (each organisation and desk budget once)."""
-    from .desks import desks_of
-
     seen: dict[str, dict] = {}
     for desk in desks_of(user):
         for s in standings(desk, user):
-            seen.setdefault(
-                s.name,
-                {"name": s.name, "limit": s.limit, "used": s.used, "share": round(s.share, 4), "resets": s.resets},
-            )
+            seen.setdefault(s.name, s.as_json())
     return list(seen.values())
 
 

@@ -41,5 +41,14 @@ def review_desk_ids(user) -> list[int]:
     return list(rows.values_list("desk_id", flat=True))
 
 
+def managed_desks(user):
+    """The desks a user manages among their own, in one query (the nav asks on every page)."""
+    if not user.is_authenticated:
+        return Desk.objects.none()
+    if user.is_superuser:
+        return desks_of(user)
+    return Desk.objects.filter(memberships__user=user, memberships__role__in=MANAGES).order_by("name")
+
+
 def may_manage(user, desk_id) -> bool:
     return user.is_authenticated and (user.is_superuser or role_in(user, desk_id) in MANAGES)

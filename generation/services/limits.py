@@ -5,7 +5,7 @@ in flight hold: each reserves, when created, the most it can use). Both answer w
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
@@ -14,7 +14,7 @@ from django.db.models import Max, Sum
 
 from ..infra import redis_client
 from ..models import Job, JobPurpose
-from ..selectors.budgets import CHARGED
+from ..selectors.budgets import CHARGED, PERIODS
 
 
 class LimitExceeded(Exception):
@@ -79,14 +79,11 @@ def tokens_per_day(user) -> int:
     ]
 
 
-def _today_start() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
 def tokens_used_today(user) -> int:
     """Tokens of the user's jobs today (evaluation jobs aside), as CHARGED counts them."""
-    today = Job.objects.filter(owner=user, purpose=JobPurpose.USER, created_at__gte=_today_start())
+    today = Job.objects.filter(
+        owner=user, purpose=JobPurpose.USER, created_at__gte=PERIODS["daily"](datetime.now(UTC))[0]
+    )
     return today.aggregate(n=Sum(CHARGED, default=0))["n"]
 
 
@@ -102,7 +99,7 @@ def check_token_quota(user, most: int) -> None:
     transaction that inserts the job."""
     limit, used = tokens_per_day(user), tokens_used_today(user)
     if used + most > limit:
-        reset = _today_start() + timedelta(days=1)
+        reset = PERIODS["daily"](datetime.now(UTC))[1]
         raise LimitExceeded(
             f"Daily token quota reached: {used} of {limit} tokens used today (UTC), and this job may use up to "
             f"{most}. The quota resets at 00:00 UTC.",

@@ -10,5 +10,5 @@ def roles(request) -> dict:
         return {"reviews_a_desk": False, "manages_a_desk": False}
     return {
         "reviews_a_desk": lambda: bool(selectors.review_desk_ids(user)),
-        "manages_a_desk": lambda: any(selectors.may_manage(user, d.pk) for d in selectors.desks_of(user)),
+        "manages_a_desk": lambda: selectors.managed_desks(user).exists(),
     }
