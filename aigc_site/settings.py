@@ -338,6 +338,11 @@ AIGC = {
     ),
     # Where weight hashes, the web tier's tokenizers and (transformers only) the dequantized bundled GGUF are cached.
     "MODEL_CACHE_DIR": env.str("AIGC_MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "models")),
+    # The alias whose workers serve LoRA adapters trained on approved edits (adapters live under the model cache):
+    # a transformers alias over the same base weights as the templates' own alias.
+    "ADAPTER_ALIAS": env.str("AIGC_ADAPTER_ALIAS", default="tuned"),
+    # The queue of training runs, which only training workers consume (Procfile: trainer; a GPU host in production).
+    "TRAINING_QUEUE": env.str("AIGC_TRAINING_QUEUE", default="training"),
     "MAX_NEW_TOKENS": env.int("AIGC_MAX_NEW_TOKENS", default=1024),
     "MAX_CANDIDATES": env.int("AIGC_MAX_CANDIDATES", default=8),
     "MAX_ATTEMPTS": env.int("AIGC_MAX_ATTEMPTS", default=3),

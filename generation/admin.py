@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import admin_desks, admin_evaluation, selectors, services  # noqa: F401  (admin_desks registers)
+from . import admin_desks, admin_evaluation, admin_training, selectors, services  # noqa: F401  (admin_desks registers)
 from .models import (
     ApiKey,
     Feedback,
@@ -27,6 +27,7 @@ from .models import (
     UserQuota,
     WebhookDelivery,
 )
+from .services.limits import LimitExceeded
 from .web.forms import InputsForm, LabelMoveForm, TemplateAdminForm
 
 
@@ -147,7 +148,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
                 name="generation_template_preview_draft_add",
             ),
         ]
-        return own + admin_evaluation.template_urls(self) + super().get_urls()
+        return own + admin_evaluation.template_urls(self) + admin_training.template_urls(self) + super().get_urls()
 
     def _template(self, request, pk):
         template = get_object_or_404(selectors.templates_with_versions(), pk=pk)
@@ -167,6 +168,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
                 preview_draft_url=reverse("admin:generation_template_preview_draft", args=[template.pk]),
                 production_number=production.number if production else None,
                 **admin_evaluation.template_context(request, template),
+                **admin_training.template_context(request, template),
             )
         return super().change_view(request, object_id, form_url, extra)
 
@@ -244,6 +246,8 @@ class PromptTemplateAdmin(admin.ModelAdmin):
                 preview = services.template_preview(version, form.inputs())
             except ValidationError as exc:
                 form.add_service_errors(exc.message_dict)
+            except LimitExceeded as exc:  # a test run is held against the curator's desk budgets like any job
+                form.add_error(None, exc.message)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -342,6 +346,7 @@ def _as_text(value) -> str:
 class LabelMoveAdmin(admin.ModelAdmin):
     list_display = (
         "label",
+        "desk_label",
         "from_version",
         "to_version",
         "moved_by",
@@ -353,6 +358,9 @@ class LabelMoveAdmin(admin.ModelAdmin):
     list_filter = ("label__name", "overridden")
     list_select_related = (
         "label",
+        "desk_label__desk",
+        "desk_label__template",
+        "desk_label__version",
         "from_version",
         "to_version",
         "moved_by",

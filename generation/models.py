@@ -97,6 +97,9 @@ class TemplateVersion(models.Model):
         help_text='What outputs are checked against: {"source": input, "grounding": true, "language": "en", '
         '"style": {house style}} (content/checks.py). Empty: headlines and summaries grounded in their text.',
     )
+    # A LoRA adapter (Adapter.sha256) the model runs with for this version: trained on approved edits, served
+    # beside the base model by a worker of `model_alias`. Empty: the base model alone.
+    adapter_sha256 = models.CharField(max_length=64, blank=True)
     note = models.CharField(max_length=200, blank=True, help_text="What changed, for the history.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -112,6 +115,7 @@ class TemplateVersion(models.Model):
         "output_format",
         "model_alias",
         "checks",
+        "adapter_sha256",
     )
 
     class Meta:
@@ -153,13 +157,44 @@ class TemplateLabel(models.Model):
         return f"{self.template.slug}@{self.name} -> v{self.version.number}"
 
 
+class DeskLabel(models.Model):
+    """A desk's own pointer on a shared template: the sport desk keeps `production` at v3 while the others move
+    to v4. For the desk's jobs it wins over the template's label of the same name; moved by the desk's admins
+    through the same promotion gate."""
+
+    desk = models.ForeignKey("Desk", on_delete=models.CASCADE, related_name="labels")
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="desk_labels")
+    name = models.SlugField(max_length=40)
+    # Empty: the desk follows the template's own label again (the row stays, for its history of moves).
+    version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.RESTRICT, related_name="desk_labels"
+    )
+    moved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    moved_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["desk", "template", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["desk", "template", "name"], name="one_desk_label_name_per_template")
+        ]
+
+    def __str__(self) -> str:
+        target = f"v{self.version.number}" if self.version_id else "the shared label"
+        return f"{self.desk.slug}: {self.template.slug}@{self.name} -> {target}"
+
+
 class LabelMove(models.Model):
     """History of label moves: who published or rolled back what, when, why, and the experiment that allowed a
     gated move (or `overridden`, by staff with a written reason)."""
 
-    label = models.ForeignKey(TemplateLabel, on_delete=models.CASCADE, related_name="moves")
+    label = models.ForeignKey(TemplateLabel, null=True, blank=True, on_delete=models.CASCADE, related_name="moves")
+    # A desk's label on a shared template keeps its history here too (then `label` is empty); `to_version` is
+    # empty when the desk went back to following the shared label.
+    desk_label = models.ForeignKey(DeskLabel, null=True, blank=True, on_delete=models.CASCADE, related_name="moves")
     from_version = models.ForeignKey(TemplateVersion, null=True, on_delete=models.RESTRICT, related_name="+")
-    to_version = models.ForeignKey(TemplateVersion, on_delete=models.RESTRICT, related_name="+")
+    to_version = models.ForeignKey(TemplateVersion, null=True, on_delete=models.RESTRICT, related_name="+")
     moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     moved_at = models.DateTimeField(auto_now_add=True)
     reason = models.TextField(blank=True, max_length=2000)
@@ -170,6 +205,13 @@ class LabelMove(models.Model):
 
     class Meta:
         ordering = ["-moved_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(label__isnull=False, desk_label__isnull=True)
+                | models.Q(label__isnull=True, desk_label__isnull=False),
+                name="label_move_of_one_label",
+            )
+        ]
 
 
 class ModelInfo(models.Model):
@@ -337,6 +379,8 @@ class Job(models.Model):
     # The engine that ran it (llamacpp | transformers | openai): a seeded job replays exactly on the same one.
     backend = models.CharField(max_length=32, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
+    # The LoRA adapter it ran with (its version's; empty: none), beside the base weights: replay stays exact.
+    adapter_sha256 = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -715,3 +759,80 @@ class Experiment(models.Model):
         if RunStatus.CANCELLED in states:
             return RunStatus.CANCELLED
         return RunStatus.FINISHED if self.finished_at else RunStatus.RUNNING
+
+
+class TrainingStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class TrainingRun(models.Model):
+    """A LoRA adapter trained on a template's approved edits (of one desk, or all), on the `training` queue.
+
+    Its progress is live (step, loss, tokens per second, time left); it can be cancelled, and a worker that
+    restarts resumes it from its last checkpoint. A run that succeeds leaves an Adapter, a new version of the
+    template that names it, the held-out pairs as a dataset, and an experiment of that version against
+    `base_version` on them: the version reaches production only through the gate."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="training_runs")
+    desk = models.ForeignKey(Desk, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs")
+    base_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="+")
+    model_alias = models.CharField(max_length=64, help_text="The alias whose worker serves the adapter.")
+    params = models.JSONField(default=dict, help_text="LoRA rank, alpha, target modules, epochs, learning rate...")
+    edited_only = models.BooleanField(default=True)
+    status = models.CharField(
+        max_length=16, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED, db_index=True
+    )
+    cancel_requested = models.BooleanField(default=False)
+    progress = models.JSONField(default=dict, blank=True, help_text="step, total_steps, epoch, loss, eta_s ...")
+    losses = models.JSONField(default=list, blank=True, help_text="The loss of each step.")
+    # The pairs as they were when the run started ({messages, answer, split, job}), and the held-out ones as
+    # evaluation cases ({inputs, reference, seed}): approvals after the start do not move what it learns from.
+    data = models.JSONField(default=list, blank=True, encoder=UnicodeJSONEncoder)
+    held_out_cases = models.JSONField(default=list, blank=True, encoder=UnicodeJSONEncoder)
+    train_pairs = models.PositiveIntegerField(default=0)
+    heldout_pairs = models.PositiveIntegerField(default=0)
+    data_sha256 = models.CharField(max_length=64, blank=True)
+    base_sha256 = models.CharField(max_length=64, blank=True)
+    adapter_sha256 = models.CharField(max_length=64, blank=True)
+    version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    dataset = models.ForeignKey("Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    experiment = models.ForeignKey("Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (TrainingStatus.SUCCEEDED, TrainingStatus.FAILED, TrainingStatus.CANCELLED)
+
+
+class Adapter(models.Model):
+    """A trained LoRA adapter on disk (under the model cache), known by the sha256 of its weights, with the
+    hashes of the base weights and the data it was trained on."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    path = models.CharField(max_length=500, help_text="The adapter's folder, relative to the model cache.")
+    base_sha256 = models.CharField(max_length=64)
+    data_sha256 = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    training_run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="adapter"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.sha256[:12]

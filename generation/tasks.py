@@ -27,6 +27,15 @@ def run_job(job_id: str) -> None:
     services.job_run(job_id, engine_for=get_engine, heartbeat=heartbeat)
 
 
+@shared_task(name="generation.train_adapter", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def train_adapter(run_id: str) -> None:
+    """Acknowledged when it ends: a training worker that restarts gets the run again and resumes it from its
+    last checkpoint (the run's stale heartbeat lets the new claim in; the reconciler re-sends a lost one)."""
+    from .workers.engines import get_engine
+
+    services.training_execute(run_id, engine_for=get_engine)
+
+
 @shared_task(name="generation.reconcile_jobs", ignore_result=True)
 def reconcile_jobs() -> None:
     """Sent by celery beat every AIGC_RECONCILE_EVERY_S, on the maintenance queue: never behind webhooks."""

@@ -22,6 +22,12 @@ urlpatterns = [
     path("desks/<slug:slug>/members/", desks.member_add, name="desk-member-add"),
     path("desks/<slug:slug>/members/<int:member_id>/", desks.member_update, name="desk-member-update"),
     path("desks/<slug:slug>/members/<int:member_id>/remove/", desks.member_remove, name="desk-member-remove"),
+    path("desks/<slug:slug>/templates/", desks.desk_templates, name="desk-templates"),
+    path("desks/<slug:slug>/templates/<slug:template_slug>/", desks.desk_template_edit, name="desk-template-edit"),
+    path(
+        "desks/<slug:slug>/templates/<slug:template_slug>/label/", desks.desk_template_label, name="desk-template-label"
+    ),
+    path("desks/<slug:slug>/style/", desks.desk_style, name="desk-style"),
     path("keys/", views.api_keys, name="api-keys"),
     path("health/", views.health_page, name="health"),
     path("keys/<int:key_id>/revoke/", views.api_key_revoke, name="api-key-revoke"),

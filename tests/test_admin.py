@@ -139,6 +139,20 @@ def test_test_run_queues_a_job_on_that_version_and_links_to_it(staff, tagline, d
     assert f'href="{reverse("job-detail", args=[job.pk])}"' in response.content.decode()
 
 
+def test_a_test_run_is_held_by_the_desk_s_budget_and_names_it(staff, tagline):
+    """The curator's test run spends their desk's tokens like any job: over the budget it is refused on the
+    page, naming the budget, and nothing is queued."""
+    from generation.models import Desk
+
+    Desk.objects.filter(is_default=True).update(tokens_per_day=10)
+    response = staff.post(
+        version_url(tagline, 1), {"in_product": "Acme kettle", "in_tone": "playful", "test_run": "1"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "desk:newsroom daily" in response.content.decode()
+    assert not Job.objects.exists()
+
+
 def test_publish_v2_to_staging_then_production_old_jobs_keep_v1(
     staff, tagline, user, django_capture_on_commit_callbacks
 ):

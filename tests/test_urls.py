@@ -60,12 +60,21 @@ SHARED = {
     # templates) read and start them; anyone else gets a 403 (tests/api/test_experiments_api.py).
     "api/v1/templates/<slug:slug>/experiments/": "curators only",
     "api/v1/templates/<slug:slug>/experiments/<uuid:experiment_id>/": "curators only",
+    "api/v1/templates/<slug:slug>/training-data/": "curators only",
+    # Training runs, like experiments, belong to a template: curators only (tests/api/test_training_api.py).
+    "api/v1/templates/<slug:slug>/training-runs/": "curators only",
+    "api/v1/templates/<slug:slug>/training-runs/<uuid:run_id>/": "curators only",
+    "api/v1/templates/<slug:slug>/training-runs/<uuid:run_id>/cancel/": "curators only",
     # A desk belongs to its organisation: its desk admins manage it, anyone else gets a 404 (tests/web/test_desks.py).
     "desks/<slug:slug>/": "desk admins only",
     "desks/<slug:slug>/budgets/": "desk admins only",
     "desks/<slug:slug>/members/": "desk admins only",
     "desks/<slug:slug>/members/<int:member_id>/": "desk admins only",
     "desks/<slug:slug>/members/<int:member_id>/remove/": "desk admins only",
+    "desks/<slug:slug>/templates/": "desk admins only",
+    "desks/<slug:slug>/templates/<slug:template_slug>/": "desk admins only",
+    "desks/<slug:slug>/templates/<slug:template_slug>/label/": "desk admins only",
+    "desks/<slug:slug>/style/": "desk admins only",
     "api/v1/desks/<slug:slug>/usage/": "desk admins only",
 }
 # CSRF-exempt views outside DRF (whose views enforce CSRF on session requests themselves): they must take API
@@ -156,7 +165,9 @@ def objects(user, api_key):
         "app_label": "generation",
         "url": "anything/",
         "experiment_id": "0b0e7f0e-3a52-4a56-9f57-6f1b8f6a2b11",
-        "member_id": user.memberships.get().pk,  # desk routes (slug "headline" names no desk: a 404 past CSRF)
+        "run_id": "3f2b9c1e-7d4a-4e8b-9a61-0c5d2e7f8a90",
+        "member_id": user.memberships.get().pk,
+        "template_slug": "headline",  # desk routes (slug "headline" names no desk: a 404 past CSRF)
     }
 
 

@@ -141,6 +141,7 @@ class JobSerializer(serializers.ModelSerializer):
             "model_alias",
             "backend",
             "weights_sha256",
+            "adapter_sha256",
             "attempts",
             "created_at",
             "started_at",

@@ -4,6 +4,7 @@ from . import streams, views
 from .burden import TemplateBurdenApi
 from .desks import DeskUsageApi
 from .evaluation import ExperimentDetailApi, ExperimentListCreateApi
+from .training import TrainingDataApi, TrainingRunCancelApi, TrainingRunDetailApi, TrainingRunListCreateApi
 
 urlpatterns = [
     path("jobs/", views.JobListCreateApi.as_view(), name="api-jobs"),
@@ -18,6 +19,18 @@ urlpatterns = [
     path("templates/", views.TemplateListApi.as_view(), name="api-templates"),
     path("templates/<slug:slug>/", views.TemplateDetailApi.as_view(), name="api-template-detail"),
     path("templates/<slug:slug>/experiments/", ExperimentListCreateApi.as_view(), name="api-experiments"),
+    path("templates/<slug:slug>/training-data/", TrainingDataApi.as_view(), name="api-training-data"),
+    path("templates/<slug:slug>/training-runs/", TrainingRunListCreateApi.as_view(), name="api-training-runs"),
+    path(
+        "templates/<slug:slug>/training-runs/<uuid:run_id>/",
+        TrainingRunDetailApi.as_view(),
+        name="api-training-run-detail",
+    ),
+    path(
+        "templates/<slug:slug>/training-runs/<uuid:run_id>/cancel/",
+        TrainingRunCancelApi.as_view(),
+        name="api-training-run-cancel",
+    ),
     path(
         "templates/<slug:slug>/experiments/<uuid:experiment_id>/",
         ExperimentDetailApi.as_view(),

@@ -83,6 +83,7 @@ JOB = {
     "model": "SmolLM2-135M-Instruct",
     "backend": "llamacpp",
     "weights_sha256": "b179c952...",
+    "adapter_sha256": "",
     "attempts": 1,
     "created_at": "2026-11-23T09:00:00Z",
     "started_at": "2026-11-23T09:00:00Z",

@@ -37,6 +37,7 @@ from .local import LocalEngine
 from .output import ByteDetokenizer
 from .sampling import next_tokens_np
 from .sequences import Active
+from .types import DeltaCallback, GenerationRequest
 
 log = logging.getLogger("generation.engine")
 
@@ -330,6 +331,14 @@ class LlamaCppEngine(LocalEngine):
         )
 
     device = "cpu"
+
+    def submit(self, request: GenerationRequest, on_delta: DeltaCallback | None = None):
+        if request.adapter is not None:
+            raise EngineError(
+                f"The llama.cpp engine cannot serve the adapter {request.adapter!r}: this backend serves no LoRA "
+                "adapters; run the request on a transformers worker, or without an adapter."
+            )
+        return super().submit(request, on_delta)
 
     def render_chat(self, messages: list[dict]) -> str:
         return self.chat.render(messages)

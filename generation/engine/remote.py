@@ -53,6 +53,11 @@ class RemoteEngine:
         """Stream one request. The stream is read by a thread of its own while this one watches the job's cancel
         flag and deadline, so that both act at once even while the server sends nothing (a queued job upstream,
         or a server that only sends keep-alive comments)."""
+        if request.adapter is not None:
+            raise EngineError(
+                f"The model server at {self.url} cannot serve the adapter {request.adapter!r}: this backend serves "
+                "no LoRA adapters; run the request on a transformers worker, or without an adapter."
+            )
         started = time.monotonic()
         limit = request.time_limit or self.timeout_s
         texts, reasons, counts = [""] * request.n, ["stop"] * request.n, [0] * request.n

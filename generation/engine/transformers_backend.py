@@ -9,12 +9,17 @@ then merged into the running batch.
 
 Out of memory (CUDA, or a CPU allocation failure) is reported to the scheduler as `OutOfRoom` with the state as
 before the failed part, so it can preempt requests instead of failing them.
+
+LoRA adapters (lora.attach) are served beside the base model in the same batch: once any is attached, every
+forward pass tells peft which adapter each row uses (`adapter_names`, "__base__" for the base), derived from the
+rows' requests at that step, so it stays aligned as rows leave and join.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 
 import torch
@@ -24,10 +29,12 @@ from transformers.cache_utils import Cache, DynamicLayer
 from .chat import ChatTemplate
 from .errors import EngineError
 from .local import LocalEngine
+from .lora import BASE, attached
 from .output import OffsetDetokenizer
 from .sampling import next_tokens
 from .scheduler import OutOfRoom
 from .sequences import Active
+from .types import DeltaCallback, GenerationRequest
 
 log = logging.getLogger("generation.engine")
 
@@ -165,6 +172,10 @@ class TorchRunner:
     def __init__(self, model, pad_id: int, device: torch.device) -> None:
         self.model, self.pad_id, self.device = model, pad_id, device
         self._batch = Batch()
+        self.adapters = False  # set once a LoRA adapter is attached: forwards then name each row's adapter
+        # Held for each forward step; whoever changes the model's layers (attaching an adapter) or copies it
+        # (training) holds it too, so the model thread never runs a half-changed model.
+        self.lock = threading.Lock()
 
     @property
     def slots(self) -> list[tuple[Active, int]]:
@@ -201,6 +212,16 @@ class TorchRunner:
         _release_memory(self.device)
 
     def step(self, feed: list[int], admitted: list[Active]) -> None:
+        with self.lock:
+            self._step(feed, admitted)
+
+    def _adapter_kwargs(self, actives: list[Active]) -> dict:
+        """peft's per-row adapter choice for a forward over these rows' requests; nothing without adapters."""
+        if not self.adapters:
+            return {}
+        return {"adapter_names": [getattr(a.request, "adapter", None) or BASE for a in actives]}
+
+    def _step(self, feed: list[int], admitted: list[Active]) -> None:
         if feed:
             try:
                 self._decode(torch.tensor(feed, dtype=torch.long, device=self.device))
@@ -223,15 +244,17 @@ class TorchRunner:
         brings each live row's prompt plus the tokens it had, and continues exactly where it stopped; a fresh
         request's candidates start from copies of its one prefilled prompt."""
         started = time.monotonic()
-        sequences, copies, slots = [], [], []
+        sequences, copies, slots, owners = [], [], [], []
         for active in admitted:
             live = active.live_rows()
             if active.fresh:
                 sequences.append(active.prompt)
                 copies.append(len(live))
+                owners.append(active)
             else:
                 sequences.extend(active.prompt + active.rows[i].ids for i in live)
                 copies.extend([1] * len(live))
+                owners.extend([active] * len(live))
             slots.extend((active, i) for i in live)
         width = max(len(s) for s in sequences)
         ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long, device=self.device)
@@ -248,6 +271,7 @@ class TorchRunner:
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **self._adapter_kwargs(owners),
         )
         logits = out.logits[:, -1, :].float()
         expand = [i for i, count in enumerate(copies) for _ in range(count)]
@@ -273,6 +297,7 @@ class TorchRunner:
                 position_ids=batch.positions[:, None],
                 past_key_values=batch.cache,
                 use_cache=True,
+                **self._adapter_kwargs([active for active, _ in batch.slots]),
             )
         except Exception:
             for layer in batch.cache.layers:  # layers before the failure already took this step's column
@@ -323,6 +348,17 @@ class TransformersEngine(LocalEngine):
 
     def is_end(self, token: int) -> bool:
         return token in self.eos_ids
+
+    def submit(self, request: GenerationRequest, on_delta: DeltaCallback | None = None):
+        """A request naming an adapter that is not attached fails here, before it reaches the batch."""
+        if request.adapter is not None:
+            names = attached(self)
+            if request.adapter not in names:
+                served = ", ".join(sorted(names)) or "none"
+                raise EngineError(
+                    f"The LoRA adapter {request.adapter!r} is not attached to {self.model_name} (attached: {served})."
+                )
+        return super().submit(request, on_delta)
 
     def new_detokenizer(self) -> OffsetDetokenizer:
         return OffsetDetokenizer(self.tokenizer)

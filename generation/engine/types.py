@@ -19,6 +19,7 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     time_limit: float | None = None  # seconds for the whole request
     cancelled: Callable[[], bool] | None = None  # polled between steps
+    adapter: str | None = None  # a LoRA adapter attached to the engine by this name (lora.attach); None: the base
 
 
 @dataclass

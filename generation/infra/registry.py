@@ -31,6 +31,7 @@ DEFAULTS = {
     "openai": {},
 }
 LOCAL_BACKENDS = ("llamacpp", "transformers")
+ADAPTER_BACKENDS = ("transformers",)  # serve LoRA adapters beside the base model, rows of several in one batch
 # What the bundled model (SmolLM2-135M) writes well; another checkpoint declares its own with "languages".
 BUNDLED_LANGUAGES = ["en"]
 

@@ -28,11 +28,19 @@ from .templates import (
     template_by_slug,
     template_default_for_kind,
     templates_for_kind,
+    templates_of_desk,
     templates_with_versions,
     versions_with_ratings,
 )
+from .training import HELD_OUT as TRAINING_HELD_OUT
+from .training import SPLITS as TRAINING_SPLITS
+from .training import TRAIN as TRAINING_TRAIN
+from .training import training_jsonl, training_pairs, training_run, training_runs_for_template
 
 __all__ = [
+    "TRAINING_HELD_OUT",
+    "TRAINING_SPLITS",
+    "TRAINING_TRAIN",
     "api_jobs",
     "batch_for_user",
     "budget_notices",
@@ -63,7 +71,12 @@ __all__ = [
     "template_by_slug",
     "template_default_for_kind",
     "templates_for_kind",
+    "templates_of_desk",
     "templates_with_versions",
+    "training_jsonl",
+    "training_pairs",
+    "training_run",
+    "training_runs_for_template",
     "usage_by_day",
     "usage_gauges",
     "version_burden",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from ..models import (
+    DeskLabel,
     PromptTemplate,
     TemplateLabel,
     TemplateVersion,
@@ -52,3 +53,32 @@ def versions_with_ratings(template: PromptTemplate) -> QuerySet[TemplateVersion]
         thumbs_up=Count("feedback", filter=Q(feedback__rating=1)),
         thumbs_down=Count("feedback", filter=Q(feedback__rating=-1)),
     ).order_by("-number")
+
+
+def templates_of_desk(desk) -> list[dict]:
+    """What the desk's admin manages: each template the desk's members may use (the desk's own first), its
+    versions, where its production label points for everyone and, on a shared one, for this desk."""
+    found = (
+        PromptTemplate.objects.filter(Q(desk__isnull=True) | Q(desk=desk))
+        .prefetch_related(
+            Prefetch("labels", queryset=TemplateLabel.objects.select_related("version")),
+            Prefetch("versions", queryset=TemplateVersion.objects.order_by("-number")),
+            Prefetch("desk_labels", queryset=DeskLabel.objects.filter(desk=desk).select_related("version")),
+        )
+        .order_by("kind", "name")
+    )
+    rows = []
+    for template in found:
+        shared = next((x.version for x in template.labels.all() if x.name == TemplateLabel.PRODUCTION), None)
+        pinned = next((x.version for x in template.desk_labels.all() if x.name == TemplateLabel.PRODUCTION), None)
+        rows.append(
+            {
+                "template": template,
+                "own": template.desk_id == desk.pk,
+                "versions": list(template.versions.all()),
+                "shared": shared,
+                "pinned": pinned,
+                "runs": pinned or shared,
+            }
+        )
+    return sorted(rows, key=lambda row: not row["own"])

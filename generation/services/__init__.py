@@ -3,7 +3,17 @@
 from .api_jobs import IdempotencyConflict, job_create_idempotent
 from .api_keys import api_key_authenticate, api_key_create, api_key_revoke
 from .batches import batch_create, batch_status
-from .desks import desk_budgets_set, desk_for_job, member_add, member_remove, member_update
+from .desks import (
+    desk_budgets_set,
+    desk_for_job,
+    desk_label_set,
+    desk_style_set,
+    desk_template_create,
+    desk_template_edit,
+    member_add,
+    member_remove,
+    member_update,
+)
 from .errors import error_line
 from .evaluation import (
     case_clean,
@@ -25,6 +35,7 @@ from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_m
 from .running import job_run
 from .templates import (
     GateRefused,
+    desk_label_move,
     model_info_publish,
     resolve_version,
     template_create,
@@ -34,6 +45,7 @@ from .templates import (
     templates_export,
     templates_import,
 )
+from .training import training_cancel, training_execute, training_start
 from .webhooks import callback_url_check, webhook_enqueue, webhook_send, webhook_sweep
 
 __all__ = [
@@ -52,6 +64,11 @@ __all__ = [
     "dataset_latest",
     "desk_budgets_set",
     "desk_for_job",
+    "desk_label_move",
+    "desk_label_set",
+    "desk_style_set",
+    "desk_template_create",
+    "desk_template_edit",
     "error_line",
     "experiment_cancel",
     "experiment_run_here",
@@ -82,6 +99,9 @@ __all__ = [
     "template_version_create",
     "templates_export",
     "templates_import",
+    "training_cancel",
+    "training_execute",
+    "training_start",
     "webhook_enqueue",
     "webhook_send",
     "webhook_sweep",

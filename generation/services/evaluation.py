@@ -39,6 +39,7 @@ from ..models import (
     RunStatus,
     TemplateLabel,
     TemplateVersion,
+    TrainingRun,
 )
 from .errors import error_line
 from .intake import job_create
@@ -485,20 +486,31 @@ def experiment_cancel(experiment: Experiment, *, user) -> None:
     run_cancel(experiment.candidate, user=user)
 
 
-def gate_check(template: PromptTemplate, label: str, version: TemplateVersion) -> tuple[Experiment | None, list[str]]:
-    """Whether `label` may point at `version`: (the experiment that allows it, []) or (None or the best try,
-    the reasons with their numbers). A label the gate does not protect, or a template without a gate dataset,
-    always may: (None, [])."""
+def _held_out_of(version: TemplateVersion) -> str:
+    """A version that runs with a trained adapter is gated even where the template names no gate dataset: on
+    the held-out approved edits of the run that trained it."""
+    if not version.adapter_sha256:
+        return ""
+    run = TrainingRun.objects.filter(version=version, dataset__isnull=False).select_related("dataset").first()
+    return run.dataset.name if run else ""
+
+
+def gate_judge(
+    template: PromptTemplate, label: str, version: TemplateVersion, current: TemplateVersion | None
+) -> tuple[Experiment | None, list[str]]:
+    """Whether `label` may move from `current` to `version`: (the experiment that allows it, []) or (None or the
+    best try, the reasons with their numbers). A label the gate does not protect, or a template without a gate
+    dataset, always may: (None, [])."""
     gate = gating.parse(template.gate)
-    if not template.gate_dataset or not gate.protects(label):
+    name = template.gate_dataset or _held_out_of(version)
+    if not name or not gate.protects(label):
         return None, []
-    current = template.labels.filter(name=label).select_related("version").first()
-    if current is None or current.version_id == version.pk:
+    if current is None or current.pk == version.pk:
         return None, []  # a label's first placing (a new template, an import) has no baseline to be judged against
-    dataset = _latest(template, template.gate_dataset)
+    dataset = _latest(template, name)
     if dataset is None:
-        return None, [f"The gate dataset {template.gate_dataset!r} does not exist yet: build it first."]
-    baseline_version = current.version
+        return None, [f"The gate dataset {name!r} does not exist yet: build it first."]
+    baseline_version = current
     tried = (
         Experiment.objects.filter(
             template=template,

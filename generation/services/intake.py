@@ -95,7 +95,7 @@ def job_create(
         callback_url_check(callback_url)  # a 400 naming callback_url for a plainly internal or plain-http target
     filed = _desk(user, desk, api_key, purpose)
     tpl = _resolve_template(kind, template, user if purpose == JobPurpose.USER else None)
-    tv = resolve_version(tpl, version=version, label=label)
+    tv = resolve_version(tpl, version=version, label=label, desk=filed)
     try:
         cleaned_inputs = prompts.clean_inputs(tv.variables, inputs if inputs is not None else {})
         cleaned_params = prompts.clean_params(params, tv.default_params, param_limits())
@@ -113,6 +113,10 @@ def job_create(
     alias = model_alias or tv.model_alias
     if alias not in registry.aliases():
         raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})
+    if tv.adapter_sha256 and registry.entry(alias)["backend"] not in registry.ADAPTER_BACKENDS:
+        raise ValidationError(
+            {"model": [f"v{tv.number} of {tpl.slug!r} runs with a LoRA adapter, which {alias!r} does not serve."]}
+        )
     prompt_tokens = _check_context(alias, messages, cleaned_inputs, cleaned_params["max_new_tokens"])
     if documents_python(tv, cleaned_inputs):
         reserved = _docstrings_reservation(tv, cleaned_inputs, cleaned_params, alias)
@@ -134,6 +138,7 @@ def job_create(
             kind=tpl.kind,
             template=tpl,
             template_version=tv,
+            adapter_sha256=tv.adapter_sha256,
             inputs=cleaned_inputs,
             params=cleaned_params,
             messages=messages,

@@ -51,5 +51,11 @@ def reconcile_jobs() -> dict:
             len(resent),
         )
     from .evaluation import runs_advance_all  # a run whose next case was never sent (a lost advance) goes on
+    from .training import training_reconcile
 
-    return {"requeued_running": len(requeued), "resent_queued": len(resent), "evaluation_runs": runs_advance_all()}
+    return {
+        "requeued_running": len(requeued),
+        "resent_queued": len(resent),
+        "evaluation_runs": runs_advance_all(),
+        "training_runs": training_reconcile(),
+    }

@@ -8,6 +8,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -16,7 +17,8 @@ from django.utils import timezone
 from ..content import checks, codeedit, formats, prompts, shaping
 from ..content.formats import DOCSTRING_TRIES, docstring_messages, docstring_tokens, documents_python, word_budget
 from ..infra import events, logs, metrics
-from ..models import FINAL_STATUSES, Job, JobOutput, JobStatus
+from ..infra.registry import ADAPTER_BACKENDS
+from ..models import FINAL_STATUSES, Adapter, Job, JobOutput, JobStatus
 from .reconcile import runnable
 from .webhooks import webhook_enqueue
 
@@ -240,6 +242,23 @@ def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
         events.publish_end(job_id, JobStatus.FAILED, error)
 
 
+def _adapter(job: Job, engine) -> str | None:
+    """The name the engine serves the job's LoRA adapter under, attached on first use (None: the base model).
+    The adapter is found by its sha256 under the model cache and checked against it: replay stays exact."""
+    if not job.adapter_sha256:
+        return None
+    from ..engine import EngineError, lora
+
+    adapter = Adapter.objects.filter(sha256=job.adapter_sha256).first()
+    if adapter is None:
+        raise EngineError(f"The LoRA adapter {job.adapter_sha256[:12]} of this version is not known here.")
+    if engine.backend not in ADAPTER_BACKENDS:
+        raise EngineError(f"This version runs with a LoRA adapter, which the {engine.backend} backend does not serve.")
+    name = adapter.sha256[:16]
+    lora.attach(engine, name, Path(settings.AIGC["MODEL_CACHE_DIR"]) / adapter.path, expected_sha256=adapter.sha256)
+    return name
+
+
 @dataclass
 class Candidate:
     """One shaped candidate, with what the checks found on it and where it ranks."""
@@ -274,6 +293,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     min_words = formats.length(job.kind).min_words(budget)
     request = GenerationRequest(
         messages=job.messages,
+        adapter=_adapter(job, engine),
         max_new_tokens=p["max_new_tokens"],
         temperature=p["temperature"],
         top_p=p["top_p"],
@@ -361,6 +381,7 @@ def _generate_docstrings(job: Job, engine, spent: Spent):
         raise EngineError(f"The code does not parse as Python (line {exc.lineno}: {exc.msg}).") from None
     docs, total_s = {}, 0.0
     cancelled = events.CancelFlag(job.pk)
+    adapter = _adapter(job, engine)
     for i, fn in enumerate(functions):
         messages = docstring_messages(version, job.inputs, fn)
         for attempt in range(DOCSTRING_TRIES):  # an empty sentence is sampled again (seeded, so replays match)
@@ -370,6 +391,7 @@ def _generate_docstrings(job: Job, engine, spent: Spent):
                 engine,
                 GenerationRequest(
                     messages=messages,
+                    adapter=adapter,
                     max_new_tokens=docstring_tokens(p),
                     cancelled=cancelled,
                     temperature=p["temperature"] if attempt == 0 else max(p["temperature"], 0.7),

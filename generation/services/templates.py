@@ -10,7 +10,7 @@ from django.db.models import Max
 from .. import selectors
 from ..content import checks, formats, gating, prompts
 from ..infra import registry
-from ..models import LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
+from ..models import Adapter, DeskLabel, LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
 
 
 def param_limits() -> prompts.ParamLimits:
@@ -31,6 +31,7 @@ def check_content(content: dict) -> dict:
         "output_format": content.get("output_format", "") or "text",
         "model_alias": content.get("model_alias", "") or "default",
         "checks": content.get("checks") or {},
+        "adapter_sha256": content.get("adapter_sha256", "") or "",
     }
     errors: dict[str, list[str]] = {}
     if not content["user_template"].strip():
@@ -55,6 +56,14 @@ def check_content(content: dict) -> dict:
         errors["output_format"] = [f"One of {', '.join(formats.OUTPUT_FORMATS)}."]
     if content["model_alias"] not in registry.aliases():
         errors["model_alias"] = [f"Unknown model alias; configured: {', '.join(registry.aliases())}."]
+    elif content["adapter_sha256"]:
+        if not Adapter.objects.filter(sha256=content["adapter_sha256"]).exists():
+            errors["adapter_sha256"] = ["No trained adapter has this sha256."]
+        elif registry.entry(content["model_alias"])["backend"] not in registry.ADAPTER_BACKENDS:
+            errors["model_alias"] = [
+                f"A LoRA adapter is served by the {' or '.join(registry.ADAPTER_BACKENDS)} backend; "
+                f"{content['model_alias']!r} is not."
+            ]
     if errors:
         raise ValidationError(errors)
     return content
@@ -70,14 +79,15 @@ def template_create(
     is_default: bool = False,
     user=None,
     note: str = "",
+    desk=None,
     **content,
 ) -> PromptTemplate:
-    """A new template with its first version, labelled production (and staging)."""
+    """A new template with its first version, labelled production (and staging); with a desk, that desk's own."""
     if PromptTemplate.objects.filter(slug=slug).exists():
         raise ValidationError({"slug": [f"A template {slug!r} already exists."]})
     content = check_content(content)
     template = PromptTemplate.objects.create(
-        slug=slug, kind=kind, name=name, description=description, is_default=is_default
+        slug=slug, kind=kind, name=name, description=description, is_default=is_default, desk=desk
     )
     version = TemplateVersion.objects.create(
         template=template, number=1, created_by=user, note=note or "First version", **content
@@ -109,6 +119,28 @@ class GateRefused(ValidationError):
         self.failures, self.experiment = failures, experiment
 
 
+def _gate(template, label, version, current, *, user, reason: str, override: bool):
+    """The promotion gate on moving `label` from `current` to `version`: (the experiment that allowed it,
+    whether staff overrode a refusal). Raises GateRefused, or a ValidationError on a bad override."""
+    from .evaluation import gate_judge
+
+    experiment, failures = gate_judge(template, label, version, current)
+    if not failures:
+        return experiment, False
+    if not override:
+        raise GateRefused(failures, experiment)
+    if not (user is not None and user.is_staff):
+        raise ValidationError({"override": ["Only staff may override the promotion gate."]})
+    if not reason.strip():
+        raise ValidationError({"reason": ["Overriding the gate needs a written reason."]})
+    return experiment, True
+
+
+def _check_label_name(label: str) -> None:
+    if not label or not label.replace("-", "").replace("_", "").isalnum():
+        raise ValidationError({"label": ["A label is letters, digits, '-' and '_'."]})
+
+
 @transaction.atomic
 def template_label_move(
     *,
@@ -120,28 +152,16 @@ def template_label_move(
     override: bool = False,
 ) -> TemplateLabel:
     """Point `label` at `version`: publishing (production), staging, or rolling back. A label the template's
-    gate protects moves only with a finished experiment that passes it (services/evaluation.gate_check), or
+    gate protects moves only with a finished experiment that passes it (services/evaluation.gate_judge), or
     by staff overriding with a written reason; the move keeps who, when, why and the experiment."""
-    from .evaluation import gate_check
-
     if version.template_id != template.pk:
         raise ValidationError({"version": [f"Version {version.pk} belongs to another template."]})
-    if not label or not label.replace("-", "").replace("_", "").isalnum():
-        raise ValidationError({"label": ["A label is letters, digits, '-' and '_'."]})
+    _check_label_name(label)
     current = TemplateLabel.objects.select_for_update().filter(template=template, name=label).first()
     previous = current.version if current else None
     if previous == version:
         return current
-    experiment, failures = gate_check(template, label, version)
-    overridden = False
-    if failures:
-        if not override:
-            raise GateRefused(failures, experiment)
-        if not (user is not None and user.is_staff):
-            raise ValidationError({"override": ["Only staff may override the promotion gate."]})
-        if not reason.strip():
-            raise ValidationError({"reason": ["Overriding the gate needs a written reason."]})
-        overridden = True
+    experiment, overridden = _gate(template, label, version, previous, user=user, reason=reason, override=override)
     if current is None:
         current = TemplateLabel.objects.create(template=template, name=label, version=version, moved_by=user)
     else:
@@ -159,10 +179,56 @@ def template_label_move(
     return current
 
 
+@transaction.atomic
+def desk_label_move(
+    *,
+    desk,
+    template: PromptTemplate,
+    label: str,
+    version: TemplateVersion | None,
+    user=None,
+    reason: str = "",
+    override: bool = False,
+) -> DeskLabel:
+    """Point a desk's own `label` on a shared template at `version`, or (None) follow the template's label
+    again. Judged by the same gate against what the desk's jobs run now; going back to the shared label is
+    always allowed, since that label passed the gate itself."""
+    if template.desk_id is not None:
+        raise ValidationError({"template": [f"{template.slug!r} is a desk's own template: move its own labels."]})
+    if version is not None and version.template_id != template.pk:
+        raise ValidationError({"version": [f"Version {version.pk} belongs to another template."]})
+    _check_label_name(label)
+    PromptTemplate.objects.select_for_update().filter(pk=template.pk).first()  # one move of a desk label at once
+    own, _ = DeskLabel.objects.get_or_create(desk=desk, template=template, name=label)
+    shared = template.labels.filter(name=label).select_related("version").first()
+    previous = own.version
+    if previous == version:
+        return own
+    experiment, overridden = None, False
+    if version is not None:
+        current = previous or (shared.version if shared else None)
+        experiment, overridden = _gate(template, label, version, current, user=user, reason=reason, override=override)
+    elif shared is None:
+        raise ValidationError({"version": [f"{template.slug!r} has no shared {label!r} label to follow."]})
+    own.version, own.moved_by = version, user
+    own.save(update_fields=["version", "moved_by", "moved_at"])
+    LabelMove.objects.create(
+        desk_label=own,
+        from_version=previous,
+        to_version=version,
+        moved_by=user,
+        reason=reason.strip(),
+        experiment=experiment,
+        overridden=overridden,
+    )
+    return own
+
+
 def resolve_version(
-    template: PromptTemplate, *, version: int | None = None, label: str | None = None
+    template: PromptTemplate, *, version: int | None = None, label: str | None = None, desk=None
 ) -> TemplateVersion:
-    """The version a job runs: a number, or a label (production by default)."""
+    """The version a job runs: a number, or a label (production by default), the desk's own label on the
+    template first."""
     if version is not None and label:
         raise ValidationError({"version": ["Give a version or a label, not both."]})
     if version is not None:
@@ -174,6 +240,10 @@ def resolve_version(
             )
         return found
     name = label or TemplateLabel.PRODUCTION
+    if desk is not None:
+        pinned = DeskLabel.objects.filter(desk=desk, template=template, name=name, version__isnull=False).first()
+        if pinned is not None:
+            return pinned.version
     found = template.labels.select_related("version").filter(name=name).first()
     if found is None:
         names = ", ".join(template.labels.values_list("name", flat=True)) or "none"

@@ -1,5 +1,6 @@
 """The desk admin's pages: a desk's members and roles, its budgets, and its usage by day, member and template
-with a chart. Thin views over services/desks.py; a desk that is not the user's to manage is a 404."""
+with a chart; its own templates, its labels on shared ones and its house style. Thin views over
+services/desks.py; a desk (or template) that is not the user's to manage is a 404."""
 
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from .. import selectors, services
-from ..models import Desk, Membership
-from .forms import DeskBudgetForm, MemberAddForm, MembershipForm
+from ..models import Desk, Membership, PromptTemplate, TemplateLabel
+from .forms import (
+    DeskBudgetForm,
+    DeskLabelForm,
+    DeskStyleForm,
+    DeskTemplateCreateForm,
+    DeskTemplateEditForm,
+    MemberAddForm,
+    MembershipForm,
+)
 
 CHART_DAYS, CHART_W, CHART_H, CHART_TOP, CHART_LEFT = 14, 560, 160, 16, 56
 
@@ -57,9 +66,9 @@ def _member_initial(m: Membership) -> dict:
     return {"role": m.role, "tokens_per_day": m.tokens_per_day, "tokens_per_month": m.tokens_per_month}
 
 
-def _act(request, desk: Desk, form, verb, said) -> HttpResponseRedirect:
+def _act(request, desk: Desk, form, verb, said, back: str = "desk-detail") -> HttpResponseRedirect:
     """One desk admin's action: the form's fields to the service verb, its refusal (or the form's) as an error
-    message naming the field, else `said(result)` as a success; back to the desk page either way."""
+    message naming the field, else `said(result)` as a success; back to the desk's page either way."""
     try:
         if form is not None and not form.is_valid():
             raise ValidationError(form.errors)
@@ -68,7 +77,7 @@ def _act(request, desk: Desk, form, verb, said) -> HttpResponseRedirect:
         messages.error(request, services.error_line(exc))
     else:
         messages.success(request, said(result))
-    return redirect("desk-detail", slug=desk.slug)
+    return redirect(back, slug=desk.slug)
 
 
 @login_required
@@ -108,6 +117,117 @@ def desk_budgets(request, slug: str):
     desk = _managed(request, slug)
     verb = partial(services.desk_budgets_set, desk, actor=request.user)
     return _act(request, desk, DeskBudgetForm(request.POST), verb, lambda _: f"Saved the budgets of {desk.name}.")
+
+
+# --- the desk's templates and house style ---------------------------------------------------------------
+
+
+def _desk_templates(desk: Desk):
+    return PromptTemplate.objects.filter(desk__isnull=True) | PromptTemplate.objects.filter(desk=desk)
+
+
+def _templates_page(request, desk: Desk, bound: dict | None = None):
+    """The desk's templates page; `bound` holds a refused form by its key, shown again with its text and errors
+    in place (a prompt or a style typed out is not lost to a redirect)."""
+    bound = bound or {}
+    rows = selectors.templates_of_desk(desk)
+    for row in rows:
+        t = row["template"]
+        shown = row["runs"] if row["own"] else row["pinned"]  # a shared template not pinned: "follow" is chosen
+        row["label_form"] = DeskLabelForm(
+            versions=row["versions"],
+            shared=None if row["own"] else row["shared"],
+            initial={"version": shown.number if shown else None},
+            prefix=f"l{t.pk}",
+        )
+        if row["own"]:
+            latest = row["versions"][0]
+            initial = {"system_prompt": latest.system_prompt, "user_template": latest.user_template}
+            row["edit_form"] = bound.get(t.pk) or DeskTemplateEditForm(initial=initial, prefix=f"e{t.pk}")
+    context = {
+        "desk": desk,
+        "rows": rows,
+        "style_form": bound.get("style") or DeskStyleForm(initial={"style": desk.style or None}),
+        "create_form": bound.get("create") or DeskTemplateCreateForm(templates=_desk_templates(desk)),
+    }
+    return render(request, "generation/desk_templates.html", context, status=400 if bound else 200)
+
+
+def _save(request, desk: Desk, key, form, verb, said):
+    """A desk admin's edit of text: on success back to the page with `said(result)`; refused (by the form or the
+    service), the same page with the form as typed and each error on the field it names."""
+    if form.is_valid():
+        try:
+            result = verb(**form.cleaned_data)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    if field in form.fields:
+                        form.add_error(field, error)
+                    else:
+                        form.add_error(None, f"{field}: {error}" if field != "__all__" else error)
+        else:
+            messages.success(request, said(result))
+            return redirect("desk-templates", slug=desk.slug)
+    return _templates_page(request, desk, bound={key: form})
+
+
+@login_required
+def desk_templates(request, slug: str):
+    """The page, and (POST) a new template of the desk's own, started from one it may use."""
+    desk = _managed(request, slug)
+    if request.method != "POST":
+        return _templates_page(request, desk)
+    form = DeskTemplateCreateForm(request.POST, templates=_desk_templates(desk))
+    verb = partial(services.desk_template_create, desk, actor=request.user)
+    return _save(request, desk, "create", form, verb, lambda t: f"Created {t.name}, for {desk.name} only.")
+
+
+@login_required
+@require_POST
+def desk_style(request, slug: str):
+    desk = _managed(request, slug)
+    verb = partial(services.desk_style_set, desk, actor=request.user)
+    return _save(request, desk, "style", DeskStyleForm(request.POST), verb, lambda _: "Saved the house style.")
+
+
+def _template(desk: Desk, template_slug: str) -> PromptTemplate:
+    return get_object_or_404(_desk_templates(desk), slug=template_slug)
+
+
+@login_required
+@require_POST
+def desk_template_edit(request, slug: str, template_slug: str):
+    desk = _managed(request, slug)
+    template = _template(desk, template_slug)
+    if template.desk_id != desk.pk:
+        raise Http404
+    form = DeskTemplateEditForm(request.POST, prefix=f"e{template.pk}")
+    verb = partial(services.desk_template_edit, desk, template, actor=request.user)
+
+    def said(result) -> str:
+        version, created = result
+        return f"Saved {template.name} v{version.number}." if created else "Nothing changed."
+
+    return _save(request, desk, template.pk, form, verb, said)
+
+
+@login_required
+@require_POST
+def desk_template_label(request, slug: str, template_slug: str):
+    desk = _managed(request, slug)
+    template = _template(desk, template_slug)
+    versions = template.versions.order_by("-number")
+    shared = template.labels.filter(name=TemplateLabel.PRODUCTION).first() if template.desk_id is None else None
+    form = DeskLabelForm(request.POST, versions=versions, shared=shared and shared.version, prefix=f"l{template.pk}")
+    verb = partial(services.desk_label_set, desk, template, actor=request.user)
+
+    def said(_) -> str:
+        pinned = form.cleaned_data["version"]
+        where = f"v{pinned}" if pinned else "the shared label"
+        return f"{desk.name} runs {template.name} at {where}."
+
+    return _act(request, desk, form, verb, said, back="desk-templates")
 
 
 def usage_chart(rows: list[dict], daily_limit: int | None, today=None) -> dict:

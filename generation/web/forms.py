@@ -58,14 +58,14 @@ class InputsForm(forms.Form):
 class JobForm(InputsForm):
     PARAM_FIELDS = ("max_new_tokens", "temperature", "n", "seed")
 
-    def __init__(self, version: TemplateVersion, *args, desks=(), **kwargs):
+    def __init__(self, version: TemplateVersion, *args, desks=(), desk=None, **kwargs):
         super().__init__(version, *args, **kwargs)
         defaults = version.default_params
         if len(desks) > 1:  # a member of one desk files every job there: nothing to choose
             self.fields["desk"] = forms.ChoiceField(
                 label="Desk",
                 choices=[(d.slug, d.name) for d in desks],
-                initial=next((d.slug for d in desks if d.is_default), desks[0].slug),
+                initial=(desk or desks[0]).slug,
                 help_text="The job is filed under this desk and held against its budgets.",
             )
         self.fields["max_new_tokens"] = forms.IntegerField(
@@ -136,6 +136,12 @@ class TemplateAdminForm(forms.ModelForm):
         '"replacement": "criticises"}], "spelling": "uk", "headline_case": "sentence", "headline_max_chars": 70, '
         '"numerals": "spell_one_to_nine", "chinese_punctuation": "full_width"}}. Empty: headlines and summaries '
         "are checked against their text input.",
+    )
+    adapter_sha256 = forms.CharField(
+        required=False,
+        max_length=64,
+        label="LoRA adapter",
+        help_text="The sha256 of a trained adapter (a training run's version names it); empty: the base model.",
     )
     note = forms.CharField(required=False, max_length=200, help_text="What changed, for the version history.")
 
@@ -289,3 +295,45 @@ class DeskBudgetForm(forms.Form):
     tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Desk, a month")
     member_tokens_per_day = forms.IntegerField(required=False, min_value=0, label="Each member, a day")
     member_tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Each member, a month")
+
+
+class DeskStyleForm(forms.Form):
+    style = forms.JSONField(
+        required=False,
+        label="House style",
+        widget=forms.Textarea(attrs={"rows": 8}),
+        help_text='Rules as in a template\'s checks.style, e.g. {"headline_case": "sentence", "banned": [{"phrase": '
+        '"slams", "replacement": "criticises"}]}; empty: none.',
+    )
+
+
+class DeskTemplateCreateForm(forms.Form):
+    source = forms.ModelChoiceField(queryset=PromptTemplate.objects.none(), label="Start from", to_field_name="slug")
+    slug = forms.SlugField(max_length=64, label="Slug")
+    name = forms.CharField(max_length=120, label="Name")
+
+    def __init__(self, *args, templates=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if templates is not None:
+            self.fields["source"].queryset = templates
+
+
+class DeskTemplateEditForm(forms.Form):
+    """The prompts of a desk's own template; saving makes a new version (inputs, format and checks stay)."""
+
+    system_prompt = forms.CharField(
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 3}), label="System prompt"
+    )
+    user_template = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}), label="User message")
+    note = forms.CharField(required=False, max_length=200, label="What changed")
+
+
+class DeskLabelForm(forms.Form):
+    """Where production points for the desk: a version, or (a shared template) the shared label."""
+
+    version = forms.TypedChoiceField(coerce=int, empty_value=None, required=False, label="Production")
+
+    def __init__(self, *args, versions=(), shared=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        follow = [("", f"Follow the shared label (v{shared.number})")] if shared is not None else []
+        self.fields["version"].choices = follow + [(v.number, f"v{v.number}") for v in versions]

@@ -36,8 +36,13 @@ def job_new(request, kind: str = Kind.HEADLINE):
     )
     if template is None:
         raise Http404
-    version = services.resolve_version(template)
-    form = JobForm(version, request.POST or None, desks=list(selectors.desks_of(request.user)))
+    desks = list(selectors.desks_of(request.user))
+    # The version shown is the one the chosen desk runs (its own label on a shared template first).
+    desk = next((d for d in desks if d.slug == request.POST.get("desk")), None) or next(
+        (d for d in desks if d.is_default), desks[0] if desks else None
+    )
+    version = services.resolve_version(template, desk=desk)
+    form = JobForm(version, request.POST or None, desks=desks, desk=desk)
     if request.method == "POST" and form.is_valid():
         try:
             check_request_rate(user=request.user)

@@ -42,6 +42,7 @@ def test_a_worker_killed_mid_generation_loses_nothing(cluster, user):
         "requeued_running": 0,
         "resent_queued": 0,
         "evaluation_runs": 0,
+        "training_runs": 0,
     }  # nothing stuck
 
 

@@ -99,6 +99,7 @@ def test_200_jobs_over_two_workers_with_random_cancels_all_end_and_reconcile(clu
         "requeued_running": 0,
         "resent_queued": 0,
         "evaluation_runs": 0,
+        "training_runs": 0,
     }  # nothing stuck
     print(
         f"\nload: {dict(counts)}, cancelled queued {len(cancelled_queued)} / running {len(cancelled_running)}, "

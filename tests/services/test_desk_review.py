@@ -78,3 +78,21 @@ def test_an_output_cannot_be_edited_while_its_job_is_in_review(user, desks):
     with pytest.raises(ValidationError) as info:
         services.output_edit(job.outputs.get(), user=user, text="Another text")
     assert "in review" in info.value.message_dict["text"][0]
+
+
+def test_another_desk_s_job_is_a_404_on_every_route_that_reads_it(user, desks, client):
+    """The page, its state poll, the REST API and the SSE stream, by session and by key: to a reviewer of another
+    desk the job does not exist (the same answer as a job id nobody has)."""
+    _, politics_chief = desks
+    job = submitted(user)
+    key = services.api_key_create(politics_chief, name="theirs")[1]
+    routes = (f"/jobs/{job.pk}/", f"/jobs/{job.pk}/state/", f"/api/v1/jobs/{job.pk}/", f"/api/v1/jobs/{job.pk}/events/")
+    client.force_login(politics_chief)
+    for route in routes:
+        assert client.get(route).status_code == 404, route
+    client.logout()
+    for route in routes[2:]:
+        assert client.get(route, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404, route
+    assert client.post(f"/api/v1/jobs/{job.pk}/cancel/", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 404
+    client.force_login(user)  # the owner reads it everywhere
+    assert [client.get(route).status_code for route in routes[:3]] == [200, 200, 200]

@@ -4,12 +4,13 @@ prompt, on the job, and applied to what the bundled model writes."""
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from generation import selectors, services
 from generation.content import checks, style
-from generation.models import Desk, JobStatus, PromptTemplate
+from generation.models import Desk, DeskLabel, DeskRole, JobStatus, PromptTemplate
 from tests.support.desks import STORY, desk, join
+from tests.support.evaluation import equal_version, run_here, small_dataset, worse_version
 
 pytestmark = pytest.mark.django_db
 
@@ -21,15 +22,14 @@ def sport_template(user, other_user):
     join(user, sport)
     join(other_user, politics)
     base = PromptTemplate.objects.get(slug="headline")
-    own = services.template_create(
+    return services.template_create(
         user=user,
         slug="sport-headline",
         kind="headline",
         name="Sport headline",
+        desk=sport,
         **services.resolve_version(base).content(),
     )
-    PromptTemplate.objects.filter(pk=own.pk).update(desk=sport)
-    return PromptTemplate.objects.get(pk=own.pk)
 
 
 def test_a_desk_s_own_template_is_its_members_only(user, other_user, sport_template, api, client):
@@ -80,3 +80,128 @@ def test_a_desk_s_style_is_checked_stated_and_applied(user, gguf_engine, django_
     assert not any("bridge" in t.lower() for t in texts), texts
     fixed = [f for o in job.outputs.all() for f in o.checks if f["rule"] == "banned"]
     assert all(f["fixed"] for f in fixed)
+
+
+@pytest.fixture
+def sport_admin(user, other_user, django_user_model):
+    """`user` edits on sport, `boss` (not staff) is its desk admin, `other_user` is on politics."""
+    sport, politics = desk("sport"), desk("politics")
+    join(user, sport)
+    join(other_user, politics)
+    boss = django_user_model.objects.create_user(username="boss", password="pw-boss-12345")
+    join(boss, sport, DeskRole.ADMIN)
+    return sport, boss
+
+
+def test_a_desk_s_label_on_a_shared_template_runs_its_jobs_and_nobody_else_s(user, other_user, sport_admin):
+    sport, boss = sport_admin
+    template = PromptTemplate.objects.get(slug="headline")
+    v1 = services.resolve_version(template)
+    content = {**v1.content(), "system_prompt": v1.system_prompt + " Keep it short."}
+    v2, _ = services.template_version_create(template=template, note="shorter", **content)
+    services.desk_label_set(sport, template, actor=boss, version=v1.number)  # sport stays where it was
+    services.template_label_move(template=template, label="production", version=v2)  # everyone else moves on
+
+    mine = services.job_create(user=user, kind="headline", inputs={"text": STORY})
+    theirs = services.job_create(user=other_user, kind="headline", inputs={"text": STORY})
+    assert (mine.template_version, theirs.template_version) == (v1, v2)
+    assert services.resolve_version(template, desk=sport) == v1 and services.resolve_version(template) == v2
+    pinned = DeskLabel.objects.get(desk=sport, template=template, name="production")
+    move = pinned.moves.get()
+    assert (move.label, move.from_version, move.to_version, move.moved_by) == (None, None, v1, boss)
+
+    services.desk_label_set(sport, template, actor=boss, version=None)  # back to the shared label
+    assert services.job_create(user=user, kind="headline", inputs={"text": STORY}).template_version == v2
+    assert [(m.from_version, m.to_version) for m in pinned.moves.order_by("moved_at", "pk")] == [(None, v1), (v1, None)]
+
+
+def test_only_the_desk_s_admin_moves_its_labels_and_only_on_its_templates(user, other_user, sport_admin):
+    sport, boss = sport_admin
+    template = PromptTemplate.objects.get(slug="headline")
+    with pytest.raises(PermissionDenied):
+        services.desk_label_set(sport, template, actor=user, version=1)  # an editor of the desk
+    politics_own = services.template_create(
+        slug="politics-headline",
+        kind="headline",
+        name="Politics headline",
+        desk=Desk.objects.get(slug="politics"),
+        **services.resolve_version(template).content(),
+    )
+    with pytest.raises(ValidationError) as info:
+        services.desk_label_set(sport, politics_own, actor=boss, version=1)
+    assert "has no template 'politics-headline'" in info.value.message_dict["template"][0]
+    with pytest.raises(ValidationError) as info:
+        services.desk_label_set(sport, template, actor=boss, version=99)
+    assert "has no version 99" in info.value.message_dict["version"][0]
+    assert not DeskLabel.objects.exists()
+
+
+def test_a_desk_admin_starts_edits_and_publishes_the_desk_s_own_template(user, other_user, sport_admin):
+    sport, boss = sport_admin
+    shared = PromptTemplate.objects.get(slug="summary")
+    own = services.desk_template_create(sport, actor=boss, source=shared, slug="sport-summary", name="Sport summary")
+    assert own.desk == sport and own.kind == "summary"
+    first = services.resolve_version(own)
+    assert first.content() == services.resolve_version(shared, desk=sport).content()
+    assert own in selectors.templates_for_kind("summary", user)
+    assert own not in selectors.templates_for_kind("summary", other_user)
+
+    with pytest.raises(ValidationError) as info:  # a placeholder no input fills: refused, nothing written
+        services.desk_template_edit(sport, own, actor=boss, user_template="Sum up {story}.")
+    assert "story" in services.error_line(info.value)
+    assert own.versions.count() == 1
+    edited, created = services.desk_template_edit(
+        sport, own, actor=boss, system_prompt="You write sport summaries.", note="Sport voice"
+    )
+    assert created and edited.number == 2 and edited.user_template == first.user_template
+    assert services.resolve_version(own) == first  # saved, not yet published
+    services.desk_label_set(sport, own, actor=boss, version=2)
+    job = services.job_create(user=user, template="sport-summary", inputs={"text": STORY})
+    assert job.template_version == edited and job.messages[0]["content"].startswith("You write sport summaries.")
+    with pytest.raises(ValidationError):
+        services.desk_template_edit(sport, shared, actor=boss, system_prompt="Mine now")  # shared: not the desk's
+    with pytest.raises(ValidationError) as info:
+        services.desk_label_set(sport, own, actor=boss, version=None)
+    assert "version" in info.value.message_dict
+
+
+def test_a_desk_s_house_style_is_set_by_its_admin_and_checked(sport_admin, user):
+    sport, boss = sport_admin
+    with pytest.raises(ValidationError) as info:
+        services.desk_style_set(sport, actor=boss, style={"headline_case": "shouting"})
+    assert "headline_case" in " ".join(info.value.message_dict["style"])
+    with pytest.raises(PermissionDenied):
+        services.desk_style_set(sport, actor=user, style={"headline_case": "sentence"})
+    services.desk_style_set(sport, actor=boss, style={"headline_case": "sentence"})
+    sport.refresh_from_db()
+    assert sport.style == {"headline_case": "sentence"}
+    assert services.job_create(user=user, kind="headline", inputs={"text": STORY}).house_style == sport.style
+
+
+def test_a_desk_s_label_moves_through_the_gate_judged_against_what_the_desk_runs(
+    sport_admin, curator, fast_headline, gguf_engine
+):
+    sport, boss = sport_admin
+    PromptTemplate.objects.filter(pk=fast_headline.pk).update(gate_dataset="gate")
+    fast_headline.refresh_from_db()
+    small_dataset(fast_headline, curator)
+    worse = worse_version(fast_headline, curator)
+    with pytest.raises(services.GateRefused) as refused:
+        services.desk_label_set(sport, fast_headline, actor=boss, version=worse.number)
+    assert f"No finished experiment of v{worse.number}" in refused.value.failures[0]
+    with pytest.raises(ValidationError) as info:  # a desk admin is not staff: no override
+        services.desk_label_move(
+            desk=sport, template=fast_headline, label="production", version=worse, user=boss, override=True, reason="x"
+        )
+    assert "override" in info.value.message_dict
+    services.desk_label_set(sport, fast_headline, actor=boss, version=worse.number, label="staging")  # not gated
+
+    equal = equal_version(fast_headline, curator)
+    passed = run_here(
+        services.experiment_start(template=fast_headline, user=curator, version=equal.number), gguf_engine
+    )
+    assert passed.gate["passed"], passed.gate
+    services.desk_label_set(sport, fast_headline, actor=boss, version=equal.number)
+    move = DeskLabel.objects.get(desk=sport, name="production").moves.get()
+    assert (move.to_version, move.experiment) == (equal, passed)
+    assert services.resolve_version(fast_headline) != equal  # the shared label did not move

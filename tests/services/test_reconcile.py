@@ -63,7 +63,12 @@ def test_the_reconciler_sends_lost_jobs_again_and_leaves_live_ones(user, queue):
     waiting = make_job(user, enqueued_at=now)
     finished = make_job(user, status=JobStatus.SUCCEEDED, heartbeat_at=now - timedelta(hours=1))
 
-    assert services.reconcile_jobs() == {"requeued_running": 1, "resent_queued": 2, "evaluation_runs": 0}
+    assert services.reconcile_jobs() == {
+        "requeued_running": 1,
+        "resent_queued": 2,
+        "evaluation_runs": 0,
+        "training_runs": 0,
+    }
     assert sorted(queue()) == sorted(str(j.pk) for j in (dead, lost_message, never_sent))
     statuses = dict(Job.objects.values_list("pk", "status"))
     assert statuses[dead.pk] == JobStatus.QUEUED and statuses[alive.pk] == JobStatus.RUNNING
@@ -72,6 +77,7 @@ def test_the_reconciler_sends_lost_jobs_again_and_leaves_live_ones(user, queue):
         "requeued_running": 0,
         "resent_queued": 0,
         "evaluation_runs": 0,
+        "training_runs": 0,
     }  # just sent: not again yet
 
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from generation import services
-from generation.models import DeskRole, Job, JobStatus, Membership
+from generation.models import DeskLabel, DeskRole, Job, JobStatus, Membership, PromptTemplate
 from tests.support.desks import STORY, desk, join
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +72,9 @@ def test_another_desk_or_a_plain_member_gets_a_404(client, sport, user, django_u
         assert client.get("/desks/sport/").status_code == 404
         assert client.post("/desks/sport/budgets/", {"tokens_per_day": "1"}).status_code == 404
         assert client.post("/desks/sport/members/", {"username": who.username, "role": "admin"}).status_code == 404
+        assert client.get("/desks/sport/templates/").status_code == 404
+        assert client.post("/desks/sport/style/", {"style": '{"spelling": "us"}'}).status_code == 404
+        assert client.post("/desks/sport/templates/headline/label/", {"l1-version": "1"}).status_code == 404
     desk_.refresh_from_db()
     assert desk_.tokens_per_day is None
     assert not Membership.objects.filter(desk=desk_, role=DeskRole.ADMIN).exclude(user__username="boss").exists()
@@ -114,3 +117,44 @@ def test_budgets_and_member_usage_are_prometheus_gauges(client, sport, user, set
     assert 'aigc_budget_used_tokens{budget="desk:sport daily"} 75.0' in text
     assert 'aigc_budget_limit_tokens{budget="desk:sport daily"} 10000.0' in text
     assert 'aigc_desk_member_tokens_today{desk="sport",member="editor"} 75.0' in text
+
+
+def test_a_desk_admin_runs_the_desk_s_templates_and_style_from_its_page(client, sport, user):
+    desk_, boss = sport
+    client.force_login(boss)
+    page = client.get("/desks/sport/templates/").content.decode()
+    assert 'id="template-headline"' in page and "Follow the shared label (v1)" in page
+
+    made = client.post("/desks/sport/templates/", {"source": "summary", "slug": "sport-summary", "name": "Sport"})
+    own = PromptTemplate.objects.get(slug="sport-summary")
+    assert made.status_code == 302 and own.desk == desk_
+    prompt = "Sum up {story} in a sport voice."
+    refused = client.post("/desks/sport/templates/sport-summary/", {f"e{own.pk}-user_template": prompt})
+    text = refused.content.decode()
+    assert refused.status_code == 400 and "story" in text and "in a sport voice." in text  # kept as typed
+    assert own.versions.count() == 1
+    client.post(
+        "/desks/sport/templates/sport-summary/",
+        {f"e{own.pk}-user_template": "Sum up for sport fans:\n\n{text}", f"e{own.pk}-note": "Fans"},
+    )
+    assert own.versions.count() == 2
+    client.post("/desks/sport/templates/sport-summary/label/", {f"l{own.pk}-version": "2"}, follow=True)
+    assert services.resolve_version(own).number == 2
+
+    shared = PromptTemplate.objects.get(slug="headline")
+    said = client.post("/desks/sport/templates/headline/label/", {f"l{shared.pk}-version": "1"}, follow=True)
+    assert "Sport runs News headlines at v1." in said.content.decode()
+    assert DeskLabel.objects.get(desk=desk_, template=shared).version.number == 1
+
+    bad_style = '{"banned": [{"replacement": "x"}]}'
+    kept = client.post("/desks/sport/style/", {"style": bad_style})
+    assert (
+        kept.status_code == 400
+        and "banned.0.phrase" in kept.content.decode()
+        and "replacement" in kept.content.decode()
+    )
+    client.post("/desks/sport/style/", {"style": '{"spelling": "uk"}'})
+    desk_.refresh_from_db()
+    assert desk_.style == {"spelling": "uk"}
+    client.force_login(user)  # an editor of the desk sees its own template in the studio
+    assert "sport-summary" in client.get("/jobs/new/summary/").content.decode()

@@ -7,6 +7,7 @@ is served by transformers (llama.cpp reads the bundled GGUF as it is: its worker
 the Procfile's processes (web, worker, ...) under honcho.
 """
 
+import json
 import os
 import secrets
 import signal
@@ -45,6 +46,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("processes", nargs="*", help="Procfile processes to run (default: all of them).")
 
+    @staticmethod
+    def _with_adapter_alias(env: dict) -> list[str]:
+        """With no AIGC_MODELS of the user's, the default model is served for trained LoRA adapters too: the
+        same weights through transformers, under the adapter alias (AIGC_ADAPTER_ALIAS), so approved edits can
+        train an adapter and its version can run on a fresh machine. Returns the aliases the worker hosts."""
+        models = dict(settings.AIGC["MODELS"])
+        alias, default = settings.AIGC["ADAPTER_ALIAS"], models.get(registry.DEFAULT_ALIAS, {})
+        path = str(default.get("path", ""))
+        if "AIGC_MODELS" not in os.environ and alias not in models and not path.endswith(".gguf"):
+            models[alias] = {"backend": "transformers", "path": path, "max_rows": 16}
+            env["AIGC_MODELS"] = json.dumps(models)
+        return list(models)
+
     def handle(self, port, var_dir, processes, **options):
         var = Path(var_dir)
         var.mkdir(parents=True, exist_ok=True)
@@ -60,8 +74,9 @@ class Command(BaseCommand):
         env = process_env(WEB_PORT=port)
         env.setdefault("DJANGO_DEBUG", "1")
         env.setdefault("DJANGO_SSL_REDIRECT", "0")  # plain HTTP on 127.0.0.1, even with DEBUG off
+        models = self._with_adapter_alias(env)
         # The one local worker hosts every alias of the registry (AIGC_MODELS): it consumes all their queues.
-        env.setdefault("AIGC_WORKER_QUEUES", ",".join(registry.queue_for(alias) for alias in registry.aliases()))
+        env.setdefault("AIGC_WORKER_QUEUES", ",".join(registry.queue_for(alias) for alias in models))
         redis_server = None
         if os.environ.get("REDIS_URL"):
             if not redis_answers(env["REDIS_URL"]):

@@ -1,0 +1,282 @@
+"""LoRA adapters trained on the newsroom's approved edits: a run is started on a template's pairs (frozen with
+the run), trained by a worker of the `training` queue, shown live, cancellable, resumed from its last checkpoint
+after a restart; a run that succeeds leaves an Adapter, a template version naming it, its held-out pairs as a
+dataset and an experiment of that version against the base version on them. Production is the gate's to give.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import selectors
+from ..engine.lora import InvalidParams, LoraParams
+from ..infra import registry
+from ..models import Adapter, TrainingRun, TrainingStatus
+from . import dispatch
+from .evaluation import dataset_create, experiment_start
+from .templates import resolve_version, template_version_create
+
+log = logging.getLogger("generation.training")
+
+MIN_TRAIN_PAIRS = 2  # fewer approved edits than this teach nothing worth measuring
+PROGRESS_EVERY_S = 1.0  # how often a running training writes its progress (and reads its cancel flag)
+
+
+def adapter_alias() -> str:
+    """The alias whose workers serve trained adapters (settings; a transformers alias over the same weights)."""
+    return settings.AIGC["ADAPTER_ALIAS"]
+
+
+def adapters_dir() -> Path:
+    return Path(settings.AIGC["MODEL_CACHE_DIR"]) / "adapters"
+
+
+def _params(given: dict | None) -> LoraParams:
+    try:
+        return LoraParams.from_dict(given or {})
+    except InvalidParams as exc:
+        raise ValidationError({f"params.{k}": v for k, v in exc.errors.items()}) from None
+
+
+@transaction.atomic
+def training_start(*, template, user, desk=None, params: dict | None = None, edited_only: bool = True) -> TrainingRun:
+    """A training run of `template` on its approved edits (of `desk`, when given), queued for a training worker.
+    The pairs are frozen with the run: what it trains on and holds out does not move under it."""
+    lora = _params(params)
+    alias = adapter_alias()
+    if alias not in registry.aliases() or registry.entry(alias)["backend"] not in registry.ADAPTER_BACKENDS:
+        raise ValidationError(
+            {
+                "model": [
+                    f"No alias {alias!r} serves adapters: configure one with the transformers backend over the "
+                    "base weights (AIGC_ADAPTER_ALIAS names it)."
+                ]
+            }
+        )
+    pairs = selectors.training_pairs(template, desk=desk, edited_only=edited_only)
+    train = [p for p in pairs if p.split == selectors.TRAINING_TRAIN]
+    held = [p for p in pairs if p.split == selectors.TRAINING_HELD_OUT]
+    if len(train) < MIN_TRAIN_PAIRS or not held:
+        raise ValidationError(
+            {
+                "template": [
+                    f"{template.slug!r} has {len(pairs)} approved edit(s){' on ' + desk.slug if desk else ''}: "
+                    f"training needs at least {MIN_TRAIN_PAIRS + 1} (some to learn from, one held out to measure)."
+                ]
+            }
+        )
+    run = TrainingRun.objects.create(
+        template=template,
+        desk=desk,
+        base_version=resolve_version(template, desk=desk),
+        model_alias=alias,
+        params=lora.as_dict(),
+        edited_only=edited_only,
+        data=[{"messages": p.messages, "answer": p.answer, "split": p.split, "job": p.job_id} for p in pairs],
+        held_out_cases=[
+            {"inputs": p.inputs, "reference": p.answer, **({"seed": p.seed} if p.seed is not None else {})}
+            for p in held
+        ],
+        train_pairs=len(train),
+        heldout_pairs=len(held),
+        created_by=user,
+    )
+    transaction.on_commit(lambda: dispatch.training_enqueue(run.pk))
+    return run
+
+
+def training_cancel(run: TrainingRun, *, user) -> TrainingRun:
+    """Stop a run: a queued one at once, a running one at its next step (its checkpoint is kept)."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if run.is_final:
+            raise ValidationError({"status": [f"This training run has already {run.status}."]})
+        if run.status == TrainingStatus.QUEUED:
+            run.status, run.finished_at = TrainingStatus.CANCELLED, timezone.now()
+        run.cancel_requested = True
+        run.save(update_fields=["status", "finished_at", "cancel_requested"])
+    return run
+
+
+def _claim(run_id) -> TrainingRun | None:
+    """The run for this worker: queued, or running with a stopped heartbeat (its worker restarted)."""
+    stale = timezone.now() - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.is_final or run.cancel_requested:
+            return None
+        if run.status == TrainingStatus.RUNNING and run.heartbeat_at and run.heartbeat_at > stale:
+            return None  # alive on another worker
+        now = timezone.now()
+        run.status, run.heartbeat_at, run.attempts = TrainingStatus.RUNNING, now, run.attempts + 1
+        run.started_at = run.started_at or now
+        run.save(update_fields=["status", "heartbeat_at", "attempts", "started_at"])
+    return run
+
+
+def _end(run_id, status: str, **fields) -> None:
+    TrainingRun.objects.filter(pk=run_id, status=TrainingStatus.RUNNING).update(
+        status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **fields
+    )
+
+
+def training_execute(run_id, *, engine_for) -> None:
+    """Train a claimed run on `engine_for(alias)`'s model (a copy of it: the serving weights never change), its
+    progress written as it goes, and on success the adapter, its version, the held-out dataset and the
+    experiment. Never raises for the run's own failure."""
+
+    run = _claim(run_id)
+    if run is None:
+        log.info("training run %s is not runnable (missing, final, cancelled or alive elsewhere)", run_id)
+        return
+    with _heartbeat(run.pk):
+        _train(run, engine_for)
+
+
+@contextlib.contextmanager
+def _heartbeat(run_id):
+    """Keep the claim alive while the model loads and trains (a step of a large model can outlast the stale
+    limit): a thread touches the run's heartbeat every AIGC_HEARTBEAT_S until the work ends."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.AIGC["HEARTBEAT_S"]):
+                TrainingRun.objects.filter(pk=run_id, status=TrainingStatus.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own
+
+    thread = threading.Thread(target=beat, name=f"training-heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _train(run: TrainingRun, engine_for) -> None:
+    from ..engine import lora
+
+    engine = engine_for(run.model_alias)
+    examples = [lora.Example(messages=d["messages"], answer=d["answer"]) for d in run.data if d["split"] == "train"]
+    out_dir = adapters_dir() / str(run.pk)
+    last = {"at": 0.0}
+    losses = list(run.losses)  # a resumed run's earlier steps, cut back to its checkpoint at its first step
+
+    def progress(p) -> bool:
+        """Each step: the progress and the losses so far written (at most every PROGRESS_EVERY_S, and at the last
+        step), and the cancel flag read, so a cancel stops the run at its next step."""
+        del losses[p.step - 1 :]
+        losses.append(p.loss)
+        now = time.monotonic()
+        if now - last["at"] >= PROGRESS_EVERY_S or p.step == p.total_steps:
+            last["at"] = now
+            fields = ("step", "total_steps", "epoch", "loss", "tokens_per_s", "eta_s", "elapsed_s")
+            shown = {k: getattr(p, k) for k in fields}
+            TrainingRun.objects.filter(pk=run.pk).update(progress=shown, losses=losses)
+        return not TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+    try:
+        result = lora.train(
+            engine,
+            examples,
+            LoraParams.from_dict(run.params),
+            out_dir=out_dir,
+            base_sha256=engine.weights_sha256,
+            progress=progress,
+            resume=True,
+        )
+    except lora.TrainingCancelled:
+        log.info("training run %s cancelled; its checkpoint is kept in %s", run.pk, out_dir)
+        _end(run.pk, TrainingStatus.CANCELLED)
+        return
+    except Exception as exc:  # the worker lives on; the curator reads why
+        log.exception("training run %s failed", run.pk)
+        _end(run.pk, TrainingStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return
+    _succeed(run, result)
+
+
+@transaction.atomic
+def _succeed(run: TrainingRun, result) -> None:
+    """The adapter, the version that names it, the held-out dataset and the experiment, with the run's end."""
+    path = Path(result.adapter_dir).resolve().relative_to(Path(settings.AIGC["MODEL_CACHE_DIR"]).resolve())
+    adapter, _ = Adapter.objects.get_or_create(
+        sha256=result.adapter_sha256,
+        defaults={
+            "path": str(path),
+            "base_sha256": result.base_sha256,
+            "data_sha256": result.data_sha256,
+            "params": run.params,
+            "training_run": run,
+        },
+    )
+    base = run.base_version
+    version, _ = template_version_create(
+        template=run.template,
+        user=run.created_by,
+        note=f"LoRA adapter {adapter.sha256[:12]} on v{base.number}, from {run.train_pairs} approved edits",
+        **{**base.content(), "adapter_sha256": adapter.sha256, "model_alias": run.model_alias},
+    )
+    dataset = dataset_create(
+        template=run.template,
+        name=f"heldout-{str(run.pk)[:8]}",
+        cases=run.held_out_cases,
+        user=run.created_by,
+        description=f"The held-out approved edits of training run {run.pk}",
+    )
+    experiment = experiment_start(
+        template=run.template,
+        user=run.created_by,
+        version=version.number,
+        baseline=f"v{base.number}",
+        dataset=dataset.name,
+        model_alias=run.model_alias,
+        reuse_baseline=False,
+    )
+    _end(
+        run.pk,
+        TrainingStatus.SUCCEEDED,
+        progress={**run_progress(run.pk), "resumed_from": result.resumed_from},
+        adapter_sha256=adapter.sha256,
+        base_sha256=result.base_sha256,
+        data_sha256=result.data_sha256,
+        losses=result.losses,
+        version=version,
+        dataset=dataset,
+        experiment=experiment,
+    )
+
+
+def run_progress(run_id) -> dict:
+    return TrainingRun.objects.filter(pk=run_id).values_list("progress", flat=True).first() or {}
+
+
+def training_reconcile() -> int:
+    """Nothing stays stuck: a running run whose heartbeat stopped (its worker died) is sent again, and the new
+    claim resumes it from its last checkpoint; a queued run whose message was lost is sent again; a run whose
+    worker died while it was being cancelled is cancelled. Returns how many were sent."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
+    dead = Q(status=TrainingStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+    TrainingRun.objects.filter(dead, cancel_requested=True).update(status=TrainingStatus.CANCELLED, finished_at=now)
+    resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
+    waiting = Q(status=TrainingStatus.QUEUED, created_at__lt=resend_before)
+    ids = list(TrainingRun.objects.filter(dead | waiting, cancel_requested=False).values_list("pk", flat=True))
+    for run_id in ids:
+        dispatch.training_enqueue(run_id)
+    if ids:
+        log.warning("reconciler: %d training run(s) re-sent (a worker died, or the message was lost)", len(ids))
+    return len(ids)

@@ -1,0 +1,19 @@
+"""Approved jobs for training-data tests, written without a worker: the model's text as a worker would store
+it, the editor's change, the review."""
+
+from __future__ import annotations
+
+from generation import services
+from generation.models import Job, JobOutput, JobStatus, ReviewState
+
+
+def approved(owner, reviewer, text: str, *, wrote: str, edit: str | None = None, kind: str = "headline") -> Job:
+    """A job on `text` whose model output `wrote` was changed to `edit` (None: left as written), then approved."""
+    job = services.job_create(user=owner, kind=kind, inputs={"text": text})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    JobOutput.objects.create(job=job, index=0, text=wrote)
+    job.refresh_from_db()
+    if edit is not None:
+        services.output_edit(job.outputs.get(index=0), user=owner, text=edit)
+    services.review_move(job, user=owner, to_state=ReviewState.IN_REVIEW)
+    return services.review_move(Job.objects.get(pk=job.pk), user=reviewer, to_state=ReviewState.APPROVED)
