@@ -7,8 +7,9 @@ import pytest
 from tests.support.tiny_llama import build_llama3_style
 
 # Real Redis, worker and database-URL fixtures, shared by tests/integration and tests/browser; small evaluation
-# setups (a curator, a fast headline template) shared by the evaluation tests.
-pytest_plugins = ["tests.support.live", "tests.support.evaluation"]
+# setups (a curator, a fast headline template) shared by the evaluation tests; the adapter alias of the training
+# tests.
+pytest_plugins = ["tests.support.live", "tests.support.evaluation", "tests.support.training"]
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +48,15 @@ def other_user(django_user_model):
 
 
 @pytest.fixture
-def staff(client, django_user_model):
+def chief(django_user_model):
+    """A superuser."""
+    return django_user_model.objects.create_superuser("chief", "chief@example.com", "pw-chief-123")
+
+
+@pytest.fixture
+def staff(client, chief):
     """The test client logged in as a superuser: the admin's pages."""
-    admin = django_user_model.objects.create_superuser("chief", "chief@example.com", "pw-chief-123")
-    client.force_login(admin)
+    client.force_login(chief)
     return client
 
 

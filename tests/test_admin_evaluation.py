@@ -34,17 +34,6 @@ VARIABLES = [{"name": "text", "type": "text", "required": True, "max_length": 20
 
 
 @pytest.fixture
-def chief(django_user_model):
-    return django_user_model.objects.create_superuser("chief", "chief@example.com", "pw-chief-123")
-
-
-@pytest.fixture
-def staff(client, chief):
-    client.force_login(chief)
-    return client
-
-
-@pytest.fixture
 def brief(chief):
     """A template with two versions: v1 in production, v2 the candidate."""
     template = services.template_create(

@@ -18,23 +18,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def chief(django_user_model):
-    return django_user_model.objects.create_superuser("chief", "chief@example.com", "pw-chief-123")
-
-
-@pytest.fixture
-def staff(client, chief):
-    client.force_login(chief)
-    return client
-
-
-@pytest.fixture
-def tuned(settings):
-    """An alias that serves adapters, as training needs."""
-    settings.AIGC = {**settings.AIGC, "MODELS": {**settings.AIGC["MODELS"], "tuned": {"backend": "transformers"}}}
-
-
-@pytest.fixture
 def headline():
     return PromptTemplate.objects.get(slug="headline")
 

@@ -167,16 +167,22 @@ def template_label_move(
     else:
         current.version, current.moved_by = version, user
         current.save(update_fields=["version", "moved_by", "moved_at"])
-    LabelMove.objects.create(
-        label=current,
+    _history(previous, version, user, reason, experiment, overridden, label=current)
+    return current
+
+
+def _history(previous, version, user, reason: str, experiment, overridden: bool, **moved) -> LabelMove:
+    """A label's move, kept: from where to where, who, why, and the experiment that allowed it; `moved` names
+    the label (`label`, a template's own, or `desk_label`)."""
+    return LabelMove.objects.create(
         from_version=previous,
         to_version=version,
         moved_by=user,
         reason=reason.strip(),
         experiment=experiment,
         overridden=overridden,
+        **moved,
     )
-    return current
 
 
 @transaction.atomic
@@ -212,15 +218,7 @@ def desk_label_move(
         raise ValidationError({"version": [f"{template.slug!r} has no shared {label!r} label to follow."]})
     own.version, own.moved_by = version, user
     own.save(update_fields=["version", "moved_by", "moved_at"])
-    LabelMove.objects.create(
-        desk_label=own,
-        from_version=previous,
-        to_version=version,
-        moved_by=user,
-        reason=reason.strip(),
-        experiment=experiment,
-        overridden=overridden,
-    )
+    _history(previous, version, user, reason, experiment, overridden, desk_label=own)
     return own
 
 

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from generation import services
 from generation.engine.lora import LoraParams
 from generation.models import PromptTemplate, TrainingRun, TrainingStatus
-from tests.support.training import approved
+from tests.support.training import approved, serve_adapters
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +47,6 @@ def test_bad_queries_name_the_field(curator_api):
 # --- /api/v1/templates/<slug>/training-runs/ ------------------------------------------------------------------
 
 RUNS = "/api/v1/templates/headline/training-runs/"
-
-
-@pytest.fixture
-def tuned(settings):
-    """An alias that serves adapters, as training needs."""
-    settings.AIGC = {**settings.AIGC, "MODELS": {**settings.AIGC["MODELS"], "tuned": {"backend": "transformers"}}}
 
 
 @pytest.fixture
@@ -166,7 +160,7 @@ def test_bad_bodies_name_the_field_and_start_nothing(curator_api, edits, tuned, 
 def test_a_start_is_refused_without_enough_edits_or_an_adapter_alias(curator_api, user, reviewer, settings):
     answer = curator_api.post(RUNS, {}, format="json")
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "model"  # no alias serves adapters
-    settings.AIGC = {**settings.AIGC, "MODELS": {**settings.AIGC["MODELS"], "tuned": {"backend": "transformers"}}}
+    serve_adapters(settings)
     approved(user, reviewer, "The only story.", wrote="H", edit="Edited")
     answer = curator_api.post(RUNS, {}, format="json")
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "template"

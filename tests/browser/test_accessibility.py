@@ -289,10 +289,11 @@ def test_every_page_passes_axe_wcag21_aa(live_server_url, browser, studio, mode)
     visit(page, "job page as a reviewer", f"/jobs/{studio['headline'].pk}/")
     visit(page, "health", "/health/")
     visit(page, "desk page", "/desks/newsroom/")  # the chief is the default desk's admin (the fixture)
-    visit(page, "desk templates page", "/desks/newsroom/templates/")
     assert page.locator("#usage-chart rect.bar").count() == 14
     page.get_by_role("button", name="Save budgets").click()
     check(page, "desk page with a message")
+    visit(page, "desk templates page", "/desks/newsroom/templates/")
+    assert page.locator("#template-headline form.label-form select").count() == 1
     context.close()
 
     assert len(audited) == 27

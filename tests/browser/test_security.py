@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
 from generation.infra import events
-from generation.models import Job, JobOutput, JobStatus, PromptTemplate
+from generation.models import Job, JobOutput, JobStatus, PromptTemplate, TrainingRun, TrainingStatus
 from tests.browser.conftest import shot
 
 pytestmark = pytest.mark.browser
@@ -138,6 +138,20 @@ def test_studio_pages_admin_and_api_docs_report_no_violation(live_server_url, pa
         ("/admin/generation/job/", "#result_list"),
     ):
         staff.visit(base + url, ready=ready)
+    # A training run's page follows the run live (its static script polls the run's JSON), under the same policy.
+    run = TrainingRun.objects.create(
+        template=template,
+        base_version=template.versions.get(number=1),
+        model_alias="tuned",
+        status=TrainingStatus.RUNNING,
+        progress={"step": 3, "total_steps": 10, "epoch": 1, "loss": 1.5, "tokens_per_s": 120.0, "eta_s": 20.0},
+        losses=[2.0, 1.8, 1.5],
+    )
+    staff.visit(f"{base}/admin/generation/prompttemplate/{template.pk}/training/{run.pk}/", ready="#training-progress")
+    expect(staff.page.locator("#loss-chart")).to_be_visible()
+    TrainingRun.objects.filter(pk=run.pk).update(progress={**run.progress, "step": 4, "loss": 1.25})
+    expect(staff.page.locator('#training-progress [data-live="step"]')).to_contain_text("4 of 10", timeout=10_000)
+    staff.check("a training run's page, updated live")
     # admin.css replaced the inline style: the versions table still spans its fieldset.
     staff.visit(f"{base}/admin/generation/prompttemplate/{template.pk}/change/", ready="#versions")
     widths = staff.page.evaluate(

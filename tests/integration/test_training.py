@@ -10,7 +10,7 @@ import pytest
 from generation import services
 from generation.models import TrainingStatus
 from tests.support.evaluation import run_here
-from tests.support.training import approved
+from tests.support.training import approved, serve_adapters
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -100,8 +100,7 @@ def _house_habit(text: str) -> bool:
 def test_approved_edits_train_an_adapter_that_writes_closer_to_the_editors(
     settings, tmp_path, user, reviewer, curator, fast_headline, bundled_transformers
 ):
-    models = {**settings.AIGC["MODELS"], "tuned": {"backend": "transformers"}}
-    settings.AIGC = {**settings.AIGC, "MODELS": models, "MODEL_CACHE_DIR": str(tmp_path / "models")}
+    serve_adapters(settings, tmp_path / "models")
     for story, headline in EDITS:
         approved(user, reviewer, story, wrote=headline.title() + ".", edit=headline)
     run = services.training_start(template=fast_headline, user=curator, params=PARAMS)

@@ -23,13 +23,6 @@ FAST = {"rank": 4, "alpha": 8, "epochs": 2, "learning_rate": 5e-3, "batch_size":
 
 
 @pytest.fixture
-def tuned(settings, tmp_path):
-    """The adapter alias, served by transformers, and a model cache of the test's own."""
-    models = {**settings.AIGC["MODELS"], "tuned": {"backend": "transformers"}}
-    settings.AIGC = {**settings.AIGC, "MODELS": models, "MODEL_CACHE_DIR": str(tmp_path / "models")}
-
-
-@pytest.fixture
 def engine(tiny_model_dir, tmp_path):
     """A tiny engine of this test's own: attaching adapters changes an engine."""
     from generation.engine import EngineConfig, load_engine

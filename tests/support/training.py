@@ -1,7 +1,9 @@
-"""Approved jobs for training-data tests, written without a worker: the model's text as a worker would store
-it, the editor's change, the review."""
+"""Approved jobs for training tests, written without a worker (the model's text as a worker would store it, the
+editor's change, the review), and the adapter alias training needs (a pytest plugin: tests/conftest.py)."""
 
 from __future__ import annotations
+
+import pytest
 
 from generation import services
 from generation.models import Job, JobOutput, JobStatus, ReviewState
@@ -17,3 +19,18 @@ def approved(owner, reviewer, text: str, *, wrote: str, edit: str | None = None,
         services.output_edit(job.outputs.get(index=0), user=owner, text=edit)
     services.review_move(job, user=owner, to_state=ReviewState.IN_REVIEW)
     return services.review_move(Job.objects.get(pk=job.pk), user=reviewer, to_state=ReviewState.APPROVED)
+
+
+def serve_adapters(settings, cache_dir=None, **entry) -> dict:
+    """Add the adapter alias ("tuned": the transformers backend) to the registry, and a model cache of the test's
+    own; returns the registry."""
+    models = {**settings.AIGC["MODELS"], "tuned": {"backend": "transformers", **entry}}
+    cache = {"MODEL_CACHE_DIR": str(cache_dir)} if cache_dir else {}
+    settings.AIGC = {**settings.AIGC, "MODELS": models, **cache}
+    return models
+
+
+@pytest.fixture
+def tuned(settings, tmp_path):
+    """An alias that serves adapters, as training needs, and a model cache of the test's own."""
+    return serve_adapters(settings, tmp_path / "models")
