@@ -34,8 +34,14 @@ PROGRESS_EVERY_S = 1.0  # how often a running training writes its progress (and 
 
 
 def adapter_alias() -> str:
-    """The alias whose workers serve trained adapters (settings; a transformers alias over the same weights)."""
-    return settings.AIGC["ADAPTER_ALIAS"]
+    """The alias whose workers serve trained adapters: AIGC_ADAPTER_ALIAS (a transformers alias over the same
+    weights); where it is not configured and the default alias is itself served by transformers (a GPU worker),
+    the default alias, which then serves the base model and its adapters side by side."""
+    alias = settings.AIGC["ADAPTER_ALIAS"]
+    default = registry.DEFAULT_ALIAS
+    if alias not in registry.aliases() and registry.entry(default)["backend"] in registry.ADAPTER_BACKENDS:
+        return default
+    return alias
 
 
 def adapters_dir() -> Path:
