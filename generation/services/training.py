@@ -24,6 +24,7 @@ from ..engine.lora import InvalidParams, LoraParams
 from ..infra import registry
 from ..models import Adapter, TrainingRun, TrainingStatus
 from . import dispatch
+from .errors import error_line
 from .evaluation import dataset_create, experiment_start
 from .templates import resolve_version, template_version_create
 
@@ -212,7 +213,12 @@ def _train(run: TrainingRun, engine_for) -> None:
         log.exception("training run %s failed", run.pk)
         _end(run.pk, TrainingStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return
-    _succeed(run, result)
+    try:
+        _succeed(run, result)
+    except Exception as exc:  # e.g. held-out inputs the base version no longer accepts: said, not retried forever
+        log.exception("training run %s trained an adapter but could not be finished", run.pk)
+        reason = error_line(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        _end(run.pk, TrainingStatus.FAILED, error=f"Trained adapter {result.adapter_sha256[:12]}, then: {reason}")
 
 
 @transaction.atomic

@@ -127,3 +127,16 @@ def test_a_cancelled_run_stops_and_a_dead_worker_s_run_resumes_from_its_checkpoi
     run.refresh_from_db()
     assert run.status == TrainingStatus.SUCCEEDED, run.error
     assert run.progress["resumed_from"] == 1 and run.attempts == 2 and len(run.losses) == run.progress["step"]
+
+
+def test_a_run_whose_held_out_cases_cannot_be_measured_fails_saying_why(
+    tuned, edits, curator, engine, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        run = services.training_start(template=edits, user=curator, params=FAST)
+    TrainingRun.objects.filter(pk=run.pk).update(held_out_cases=[{"inputs": {}, "reference": "x"}])
+    services.training_execute(run.pk, engine_for=lambda alias: engine)
+    run.refresh_from_db()
+    assert run.status == TrainingStatus.FAILED and run.error.startswith("Trained adapter ")
+    assert "text" in run.error and run.version is None  # nothing half-written: no version, no dataset
+    assert not edits.versions.filter(adapter_sha256__gt="").exists()
