@@ -5,6 +5,8 @@ version's: closer to the editors' text."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from generation import services
@@ -12,7 +14,8 @@ from generation.models import TrainingStatus
 from tests.support.evaluation import run_here
 from tests.support.training import approved, serve_adapters
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+# Transactional, as every test that runs after the process tests (tests/conftest.py): the seeded rows are restored.
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 # Stories and the headline an editor approved for each: sentence case, no full stop at the end.
 EDITS = [
@@ -101,8 +104,13 @@ def test_approved_edits_train_an_adapter_that_writes_closer_to_the_editors(
     settings, tmp_path, user, reviewer, curator, fast_headline, bundled_transformers
 ):
     serve_adapters(settings, tmp_path / "models")
-    for story, headline in EDITS:
-        approved(user, reviewer, story, wrote=headline.title() + ".", edit=headline)
+    # Committed at once here: what the run and the experiment send goes to queues of this test's own, which no
+    # worker consumes (the cases run in this process).
+    queue = f"itest-training-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.AIGC = {**settings.AIGC, "TRAINING_QUEUE": f"{queue}-training"}
+    for i, (story, headline) in enumerate(EDITS):
+        approved(user, reviewer, story, wrote=headline.title() + ".", edit=headline, seed=100 + i)
     run = services.training_start(template=fast_headline, user=curator, params=PARAMS)
     services.training_execute(run.pk, engine_for=lambda alias: bundled_transformers)
     run.refresh_from_db()

@@ -33,8 +33,8 @@ def test_a_trainer_killed_mid_run_is_resumed_from_its_checkpoint(
     queue, cache = f"{cluster.queue}-training", str(tmp_path / "models")
     settings.AIGC = {**settings.AIGC, "MODELS": models, "MODEL_CACHE_DIR": cache, "TRAINING_QUEUE": queue}
     env = {"AIGC_MODELS": json.dumps(models), "AIGC_MODEL_CACHE_DIR": cache, "AIGC_TRAINING_QUEUE": queue}
-    for story, headline in EDITS:
-        approved(user, reviewer, story, wrote=headline.title() + ".", edit=headline)
+    for i, (story, headline) in enumerate(EDITS):
+        approved(user, reviewer, story, wrote=headline.title() + ".", edit=headline, seed=100 + i)
     run = services.training_start(template=fast_headline, user=curator, params={**PARAMS, "checkpoint_every": 4})
 
     first = cluster.worker("trainer-1", queue=queue, concurrency=1, **env)

@@ -9,9 +9,13 @@ from generation import services
 from generation.models import Job, JobOutput, JobStatus, ReviewState
 
 
-def approved(owner, reviewer, text: str, *, wrote: str, edit: str | None = None, kind: str = "headline") -> Job:
-    """A job on `text` whose model output `wrote` was changed to `edit` (None: left as written), then approved."""
-    job = services.job_create(user=owner, kind=kind, inputs={"text": text})
+def approved(
+    owner, reviewer, text: str, *, wrote: str, edit: str | None = None, kind: str = "headline", seed: int | None = None
+) -> Job:
+    """A job on `text` whose model output `wrote` was changed to `edit` (None: left as written), then approved;
+    with `seed`, the job's seed (an evaluation case made of it replays the same)."""
+    params = {"seed": seed} if seed is not None else None
+    job = services.job_create(user=owner, kind=kind, inputs={"text": text}, params=params)
     Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
     JobOutput.objects.create(job=job, index=0, text=wrote)
     job.refresh_from_db()
