@@ -75,8 +75,17 @@ class LocalRun:
         return proc, url, output
 
     def stop(self, proc: subprocess.Popen, sig=signal.SIGINT) -> str:
+        import psutil
+
+        below = psutil.Process(proc.pid).children(recursive=True)
         os.killpg(proc.pid, sig)
         proc.wait(60)
+        if sig == signal.SIGKILL:
+            # honcho's processes have groups of their own and outlive a killed run: what the user's next run finds
+            # is its redis-server (the test's subject), so the test ends the rest (the web server) itself.
+            for child in below:
+                if child.is_running() and "redis" not in child.name():
+                    child.kill()
         return self.log.read_text()
 
     def redis_pid(self, output: str) -> int:
