@@ -94,9 +94,12 @@ def training_jsonl(pairs: list[Pair], split: str | None = None) -> str:
 
 
 def training_runs_for_template(template):
-    """A template's training runs, newest first, with what their pages and the API show beside them."""
-    return TrainingRun.objects.filter(template=template).select_related(
-        "template", "desk", "base_version", "version", "dataset", "experiment", "created_by"
+    """A template's training runs, newest first, with what their pages and the API show beside them; the frozen
+    pairs (the worker's to read, and large) are left in the database."""
+    return (
+        TrainingRun.objects.filter(template=template)
+        .select_related("template", "desk", "base_version", "version", "dataset", "experiment", "created_by")
+        .defer("data", "held_out_cases")
     )
 
 
