@@ -304,11 +304,16 @@ def _is_uuid(value) -> bool:
 # --- the template's change page: experiments and datasets ------------------------------------------------------
 
 
+def template_view(model_admin, function):
+    """`function(model_admin, request, **kwargs)` as an admin view: behind the admin's login and staff check."""
+    return model_admin.admin_site.admin_view(lambda request, **kw: function(model_admin, request, **kw))
+
+
 def template_urls(model_admin) -> list:
     """The evaluation URLs under a prompt template in the admin (PromptTemplateAdmin.get_urls adds them)."""
 
     def view(function):
-        return model_admin.admin_site.admin_view(lambda request, **kw: function(model_admin, request, **kw))
+        return template_view(model_admin, function)
 
     return [
         path("<int:pk>/experiments/start/", view(experiment_start_view), name="generation_template_experiment_start"),

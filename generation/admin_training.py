@@ -11,14 +11,14 @@ from dataclasses import fields
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from . import selectors, services
-from .admin_evaluation import _ExternalForm, experiment_url
+from .admin_evaluation import _ExternalForm, _template_for_change, experiment_url, template_view
 from .engine.lora import LoraParams
 from .models import Desk, PromptTemplate, TrainingRun
 from .services.training import MIN_TRAIN_PAIRS
@@ -79,7 +79,7 @@ def template_urls(model_admin) -> list:
     """The training URLs under a prompt template in the admin (PromptTemplateAdmin.get_urls adds them)."""
 
     def view(function):
-        return model_admin.admin_site.admin_view(lambda request, **kw: function(model_admin, request, **kw))
+        return template_view(model_admin, function)
 
     return [
         path("<int:pk>/training/start/", view(training_start_view), name="generation_template_training_start"),
@@ -239,15 +239,6 @@ def loss_chart(losses) -> dict | None:
 
 
 # --- views -----------------------------------------------------------------------------------------------------
-
-
-def _template_for_change(model_admin, request, pk) -> PromptTemplate:
-    if request.method != "POST":
-        raise Http404
-    template = model_admin._template(request, pk)
-    if not model_admin.has_change_permission(request, template):
-        raise PermissionDenied
-    return template
 
 
 def _run(template, run_id) -> TrainingRun:

@@ -25,6 +25,7 @@ from .jobs import (
 )
 from .prompts import prompt_counter
 from .templates import (
+    desk_templates,
     template_by_slug,
     template_default_for_kind,
     templates_for_kind,
@@ -47,6 +48,7 @@ __all__ = [
     "budgets_of",
     "datasets_for_template",
     "default_desk",
+    "desk_templates",
     "desk_usage",
     "desks_of",
     "experiment_detail",

@@ -22,6 +22,15 @@ def visible_to(user) -> Q:
     return Q(desk__isnull=True) | Q(desk__memberships__user=user)
 
 
+def usable_by_desk(desk) -> Q:
+    """The templates a desk's work may use: the shared ones and the desk's own."""
+    return Q(desk__isnull=True) | Q(desk=desk)
+
+
+def desk_templates(desk) -> QuerySet[PromptTemplate]:
+    return PromptTemplate.objects.filter(usable_by_desk(desk))
+
+
 def template_by_slug(slug: str, user=None) -> PromptTemplate | None:
     """A template by slug; with a user, only one they may use."""
     found = PromptTemplate.objects.filter(slug=slug)
@@ -59,7 +68,7 @@ def templates_of_desk(desk) -> list[dict]:
     """What the desk's admin manages: each template the desk's members may use (the desk's own first), its
     versions, where its production label points for everyone and, on a shared one, for this desk."""
     found = (
-        PromptTemplate.objects.filter(Q(desk__isnull=True) | Q(desk=desk))
+        desk_templates(desk)
         .prefetch_related(
             Prefetch("labels", queryset=TemplateLabel.objects.select_related("version")),
             Prefetch("versions", queryset=TemplateVersion.objects.order_by("-number")),

@@ -78,12 +78,8 @@ def training_pairs(template, *, desk=None, edited_only: bool = True) -> list[Pai
     if len(pairs) >= 2 and not any(p.split == HELD_OUT for p in pairs):
         # Too few for the hash to hold one out: the pair whose hash is smallest is, the same one each time.
         lowest = min(pairs, key=lambda p: p.key)
-        pairs = [_with_split(p, HELD_OUT) if p is lowest else p for p in pairs]
+        pairs = [replace(p, split=HELD_OUT) if p is lowest else p for p in pairs]
     return pairs
-
-
-def _with_split(pair: Pair, split: str) -> Pair:
-    return replace(pair, split=split)
 
 
 def training_jsonl(pairs: list[Pair], split: str | None = None) -> str:

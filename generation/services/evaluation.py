@@ -500,7 +500,7 @@ def gate_judge(
 ) -> tuple[Experiment | None, list[str]]:
     """Whether `label` may move from `current` to `version`: (the experiment that allows it, []) or (None or the
     best try, the reasons with their numbers). A label the gate does not protect, or a template without a gate
-    dataset, always may: (None, [])."""
+    dataset (unless the version runs with a trained adapter: then its held-out dataset), always may: (None, [])."""
     gate = gating.parse(template.gate)
     name = template.gate_dataset or _held_out_of(version)
     if not name or not gate.protects(label):

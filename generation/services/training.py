@@ -116,16 +116,21 @@ def training_cancel(run: TrainingRun, *, user) -> TrainingRun:
     return run
 
 
+def _lost(now) -> Q:
+    """Running, with a heartbeat older than AIGC_STALE_AFTER_S (or none): its worker died."""
+    stale = now - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
+    return Q(status=TrainingStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+
+
 def _claim(run_id) -> TrainingRun | None:
-    """The run for this worker: queued, or running with a stopped heartbeat (its worker restarted)."""
-    stale = timezone.now() - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
+    """The run for this worker: queued, or lost by a worker that died; not one alive elsewhere, final or
+    being cancelled."""
+    now = timezone.now()
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.is_final or run.cancel_requested:
+        runnable = Q(status=TrainingStatus.QUEUED) | _lost(now)
+        run = TrainingRun.objects.select_for_update().filter(runnable, pk=run_id, cancel_requested=False).first()
+        if run is None:
             return None
-        if run.status == TrainingStatus.RUNNING and run.heartbeat_at and run.heartbeat_at > stale:
-            return None  # alive on another worker
-        now = timezone.now()
         run.status, run.heartbeat_at, run.attempts = TrainingStatus.RUNNING, now, run.attempts + 1
         run.started_at = run.started_at or now
         run.save(update_fields=["status", "heartbeat_at", "attempts", "started_at"])
@@ -177,7 +182,11 @@ def _train(run: TrainingRun, engine_for) -> None:
     from ..engine import lora
 
     engine = engine_for(run.model_alias)
-    examples = [lora.Example(messages=d["messages"], answer=d["answer"]) for d in run.data if d["split"] == "train"]
+    examples = [
+        lora.Example(messages=d["messages"], answer=d["answer"])
+        for d in run.data
+        if d["split"] == selectors.TRAINING_TRAIN
+    ]
     out_dir = adapters_dir() / str(run.pk)
     last = {"at": 0.0}
     losses = list(run.losses)  # a resumed run's earlier steps, cut back to its checkpoint at its first step
@@ -261,7 +270,7 @@ def _succeed(run: TrainingRun, result) -> None:
     _end(
         run.pk,
         TrainingStatus.SUCCEEDED,
-        progress={**run_progress(run.pk), "resumed_from": result.resumed_from},
+        progress={**_saved_progress(run.pk), "resumed_from": result.resumed_from},
         adapter_sha256=adapter.sha256,
         base_sha256=result.base_sha256,
         data_sha256=result.data_sha256,
@@ -272,7 +281,8 @@ def _succeed(run: TrainingRun, result) -> None:
     )
 
 
-def run_progress(run_id) -> dict:
+def _saved_progress(run_id) -> dict:
+    """The progress the last step wrote (the run in hand was read before training)."""
     return TrainingRun.objects.filter(pk=run_id).values_list("progress", flat=True).first() or {}
 
 
@@ -281,8 +291,7 @@ def training_reconcile() -> int:
     claim resumes it from its last checkpoint; a queued run whose message was lost is sent again; a run whose
     worker died while it was being cancelled is cancelled. Returns how many were sent."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.AIGC["STALE_AFTER_S"])
-    dead = Q(status=TrainingStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+    dead = _lost(now)
     TrainingRun.objects.filter(dead, cancel_requested=True).update(status=TrainingStatus.CANCELLED, finished_at=now)
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
     waiting = Q(status=TrainingStatus.QUEUED, created_at__lt=resend_before)

@@ -122,10 +122,6 @@ def desk_budgets(request, slug: str):
 # --- the desk's templates and house style ---------------------------------------------------------------
 
 
-def _desk_templates(desk: Desk):
-    return PromptTemplate.objects.filter(desk__isnull=True) | PromptTemplate.objects.filter(desk=desk)
-
-
 def _templates_page(request, desk: Desk, bound: dict | None = None):
     """The desk's templates page; `bound` holds a refused form by its key, shown again with its text and errors
     in place (a prompt or a style typed out is not lost to a redirect)."""
@@ -148,7 +144,7 @@ def _templates_page(request, desk: Desk, bound: dict | None = None):
         "desk": desk,
         "rows": rows,
         "style_form": bound.get("style") or DeskStyleForm(initial={"style": desk.style or None}),
-        "create_form": bound.get("create") or DeskTemplateCreateForm(templates=_desk_templates(desk)),
+        "create_form": bound.get("create") or DeskTemplateCreateForm(templates=selectors.desk_templates(desk)),
     }
     return render(request, "generation/desk_templates.html", context, status=400 if bound else 200)
 
@@ -178,7 +174,7 @@ def desk_templates(request, slug: str):
     desk = _managed(request, slug)
     if request.method != "POST":
         return _templates_page(request, desk)
-    form = DeskTemplateCreateForm(request.POST, templates=_desk_templates(desk))
+    form = DeskTemplateCreateForm(request.POST, templates=selectors.desk_templates(desk))
     verb = partial(services.desk_template_create, desk, actor=request.user)
     return _save(request, desk, "create", form, verb, lambda t: f"Created {t.name}, for {desk.name} only.")
 
@@ -192,7 +188,7 @@ def desk_style(request, slug: str):
 
 
 def _template(desk: Desk, template_slug: str) -> PromptTemplate:
-    return get_object_or_404(_desk_templates(desk), slug=template_slug)
+    return get_object_or_404(selectors.desk_templates(desk), slug=template_slug)
 
 
 @login_required
