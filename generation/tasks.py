@@ -7,7 +7,7 @@ import threading
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
 
-from . import services
+from . import sandbox, services
 from .api.webhooks import job_body
 from .infra import presence, registry
 
@@ -93,6 +93,16 @@ def load_model_before_consuming(sender=None, **kwargs) -> None:
     # seconds), and the worker need not wait for that to take jobs; its engine checks each prompt meanwhile.
     threading.Thread(target=_publish_all, args=(engines,), name="publish-model-info", daemon=True).start()
     presence.start(sender.hostname, [registry.queue_for(a) for a in aliases])
+
+
+@worker_init.connect
+def announce_sandbox(sender=None, **kwargs) -> None:
+    """Say at start whether this worker can run code checks (a case or job measured here says so too)."""
+    ready, detail = sandbox.availability()
+    if ready:
+        log.info("code checks run in a sandbox: %s", detail)
+    else:
+        log.warning("code checks will not run on this worker: they need a sandbox (%s)", detail)
 
 
 @worker_shutdown.connect

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.support.tiny_llama import build_llama3_style
@@ -35,6 +37,28 @@ def gguf_engine(tmp_path_factory):
 
     cache = tmp_path_factory.mktemp("gguf-cache")
     return load_engine(EngineConfig(backend="llamacpp", cache_dir=str(cache), max_rows=16, flash_attn="off"))
+
+
+@pytest.fixture
+def sandbox_config():
+    """Reconfigure the sandbox for one test (`sandbox_config(bwrap="/nonexistent")` forces it unavailable, as a
+    container without bubblewrap or namespaces is); the configuration is restored afterwards."""
+    from dataclasses import replace
+
+    from generation import sandbox
+
+    saved = sandbox.current()
+    yield lambda **changes: sandbox.configure(replace(saved, **changes))
+    sandbox.configure(saved)
+
+
+@pytest.fixture
+def fresh_minute():
+    """Request rates are counted per clock minute (services/limits.py): a test that counts requests up to a limit
+    starts with at least 15 s of its minute left, so the count is never split across two minutes."""
+    left = 60 - time.time() % 60
+    if left < 15:
+        time.sleep(left + 0.05)
 
 
 @pytest.fixture

@@ -39,7 +39,10 @@ def test_the_engine_has_no_django_imports():
 # down: web and api over services and selectors, services over content, infra and the engine; the worker layer
 # (tasks, workers) hands services what a worker process holds, never the other way.
 FORBIDDEN = {
+    # Content runs no process of its own: code nobody reviewed reaches a process only through generation.sandbox.
     "generation.content": (
+        "subprocess",
+        "multiprocessing",
         "django",
         "generation.models",
         "generation.services",
@@ -49,6 +52,20 @@ FORBIDDEN = {
         "generation.api",
         "generation.tasks",
         "generation.workers",
+    ),
+    # The sandbox stands alone: content's code checks use it, and nothing of the project reaches into it.
+    "generation.sandbox": (
+        "django",
+        "generation.models",
+        "generation.services",
+        "generation.selectors",
+        "generation.infra",
+        "generation.web",
+        "generation.api",
+        "generation.tasks",
+        "generation.workers",
+        "generation.content",
+        "generation.engine",
     ),
     "generation.engine": (
         "django",

@@ -10,9 +10,8 @@ to measure how often the default model meets them, and by tests.
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
+from .. import sandbox
 from . import formats
 from .shaping import count_words
 
@@ -48,29 +47,27 @@ def check_length(output: str, asked: int) -> list[str]:
     return []
 
 
-def check_python(code: str, test: str = "", timeout: float = 10.0) -> list[str]:
-    """Parse the code and, when a test is given, run code plus test in a separate, isolated interpreter
-    (model output is untrusted: never exec it in this process)."""
+NEEDS_SANDBOX = "code checks need a sandbox"
+
+
+def check_python(code: str, test: str = "") -> list[str]:
+    """Parse the code and, when a test is given, run code plus test in the sandbox (generation/sandbox: model
+    output and a dataset's test are untrusted; never run bare, never in this process). Where no sandbox can start
+    the code is not run, and the one problem says so: an unverified program never passes."""
     try:
         ast.parse(code)
     except SyntaxError as exc:
         return [f"does not parse: {exc.msg} (line {exc.lineno})"]
     if not test:
         return []
-    try:
-        run = subprocess.run(
-            [sys.executable, "-I", "-c", code + "\n\n" + test],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return ["timed out"]
-    if run.returncode != 0:
-        last = (run.stderr.strip().splitlines() or ["failed"])[-1]
-        return [f"check failed: {last[:200]}"]
-    return []
+    outcome = sandbox.run_python(code + "\n\n" + test)
+    if outcome.status == "passed":
+        return []
+    if outcome.status == "unavailable":
+        return [f"{NEEDS_SANDBOX} (not run: {outcome.reason})"]
+    if outcome.status == "timeout":
+        return [f"timed out: {outcome.reason}"]
+    return [f"check failed: {outcome.reason[:200]}"]
 
 
 def check_docstrings(code: str) -> list[str]:

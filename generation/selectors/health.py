@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis
 from django.db.models import Count
 
+from .. import sandbox
 from ..infra import presence, redis_client, registry
 from ..models import (
     Job,
@@ -50,7 +51,8 @@ def model_health() -> dict[str, dict]:
 
 def health_report() -> dict:
     """For /healthz: the database, Redis, and per model alias its queue and live workers. "down" when the
-    database or Redis does not answer; "degraded" when an alias has no live worker (its jobs would wait)."""
+    database or Redis does not answer; "degraded" when an alias has no live worker (its jobs would wait). Its
+    `sandbox` says whether code checks can run here, and if not, why."""
     from django.db import DatabaseError, connection
 
     try:
@@ -71,4 +73,13 @@ def health_report() -> dict:
         status = "degraded"
     else:
         status = "ok"
-    return {"status": status, "database": database, "redis": redis_state, "models": models}
+    ready, detail = sandbox.availability()
+    return {
+        "status": status,
+        "database": database,
+        "redis": redis_state,
+        "models": models,
+        # Whether code checks can run on this host (they never run without a sandbox); not part of the status:
+        # generation goes on without them.
+        "sandbox": {"ready": ready, "detail": detail},
+    }

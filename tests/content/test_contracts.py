@@ -1,3 +1,6 @@
+from dataclasses import replace
+
+from generation import sandbox
 from generation.content import contracts
 
 
@@ -20,14 +23,30 @@ def test_length_contract():
     assert contracts.check_length("word " * 40, 100) == ["40 words for 100 asked (allowed 50-150)"]
 
 
-def test_python_contract_runs_the_check_in_another_process():
+def test_python_contract_runs_the_check_in_the_sandbox(sandbox_config):
     assert contracts.check_python("def add(a, b):\n    return a + b", "assert add(2, 3) == 5") == []
     assert contracts.check_python("def add(a, b):\n    return a - b", "assert add(2, 3) == 5") == [
         "check failed: AssertionError"
     ]
     assert contracts.check_python("def add(a, b) return a + b")[0].startswith("does not parse")
-    assert contracts.check_python("while True: pass", "", timeout=1) == []  # not run without a check
-    assert contracts.check_python("import time\ntime.sleep(5)", "pass", timeout=0.5) == ["timed out"]
+    assert contracts.check_python("while True: pass", "") == []  # not run without a check
+    # A model's code that reads the worker's secrets finds none (the sandbox hands it an empty environment).
+    leak = "import os\nassert 'DJANGO_SECRET_KEY' not in os.environ and 'DATABASE_URL' not in os.environ"
+    assert contracts.check_python("x = 1", leak) == []
+    sandbox_config(limits=replace(sandbox.current().limits, deadline_s=0.5))
+    assert contracts.check_python("import time\ntime.sleep(5)", "pass") == ["timed out: killed at the 0.5 s deadline"]
+
+
+def test_python_contract_without_a_sandbox_runs_nothing_and_says_so(sandbox_config, tmp_path):
+    sandbox_config(bwrap="/nonexistent/bwrap")
+    marker = tmp_path / "ran"
+    problems = contracts.check_python("def add(a, b):\n    return a + b", f"open({str(marker)!r}, 'w')")
+    assert problems == [
+        "code checks need a sandbox (not run: bubblewrap is not installed ('/nonexistent/bwrap' not found))"
+    ]
+    assert not marker.exists()
+    # Code that does not parse is still reported as such: parsing runs nothing.
+    assert contracts.check_python("def (", "pass")[0].startswith("does not parse")
 
 
 def test_docstring_contract():

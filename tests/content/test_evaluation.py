@@ -51,6 +51,17 @@ def test_the_contract_follows_the_format_and_the_kind():
     assert case([], n=2)["contract"] == {"ok": False, "problems": ["empty"]}
 
 
+def test_a_code_case_without_a_sandbox_fails_its_contract_and_says_why(sandbox_config):
+    """An unverified program never passes a case: the gate cannot promote code nobody could run."""
+    sandbox_config(bwrap="/nonexistent/bwrap")
+    code = formats.FORMATS["code"]
+    measured = case(
+        ["def add(a, b):\n    return a + b"], fmt=code, kind="code", n=1, checks={"test": "assert add(2, 3) == 5"}
+    )["contract"]
+    assert not measured["ok"]
+    assert measured["problems"][0].startswith("code checks need a sandbox (not run: bubblewrap is not installed")
+
+
 def test_findings_facts_similarity_and_a_failed_job():
     unsupported = Finding("grounding", "year", 0, 4, "2030", 'The source gives no "2030".').as_json()
     styled = Finding("style", "banned", 0, 5, "Slams", "House style.").as_json()

@@ -90,6 +90,21 @@ def test_health_is_503_when_redis_does_not_answer(client, settings, monkeypatch)
     assert public.status_code == 503 and public.json() == {"status": "down"}
 
 
+def test_health_says_whether_code_checks_can_run_here(client, staff, sandbox_config):
+    """Operators learn from /healthz, the staff health page and the admin that code checks are off, and why."""
+    assert client.get("/healthz", **SCRAPER).json()["sandbox"] == {"ready": True, "detail": "bubblewrap sandbox ready"}
+    assert "sandbox-notice" not in staff.get("/admin/").content.decode()
+    sandbox_config(bwrap="/nonexistent/bwrap")
+    response = client.get("/healthz", **SCRAPER)
+    assert response.json()["sandbox"] == {
+        "ready": False,
+        "detail": "bubblewrap is not installed ('/nonexistent/bwrap' not found)",
+    }
+    assert response.status_code == 200  # generation goes on without code checks: not a reason to pull the site
+    assert "not run: they need a sandbox" in staff.get("/health/").content.decode()
+    assert "Code checks are not run on this host" in staff.get("/admin/").content.decode()
+
+
 def samples(client, **headers) -> dict:
     text = client.get("/metrics", **(headers or SCRAPER)).content.decode()
     return {
@@ -152,7 +167,7 @@ def test_the_public_health_check_says_only_its_status(client, user, own_queues, 
     client.force_login(user)  # an editor is not an operator
     assert client.get("/healthz").json() == {"status": "degraded"}
     client.force_login(django_user_model.objects.create_user("ops", password="pw-ops-12345", is_staff=True))
-    assert set(client.get("/healthz").json()) == {"status", "database", "redis", "models"}
+    assert set(client.get("/healthz").json()) == {"status", "database", "redis", "models", "sandbox"}
 
 
 def test_every_line_logged_while_a_job_runs_carries_its_id(
