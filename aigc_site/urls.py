@@ -3,10 +3,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from generation.api import openai_compat
+from generation.web import accounts
 from generation.web import views as generation_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Login and reset by mail say whether mail can go out (EMAIL_URL); the rest is Django's own.
+    path("accounts/login/", accounts.LoginView.as_view(), name="login"),
+    path("accounts/password_reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("generation.api.urls")),

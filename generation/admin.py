@@ -5,7 +5,7 @@ import difflib
 import json
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import admin_desks, admin_evaluation, admin_training, selectors, services  # noqa: F401  (admin_desks registers)
+from .content import safeparse
 from .models import (
     ApiKey,
     Feedback,
@@ -96,7 +97,11 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             )
             obj.pk = created.pk
             return
+        gate_dataset, gate = obj.gate_dataset, obj.gate
+        # The gate changes through its service, which keeps every change with who made it.
+        obj.gate_dataset, obj.gate = PromptTemplate.objects.values_list("gate_dataset", "gate").get(pk=obj.pk)
         obj.save()
+        services.template_gate_set(template=obj, gate_dataset=gate_dataset, gate=gate, user=request.user, via="admin")
         version, created = services.template_version_create(
             template=obj, user=request.user, note=note, **form.content()
         )
@@ -191,8 +196,10 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         if not allowed:
             return JsonResponse({"errors": {"__all__": ["Not allowed."]}}, status=403)
         try:
-            body = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
+            body = safeparse.loads(request.body or b"{}")
+        except safeparse.JSONInputError as exc:
+            if exc.where and not exc.syntax:  # "content.variables": where in the draft
+                return JsonResponse({"errors": {exc.where: [exc.msg]}}, status=400)
             body = None
         if not isinstance(body, dict):
             return JsonResponse({"errors": {"__all__": ["A JSON object with content and inputs."]}}, status=400)
@@ -234,6 +241,9 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         version = get_object_or_404(template.versions, number=number)
         form = InputsForm(version, request.POST or None)
         preview = None
+        can_test_run = self.has_change_permission(request, template)  # it queues a job: a curator's act
+        if request.method == "POST" and "test_run" in request.POST and not can_test_run:
+            raise PermissionDenied
         if request.method == "POST" and form.is_valid():
             try:
                 if "test_run" in request.POST:
@@ -259,6 +269,7 @@ class PromptTemplateAdmin(admin.ModelAdmin):
             "labels": [label.name for label in template.labels.all() if label.version_id == version.pk],
             "form": form,
             "preview": preview,
+            "can_test_run": can_test_run,
             "jobs_count": version.jobs.count(),
             "ratings": selectors.versions_with_ratings(template).get(pk=version.pk),
             "feedback": version.feedback.select_related("user", "output__job")[:50],

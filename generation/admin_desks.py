@@ -2,8 +2,10 @@
 desk's members from the studio)."""
 
 from django.contrib import admin
+from django.db.models import JSONField
 
 from .models import Desk, Membership, Organisation
+from .web.forms import SafeJSONField
 
 
 @admin.register(Organisation)
@@ -23,10 +25,22 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Desk)
 class DeskAdmin(admin.ModelAdmin):
-    """A desk's members with their roles and own shares, and the desk's budgets (empty: none)."""
+    """A desk's members with their roles and own shares, and the desk's budgets (empty: none). Staff's cap on the
+    desk (cap_tokens_per_day, cap_tokens_per_month) is set here only: the desk's admins see it on their page, and
+    their budgets and members' shares stay within it."""
 
-    list_display = ("name", "slug", "organisation", "is_default", "tokens_per_day", "tokens_per_month")
+    list_display = (
+        "name",
+        "slug",
+        "organisation",
+        "is_default",
+        "tokens_per_day",
+        "tokens_per_month",
+        "cap_tokens_per_day",
+        "cap_tokens_per_month",
+    )
     list_filter = ("organisation",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+    formfield_overrides = {JSONField: {"form_class": SafeJSONField}}  # the house style: read by the safe parser
     inlines = [MembershipInline]

@@ -20,8 +20,19 @@ from django.utils.html import format_html
 
 from . import selectors, services
 from .content import evaluation
-from .models import Dataset, DatasetItem, DatasetOrigin, Experiment, PromptTemplate, RunStatus
+from .models import (
+    Dataset,
+    DatasetItem,
+    DatasetOrigin,
+    Desk,
+    Experiment,
+    GateChange,
+    PromptTemplate,
+    RunStatus,
+)
 from .services import evaluation as evaluation_services
+from .services.limits import LimitExceeded
+from .web.forms import SafeJSONField
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 INPUT_PREVIEW_CHARS = 240
@@ -67,6 +78,18 @@ class DatasetFromJobsForm(_ExternalForm):
     limit = forms.IntegerField(
         label="How many", min_value=1, max_value=evaluation_services.MAX_ITEMS, initial=20, help_text="The newest."
     )
+    desk = forms.ModelChoiceField(
+        queryset=Desk.objects.order_by("name"),
+        to_field_name="slug",
+        required=False,
+        empty_label="The only desk with approved jobs",
+        help_text="Whose approved jobs (a desk's own template: that desk's).",
+    )
+    all_desks = forms.BooleanField(
+        required=False,
+        label="Mix every desk",
+        help_text="Every desk's approved jobs together; each desk's share is kept.",
+    )
 
 
 class ExperimentStartForm(_ExternalForm):
@@ -96,6 +119,7 @@ class DatasetItemForm(forms.ModelForm):
     class Meta:
         model = DatasetItem
         fields = ("index", "inputs", "reference", "checks", "seed")
+        field_classes = {"inputs": SafeJSONField, "checks": SafeJSONField}  # typed JSON: read by the safe parser
         widgets = {
             "inputs": forms.Textarea(attrs={"rows": 3, "cols": 50}),
             "reference": forms.Textarea(attrs={"rows": 3, "cols": 40}),
@@ -156,8 +180,8 @@ class DatasetAdmin(admin.ModelAdmin):
     list_filter = ("origin", "template")
     search_fields = ("name", "description", "template__slug")
     list_select_related = ("template",)
-    fields = ("template", "name", "version", "description", "origin", "created_by", "created_at")
-    readonly_fields = ("template", "name", "version", "origin", "created_by", "created_at")
+    fields = ("template", "name", "version", "description", "origin", "cases_by_desk", "created_by", "created_at")
+    readonly_fields = ("template", "name", "version", "origin", "cases_by_desk", "created_by", "created_at")
     inlines = [DatasetItemInline]
     actions = ["copy_as_new_version"]
     change_form_template = "admin/generation/dataset/change_form.html"
@@ -172,6 +196,12 @@ class DatasetAdmin(admin.ModelAdmin):
     @admin.display(description="items", ordering="n_items")
     def item_count(self, obj):
         return obj.n_items
+
+    @admin.display(description="cases by desk")
+    def cases_by_desk(self, obj):
+        """Each desk's share of a dataset made of approved jobs ("politics: 12, sport: 3")."""
+        shares = obj.desk_cases if isinstance(obj.desk_cases, dict) else {}
+        return ", ".join(f"{slug}: {n}" for slug, n in sorted(shares.items())) or "–"
 
     @admin.display(description="runs", ordering="n_runs")
     def run_count(self, obj):
@@ -293,6 +323,32 @@ class ExperimentAdmin(admin.ModelAdmin):
         return redirect(experiment_url(experiment))
 
 
+@admin.register(GateChange)
+class GateChangeAdmin(admin.ModelAdmin):
+    """Every change of a template's promotion gate, with who made it: kept, never edited (beside the label moves,
+    it shows a gate turned off for a move and on again after)."""
+
+    list_display = ("template", "changed_at", "changed_by", "via", "from_dataset", "to_dataset", "thresholds")
+    list_filter = ("template", "via")
+    list_select_related = ("template", "changed_by")
+    search_fields = ("template__slug",)
+
+    @admin.display(description="thresholds")
+    def thresholds(self, obj):
+        if obj.from_gate == obj.to_gate:
+            return "unchanged"
+        return f"{obj.from_gate or 'defaults'} → {obj.to_gate or 'defaults'}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 def _is_uuid(value) -> bool:
     try:
         uuid.UUID(str(value))
@@ -376,6 +432,7 @@ def template_context(request, template: PromptTemplate) -> dict:
         "datasets": datasets,
         "experiment_form": ExperimentStartForm(template),
         "from_jobs_form": DatasetFromJobsForm(),
+        "can_add_dataset": _may_add_datasets(request),
         "experiment_start_url": reverse("admin:generation_template_experiment_start", args=[template.pk]),
         "dataset_from_jobs_url": reverse("admin:generation_template_dataset_from_jobs", args=[template.pk]),
         "dataset_upload_url": reverse("admin:generation_dataset_upload") + f"?template={template.slug}",
@@ -412,13 +469,23 @@ def experiment_start_view(model_admin, request, pk):
     except ValidationError as exc:
         messages.error(request, f"The experiment was not started: {services.error_line(exc)}")
         return redirect(change_url)
+    except LimitExceeded as exc:  # the evaluation pool is spent: nothing was written
+        messages.error(request, f"The experiment was not started: {exc.message}")
+        return redirect(change_url)
     messages.success(request, f"Experiment started: v{data['version']} against {data['baseline']}.")
     return redirect(experiment_url(experiment))
 
 
+def _may_add_datasets(request) -> bool:
+    return request.user.has_perm("generation.add_dataset")
+
+
 def dataset_from_jobs_view(model_admin, request, pk):
-    """One action: the template's newest approved jobs become a dataset (their approved text the references)."""
+    """One action: the template's newest approved jobs become a dataset (their approved text the references).
+    It writes a dataset: the permission to add datasets too, as an upload needs."""
     template = _template_for_change(model_admin, request, pk)
+    if not _may_add_datasets(request):
+        raise PermissionDenied
     change_url = reverse("admin:generation_prompttemplate_change", args=[pk])
     form = DatasetFromJobsForm(request.POST)
     if not form.is_valid():
@@ -426,7 +493,12 @@ def dataset_from_jobs_view(model_admin, request, pk):
         return redirect(change_url)
     try:
         dataset = services.dataset_from_approved_jobs(
-            template=template, name=form.cleaned_data["name"], user=request.user, limit=form.cleaned_data["limit"]
+            template=template,
+            name=form.cleaned_data["name"],
+            user=request.user,
+            limit=form.cleaned_data["limit"],
+            desk=form.cleaned_data["desk"],
+            all_desks=form.cleaned_data["all_desks"],
         )
     except ValidationError as exc:
         messages.error(request, f"No dataset was built: {services.error_line(exc)}")

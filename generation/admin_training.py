@@ -42,8 +42,13 @@ class TrainingStartForm(_ExternalForm):
         queryset=Desk.objects.order_by("name"),
         to_field_name="slug",
         required=False,
-        empty_label="All desks",
-        help_text="Only this desk's approved work.",
+        empty_label="The only desk with approved edits",
+        help_text="Whose approved work it learns from (a desk's own template: that desk's).",
+    )
+    all_desks = forms.BooleanField(
+        required=False,
+        label="Mix every desk",
+        help_text="Train on every desk's approved edits together: the adapter then learns from all their work.",
     )
     edited_only = forms.BooleanField(
         required=False, initial=True, label="Edited only", help_text="Only the jobs whose text an editor changed."
@@ -102,9 +107,14 @@ def run_url(run: TrainingRun) -> str:
 
 
 def _pair_counts(template, *, edited_only: bool) -> dict:
-    pairs = selectors.training_pairs(template, edited_only=edited_only)
+    """The pairs there are now, every desk's work together, with each desk's share."""
+    pairs = selectors.training_index(template, desk=selectors.source_desk(template), edited_only=edited_only)
     held = sum(p.split == selectors.TRAINING_HELD_OUT for p in pairs)
-    return {"total": len(pairs), "train": len(pairs) - held, "heldout": held}
+    return {"total": len(pairs), "train": len(pairs) - held, "heldout": held, "desks": selectors.desk_shares(pairs)}
+
+
+def _desk_counts(edited: dict, every: dict) -> list[dict]:
+    return [{"desk": slug, "edited": edited["desks"].get(slug, 0), "approved": n} for slug, n in every["desks"].items()]
 
 
 def template_context(request, template: PromptTemplate) -> dict:
@@ -128,12 +138,14 @@ def template_context(request, template: PromptTemplate) -> dict:
                 "created_by": run.created_by,
             }
         )
+    edited, every = _pair_counts(template, edited_only=True), _pair_counts(template, edited_only=False)
     return {
         "training_runs": runs,
         "training_form": TrainingStartForm(),
         "training_start_url": reverse("admin:generation_template_training_start", args=[template.pk]),
-        "training_pairs_edited": _pair_counts(template, edited_only=True),
-        "training_pairs_all": _pair_counts(template, edited_only=False),
+        "training_pairs_edited": edited,
+        "training_pairs_all": every,
+        "training_desks": _desk_counts(edited, every),
         "training_min_train": MIN_TRAIN_PAIRS,
     }
 
@@ -261,14 +273,18 @@ def training_start_view(model_admin, request, pk):
             template=template,
             user=request.user,
             desk=form.cleaned_data["desk"],
+            all_desks=form.cleaned_data["all_desks"],
             params=form.params(),
             edited_only=form.cleaned_data["edited_only"],
         )
     except ValidationError as exc:
         messages.error(request, f"No adapter is being trained: {services.error_line(exc)}")
         return redirect(change_url)
+    whose = f"the {run.desk.slug} desk's" if run.desk else "every desk's"
     messages.success(
-        request, f"Training queued on {run.train_pairs} pairs, {run.heldout_pairs} held out to measure the adapter."
+        request,
+        f"Training queued on {run.train_pairs} pairs of {whose} approved work, {run.heldout_pairs} held out to "
+        "measure the adapter.",
     )
     return redirect(run_url(run))
 
@@ -284,7 +300,7 @@ def training_cancel_view(model_admin, request, pk, run_id):
         if run.is_final:
             messages.info(request, "The training run was cancelled before it started.")
         else:
-            messages.info(request, "Cancel requested: the run stops at its next step, its checkpoint kept.")
+            messages.info(request, "Cancel requested: the run stops at its next step.")
     return redirect(run_url(run))
 
 
@@ -309,6 +325,7 @@ def training_run_view(model_admin, request, pk, run_id):
         "template_obj": template,
         "run": run,
         "shown": _shown(run),
+        "desk_pairs": sorted((run.desk_pairs or {}).items()) if isinstance(run.desk_pairs, dict) else [],
         "chart": loss_chart(run.losses),
         "params": [
             (name, ", ".join(params[name]) if isinstance(params.get(name), list) else params[name])

@@ -214,6 +214,23 @@ class LabelMove(models.Model):
         ]
 
 
+class GateChange(models.Model):
+    """A change of a template's promotion gate (its dataset or thresholds), kept: who turned a gate off before a
+    move and on again after it shows here beside the label moves."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="gate_changes")
+    from_dataset = models.CharField(max_length=64, blank=True)
+    from_gate = models.JSONField(default=dict, blank=True)
+    to_dataset = models.CharField(max_length=64, blank=True)
+    to_gate = models.JSONField(default=dict, blank=True)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    changed_at = models.DateTimeField(auto_now_add=True)
+    via = models.CharField(max_length=16, blank=True, help_text="Where it was changed: admin, import.")
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+
+
 class ModelInfo(models.Model):
     """What the web tier needs to know about a served model without loading it (and without torch): the
     context size and the tokenizer with its chat template, to count prompt tokens and preview prompts.
@@ -264,6 +281,14 @@ class Desk(models.Model):
     )
     member_tokens_per_month = models.PositiveIntegerField(
         null=True, blank=True, help_text="Each member's share per month, unless their membership sets one."
+    )
+    # Set by staff only (the admin); the desk's admins see them and budget within them: the desk's budgets and
+    # member shares cannot exceed them, and every job is held against them as well.
+    cap_tokens_per_day = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Staff's cap on the desk per day, over what its admins set. Empty: none."
+    )
+    cap_tokens_per_month = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Staff's cap on the desk per month, over what its admins set. Empty: none."
     )
     style = models.JSONField(
         default=dict,
@@ -383,6 +408,9 @@ class Job(models.Model):
     adapter_sha256 = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Tokens that earlier attempts used before their worker died (as far as known: the prompt read and the
+    # deltas streamed), charged to budgets and usage beside what the attempt that ended used.
+    lost_tokens = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
     # The most tokens the job may still use, held against the owner's daily quota until its usage is settled.
     reserved_tokens = models.PositiveIntegerField(default=0)
@@ -643,6 +671,8 @@ class Dataset(models.Model):
     version = models.PositiveIntegerField(default=1)
     description = models.TextField(blank=True)
     origin = models.CharField(max_length=16, choices=DatasetOrigin.choices, default=DatasetOrigin.ADMIN)
+    # Made of approved jobs (or a training run's held-out pairs): how many cases came from each desk (by slug).
+    desk_cases = models.JSONField(default=dict, blank=True, help_text="Cases per desk, for one made of approved jobs.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -705,7 +735,13 @@ class EvaluationRun(models.Model):
     version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="evaluation_runs")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="runs")
     model_alias = models.CharField(max_length=64)
+    # The version whose checks judge the outputs: a candidate's run is judged under its baseline's checks, so that
+    # a version cannot score better by dropping its own; empty: the run's own version.
+    judge_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING, db_index=True)
+    waiting = models.CharField(max_length=500, blank=True, help_text="Why its next case waits (a spent pool).")
     summary = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -784,6 +820,10 @@ class TrainingRun(models.Model):
     model_alias = models.CharField(max_length=64, help_text="The alias whose worker serves the adapter.")
     params = models.JSONField(default=dict, help_text="LoRA rank, alpha, target modules, epochs, learning rate...")
     edited_only = models.BooleanField(default=True)
+    # A run trains on one desk's approved work unless a curator chose to mix every desk's; `desk_pairs` says how
+    # many of its pairs (train and held out) came from each desk (by slug).
+    all_desks = models.BooleanField(default=False)
+    desk_pairs = models.JSONField(default=dict, blank=True)
     status = models.CharField(
         max_length=16, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED, db_index=True
     )
@@ -821,8 +861,8 @@ class TrainingRun(models.Model):
 
 
 class Adapter(models.Model):
-    """A trained LoRA adapter on disk (under the model cache), known by the sha256 of its weights, with the
-    hashes of the base weights and the data it was trained on."""
+    """A trained LoRA adapter on disk (under the model cache), known by the sha256 of its folder's manifest (every
+    file's name and sha256: weights, config, tokenizer), with the hashes of the base weights and its data."""
 
     sha256 = models.CharField(max_length=64, unique=True)
     path = models.CharField(max_length=500, help_text="The adapter's folder, relative to the model cache.")

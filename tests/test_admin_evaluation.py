@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
@@ -66,12 +66,13 @@ def dataset(template, user, name="gate", texts=("A storm hit the coast.", "Rain 
     )
 
 
-def finished_run(template, version, data, user, metrics):
+def finished_run(template, version, data, user, metrics, judge=None):
     run = EvaluationRun.objects.create(
         template=template,
         version=version,
         dataset=data,
         model_alias="default",
+        judge_version=judge,
         status=RunStatus.FINISHED,
         summary=evaluation.summarise(metrics),
         created_by=user,
@@ -85,7 +86,7 @@ def finished_run(template, version, data, user, metrics):
 def experiment(template, user, data, baseline_cases, candidate_cases, *, candidate=2, baseline=1):
     """A finished experiment of v`candidate` against v`baseline` (production), judged by the template's gate."""
     base = finished_run(template, template.versions.get(number=baseline), data, user, baseline_cases)
-    cand = finished_run(template, template.versions.get(number=candidate), data, user, candidate_cases)
+    cand = finished_run(template, template.versions.get(number=candidate), data, user, candidate_cases, base.version)
     items = list(data.items.order_by("index"))
     comparison = evaluation.compare(
         base.summary,
@@ -385,3 +386,77 @@ def test_the_gate_json_is_checked_as_a_field_error(staff, chief, brief):
     brief.refresh_from_db()
     assert (brief.gate_dataset, brief.gate) == ("gate", {"max_drop": {"chrf": 5}})
     assert brief.versions.count() == 2  # the content did not change: no new version
+
+
+def test_an_upload_past_the_parsers_limits_is_a_form_error(staff, brief):
+    """A CSV value past csv's field limit: the upload page names its row and column, nothing is written."""
+    upload = SimpleUploadedFile("cases.csv", b"text,reference\n" + b"a" * 140_000 + b",ok\n")
+    response = staff.post(
+        reverse("admin:generation_dataset_upload"), {"template": "brief", "name": "huge", "file": upload}
+    )
+    assert response.status_code == 200
+    assert "Row 2, column text: 140,000 characters; at most 131,072." in response.content.decode()
+    assert not Dataset.objects.filter(name="huge").exists()
+
+
+def test_every_change_of_the_gate_is_kept_with_who_made_it(staff, chief, brief):
+    """Turning the gate off for a move and on again after it leaves rows to read beside the label moves."""
+    dataset(brief, chief)
+    url = reverse("admin:generation_prompttemplate_change", args=[brief.pk])
+    on = change_form_data(brief, gate_dataset="gate", gate=json.dumps({"max_drop": {"chrf": 5}}))
+    assert staff.post(url, on).status_code == 302
+    assert staff.post(url, change_form_data(brief)).status_code == 302  # blanked: the gate is off
+    services.template_label_move(template=brief, label="production", version=brief.versions.get(number=2), user=chief)
+    assert staff.post(url, on).status_code == 302  # and on again
+    assert staff.post(url, on).status_code == 302  # the same again: nothing changed, nothing kept
+    changes = list(brief.gate_changes.order_by("pk"))
+    assert [(c.from_dataset, c.to_dataset) for c in changes] == [("", "gate"), ("gate", ""), ("", "gate")]
+    off = changes[1]
+    assert (off.changed_by, off.via, off.from_gate, off.to_gate) == (chief, "admin", {"max_drop": {"chrf": 5}}, {})
+    listing = staff.get(reverse("admin:generation_gatechange_changelist")).content.decode()
+    assert "brief" in listing and "chief" in listing
+    assert staff.get(reverse("admin:generation_gatechange_change", args=[off.pk])).status_code == 200  # read-only
+    assert staff.post(reverse("admin:generation_gatechange_delete", args=[off.pk]), {"post": "yes"}).status_code == 403
+    assert brief.gate_changes.count() == 3
+
+
+def test_a_test_run_needs_the_change_permission_and_a_dataset_from_jobs_the_add_permission(
+    client, django_user_model, brief, user
+):
+    reviewer = django_user_model.objects.create_user(username="reviewer", password="pw-reviewer-123")
+    reviewer.groups.add(Group.objects.get(name="reviewer"))
+    job = services.job_create(user=user, template="brief", inputs={"text": "A council votes for a bridge."})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    JobOutput.objects.create(job=job, index=0, text="Council backs new bridge")
+    services.review_move(Job.objects.get(pk=job.pk), user=user, to_state=ReviewState.IN_REVIEW)
+    services.review_move(
+        Job.objects.get(pk=job.pk), user=django_user_model.objects.get(pk=reviewer.pk), to_state=ReviewState.APPROVED
+    )
+    viewer = django_user_model.objects.create_user("viewer", password="pw-viewer-123", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_prompttemplate"))
+    client.force_login(viewer)
+    version_url = reverse("admin:generation_template_version", args=[brief.pk, 2])
+    page = client.get(version_url).content.decode()
+    assert 'name="preview"' in page and 'name="test_run"' not in page  # a viewer previews; a test run queues a job
+    response = client.post(version_url, {"in_text": "A storm hit the coast.", "test_run": "1"})
+    assert response.status_code == 403 and Job.objects.count() == 1
+
+    curator = django_user_model.objects.create_user("editor2", password="pw-editor2-123", is_staff=True)
+    curator.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_prompttemplate", "change_prompttemplate"])
+    )
+    client.force_login(curator)
+    change_url = reverse("admin:generation_prompttemplate_change", args=[brief.pk])
+    assert 'id="dataset-from-jobs"' not in client.get(change_url).content.decode()
+    response = client.post(
+        reverse("admin:generation_template_dataset_from_jobs", args=[brief.pk]),
+        {"ds-name": "approved", "ds-limit": "5"},
+    )
+    assert response.status_code == 403 and not Dataset.objects.exists()
+    curator.user_permissions.add(Permission.objects.get(codename="add_dataset"))
+    client.force_login(django_user_model.objects.get(pk=curator.pk))
+    response = client.post(
+        reverse("admin:generation_template_dataset_from_jobs", args=[brief.pk]),
+        {"ds-name": "approved", "ds-limit": "5"},
+    )
+    assert response.status_code == 302 and Dataset.objects.get(template=brief).items.count() == 1

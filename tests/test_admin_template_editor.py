@@ -193,3 +193,17 @@ def test_the_endpoint_needs_the_csrf_token(tagline, django_user_model):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(admin)
     assert post(strict, preview_url(tagline), draft()).status_code == 403
+
+
+def test_json_nested_past_reason_is_a_400_keyed_by_field(staff, tagline):
+    """The preview's body, and the JSON fields inside the draft, read by the one safe parser: too deep is a 400
+    naming where, never a RecursionError (a 500)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    response = post(staff, preview_url(tagline), draft(variables=deep))
+    assert response.status_code == 400
+    assert "Nested deeper than 32 levels" in response.json()["errors"]["variables"][0]
+    body = '{"content": {}, "inputs": {"product": ' + deep + "}}"
+    response = staff.post(preview_url(tagline), body, content_type="application/json")
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["inputs.product" + ".0" * 31]
+    assert tagline.versions.count() == 1

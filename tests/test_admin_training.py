@@ -11,7 +11,18 @@ from django.utils import timezone
 
 from generation import selectors, services
 from generation.engine.lora import LoraParams
-from generation.models import EvaluationRun, Experiment, PromptTemplate, RunStatus, TrainingRun, TrainingStatus
+from generation.models import (
+    Desk,
+    DeskRole,
+    EvaluationRun,
+    Experiment,
+    Membership,
+    PromptTemplate,
+    RunStatus,
+    TrainingRun,
+    TrainingStatus,
+)
+from tests.support.desks import desk, join
 from tests.support.training import approved
 
 pytestmark = pytest.mark.django_db
@@ -110,7 +121,8 @@ def test_a_start_from_the_form_queues_a_run_with_the_given_params(
     run = TrainingRun.objects.get()
     assert response.status_code == 302 and response["Location"] == run_url(run)
     assert len(callbacks) == 1  # the training task, sent once the run is committed
-    assert (run.status, run.created_by, run.edited_only, run.desk) == (TrainingStatus.QUEUED, chief, True, None)
+    assert (run.status, run.created_by, run.edited_only) == (TrainingStatus.QUEUED, chief, True)
+    assert (run.desk, run.all_desks) == (Desk.objects.get(is_default=True), False)  # the only desk with edits
     assert run.params == {
         **LoraParams().as_dict(),
         "rank": 8,
@@ -311,3 +323,34 @@ def test_only_staff_with_the_template_permissions_get_in(client, user, curator, 
         assert (client.post(url, FORM) if url in posts.values() else client.get(url)).status_code == 404, url
     run.refresh_from_db()
     assert TrainingRun.objects.count() == 1 and run.status == TrainingStatus.QUEUED and not run.cancel_requested
+
+
+def test_desks_shares_are_shown_and_mixing_them_is_a_choice(
+    staff, chief, headline, user, other_user, reviewer, tuned, django_capture_on_commit_callbacks
+):
+    sport = desk("sport")
+    join(user, sport)
+    Membership.objects.create(desk=sport, user=reviewer, role=DeskRole.REVIEWER)
+    for i in range(3):
+        approved(user, reviewer, f"Sport story {i} about the derby.", wrote=f"S{i}", edit=f"Sport {i}")
+    for i in range(2):
+        approved(other_user, reviewer, f"News story {i} about the bridge.", wrote=f"N{i}", edit=f"News {i}")
+    approved(other_user, reviewer, "A story nobody edited.", wrote="As written")
+    default = Desk.objects.get(is_default=True).slug
+
+    html = staff.get(change_url(headline)).content.decode()
+    shares = re.search(r'<table class="tr-list" id="training-desks">.*?</table>', html, re.S)[0]
+    assert f"<tr><td>{default}</td><td>2</td><td>3</td></tr>" in shares
+    assert "<tr><td>sport</td><td>3</td><td>3</td></tr>" in shares
+
+    with django_capture_on_commit_callbacks(execute=False):
+        refused = staff.post(start_url(headline), FORM, follow=True)
+    assert any("desk:" in m and "sport: 3" in m for m in page_messages(refused))
+    assert not TrainingRun.objects.exists()
+    with django_capture_on_commit_callbacks(execute=False):
+        staff.post(start_url(headline), {**FORM, "tr-all_desks": "on"})
+    run = TrainingRun.objects.get()
+    assert (run.desk, run.all_desks, run.desk_pairs) == (None, True, {default: 2, "sport": 3})
+    page = staff.get(run_url(run)).content.decode()
+    row = re.search(r'<tr id="training-desk-pairs">.*?</tr>', page, re.S)[0]
+    assert "mixed by choice" in row and f"{default}: 2, sport: 3" in row

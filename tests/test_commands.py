@@ -75,3 +75,32 @@ def test_import_of_a_bad_file_is_an_error(tmp_path):
         call_command("import_templates", str(path))
     with pytest.raises(CommandError, match="Cannot read"):
         call_command("import_templates", str(tmp_path / "missing.json"))
+
+
+# Right and wrong answers to template_contracts' code tasks, in its order.
+CODE_ANSWERS = [
+    ("def factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)", "def factorial(n):\n    return n"),
+    ("def is_palindrome(s):\n    return s == s[::-1]", "def is_palindrome(s):\n    return True"),
+    ("def add(a, b):\n    return a + b", "def add(a, b):\n    return a * b"),
+    ("def reverse_string(s):\n    return s[::-1]", "def reverse_string(s):\n    return s"),
+    (
+        "def count_vowels(s):\n    return sum(c in 'aeiou' for c in s)",
+        "def count_vowels(s):\n    return len(s)",
+    ),
+]
+
+
+def test_the_held_out_code_cases_judge_in_the_sandbox_as_they_did_bare(sandbox_config):
+    """Moving code checks into the sandbox changes no verdict: every code case of template_contracts passes with
+    a right answer and fails with a wrong one (its snippets: the snippet passes, a broken copy fails)."""
+    from generation.content import contracts
+    from generation.management.commands import template_contracts as cases
+
+    assert len(CODE_ANSWERS) == len(cases.CODE_TASKS)
+    for (_, test), (right, wrong) in zip(cases.CODE_TASKS, CODE_ANSWERS, strict=True):
+        assert contracts.check_python(right, test) == [], test
+        assert contracts.check_python(wrong, test) == ["check failed: AssertionError"], test
+    for code, test, _ in cases.SNIPPETS:
+        assert contracts.check_python(code, test) == [], test
+        broken = code.replace("return ", "return None and ", 1)
+        assert contracts.check_python(broken, test)[0].startswith("check failed"), test

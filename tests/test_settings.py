@@ -164,3 +164,18 @@ def test_only_make_run_turns_debug_on_in_the_makefile():
         if DEBUG_ON.search(line):
             targets_with_debug.add(target)
     assert targets_with_debug == {"run"}
+
+
+def test_mail_comes_from_email_url_and_without_it_no_reset_by_mail_is_offered():
+    names = ("EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_USE_TLS", "EMAIL_HOST_USER", "PASSWORD_RESET_BY_MAIL")
+    unset = settings_in(production_env(), *names)
+    assert unset["PASSWORD_RESET_BY_MAIL"] is False and unset["EMAIL_BACKEND"].endswith("dummy.EmailBackend")
+    smtp = settings_in(production_env(EMAIL_URL="smtp+tls://studio:s3cret@smtp.example.com:587"), *names)
+    assert smtp == {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "smtp.example.com",
+        "EMAIL_PORT": 587,
+        "EMAIL_USE_TLS": True,
+        "EMAIL_HOST_USER": "studio",
+        "PASSWORD_RESET_BY_MAIL": True,
+    }

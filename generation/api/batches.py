@@ -9,21 +9,16 @@ are named the same way (`Parsed.name`), so a person can find the cell to fix.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from rest_framework.exceptions import ValidationError
 
-from . import parsers
+from ..content import safeparse
 from .errors import PayloadTooLarge
 
 JOB_FIELDS = ("kind", "template", "version", "label", "callback_url")
-# csv's own default field limit, kept as ours: far above any template input, far below a whole file. csv's
-# limit itself is raised (below) so that a long value is a 400 naming its cell, not a csv.Error mid-row.
-MAX_FIELD_CHARS = 131_072
 VERSION = re.compile(r"[0-9]{1,9}")  # str.isdigit() also takes "²" (int() refuses it) and "١٢" (int() takes it)
 # A multipart body is the file plus its part headers and boundaries: this much over the file limit is allowed
 # in Content-Length before the body is refused unread.
@@ -114,14 +109,13 @@ def _jsonl(text: str) -> Parsed:
         if not line.strip():
             continue
         try:
-            item = parsers.loads(line)
-        except ValueError as exc:
-            raise file_error(f"Line {number} is not JSON: {getattr(exc, 'msg', exc)}.") from None
+            item = safeparse.loads(line)
+        except safeparse.JSONInputError as exc:
+            if exc.syntax or not exc.where:
+                raise file_error(f"Line {number} is not JSON: {exc.msg}.") from None
+            raise file_error(f"Line {number}, field {exc.where}: {exc.msg}") from None
         if not isinstance(item, dict):
             raise file_error(f"Line {number} is not a JSON object (it is {_json_type(item)}).")
-        found = parsers.problem(item)
-        if found:
-            raise file_error(f"Line {number}, field {found[0]}: {found[1]}")
         items.append(item)
         places.append(number)
     return Parsed(items, "jsonl", places)
@@ -133,28 +127,18 @@ def _json_type(value) -> str:
 
 def _csv(text: str) -> Parsed:
     """One job per row: job fields by name, `params.<name>` columns as params, any other column an input."""
-    # Process-wide, but the same value everywhere: the file itself is bounded, and values are checked below.
-    csv.field_size_limit(2**31 - 1)
-    rows = csv.reader(io.StringIO(text, newline=""))  # newline="": quoted fields may hold \r, \n or \r\n
-    try:
-        header = next(rows, None)
-    except csv.Error as exc:
-        raise file_error(f"Row 1: not valid CSV ({exc}).") from None
+    rows = safeparse.csv_rows(text, error=file_error)  # each value at most safeparse.MAX_FIELD_CHARS
+    header = next(rows, (1, None))[1]
     if not header or not any(h.strip() for h in header):
         raise file_error("The CSV file has no header row.")
     header = [h.strip() for h in header]
     _check_header(header)
     items, places = [], []
-    number = 1  # the last row read
-    try:
-        for row in rows:
-            number += 1
-            if not any(value.strip() for value in row):
-                continue  # a blank line
-            items.append(_row(header, row, number))
-            places.append(number)
-    except csv.Error as exc:
-        raise file_error(f"Row {number + 1}: not valid CSV ({exc}).") from None
+    for number, row in rows:
+        if not any(value.strip() for value in row):
+            continue  # a blank line
+        items.append(_row(header, row, number))
+        places.append(number)
     return Parsed(items, "csv", places, tuple(header))
 
 
@@ -183,8 +167,6 @@ def _row(header: list[str], row: list[str], number: int) -> dict:
         where = f"Row {number}, column {column}"
         if "\x00" in value:
             raise file_error(f"{where}: contains a NUL character.")
-        if len(value) > MAX_FIELD_CHARS:
-            raise file_error(f"{where}: {len(value)} characters; at most {MAX_FIELD_CHARS}.")
         if value == "":
             continue
         if column == "version":
@@ -203,10 +185,8 @@ def _row(header: list[str], row: list[str], number: int) -> dict:
 def _param(value: str, where: str):
     """A number, boolean or list written as JSON; anything else is taken as text (a stop string)."""
     try:
-        parsed = parsers.loads(value)
-    except ValueError:
-        return value
-    found = parsers.problem(parsed)
-    if found:
-        raise file_error(f"{where}: {found[1]}")
-    return parsed
+        return safeparse.loads(value)
+    except safeparse.JSONInputError as exc:
+        if exc.syntax:
+            return value
+        raise file_error(f"{where}: {exc.msg}") from None

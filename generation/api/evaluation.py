@@ -46,6 +46,12 @@ class RunSerializer(serializers.Serializer):
     cases = serializers.IntegerField()
     measured = serializers.IntegerField(help_text="Cases whose job has ended and been measured.")
     summary = serializers.JSONField(allow_null=True, help_text="Aggregates per metric, once finished.")
+    waiting = serializers.CharField(
+        help_text="Why its next case waits (the evaluation pool spent, every place taken); empty when it does not."
+    )
+    judged_by = serializers.IntegerField(
+        help_text="The version whose checks judge its outputs: the baseline's, for a candidate."
+    )
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
 
@@ -93,6 +99,8 @@ EXAMPLE = OpenApiExample(
             "cases": 5,
             "measured": 2,
             "summary": None,
+            "waiting": "",
+            "judged_by": 2,
             "created_at": "2026-12-03T09:00:00Z",
             "finished_at": None,
         },
@@ -103,6 +111,8 @@ EXAMPLE = OpenApiExample(
             "cases": 5,
             "measured": 5,
             "summary": {"cases": 5, "failed": 0, "metrics": {"contract_rate": {"value": 1.0, "cases": 5}}},
+            "waiting": "",
+            "judged_by": 2,
             "created_at": "2026-12-02T16:00:00Z",
             "finished_at": "2026-12-02T16:04:00Z",
         },

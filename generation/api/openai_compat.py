@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from rest_framework import serializers
 
 from .. import services
+from ..content import safeparse
 from ..infra import registry
 from ..models import Job, ModelInfo
 from ..services.limits import LimitExceeded, check_request_rate
@@ -182,9 +183,11 @@ async def _complete(request, serializer_class, chat: bool):
     if error:
         return error
     try:
-        body = json.loads(request.body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return _error("The body is not valid JSON.", 400)
+        body = safeparse.loads(request.body or b"{}")
+    except safeparse.JSONInputError as exc:
+        if exc.syntax or not exc.where:
+            return _error(f"The body is not valid JSON: {exc.msg}.", 400)
+        return _error(f"{exc.where}: {exc.msg}", 400, param=exc.where)
     if not isinstance(body, dict):
         return _error("The body must be a JSON object.", 400)
     payload = serializer_class(data=body)

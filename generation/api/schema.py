@@ -205,8 +205,11 @@ def job_create_schema(auto_schema) -> dict:
 
 def _template_branches(params_ref: dict) -> list[dict]:
     kind_branches, template_branches = [], []
-    defaults = {kind: t.pk for kind in Kind.values if (t := selectors.template_default_for_kind(kind))}
-    for template in selectors.templates_with_versions().order_by("kind", "slug"):
+    # Shared templates only: the schema is public, and a desk's own templates are its members' alone.
+    defaults = {
+        kind: t.pk for kind in Kind.values if (t := selectors.template_default_for_kind(kind)) and not t.desk_id
+    }
+    for template in selectors.templates_listed().filter(desk__isnull=True).order_by("kind", "slug"):
         labels = {label.name: label.version for label in template.labels.all()}
         production = labels.get(TemplateLabel.PRODUCTION)
         if production is None:

@@ -58,7 +58,10 @@ class UsageRowSerializer(serializers.Serializer):
     jobs = serializers.IntegerField()
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
+    lost_tokens = serializers.IntegerField(
+        help_text="Used by attempts whose worker stopped before the job ended (the prompt read, the text streamed)."
+    )
+    total_tokens = serializers.IntegerField(help_text="Prompt, completion and lost tokens together.")
 
 
 class BudgetSerializer(serializers.Serializer):

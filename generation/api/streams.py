@@ -35,6 +35,7 @@ from django.http import Http404, JsonResponse, StreamingHttpResponse
 from .. import selectors
 from ..infra import events, redis_client
 from ..models import ApiKey, Job
+from ..services import limits
 from .authentication import bearer_token, key_from_header
 from .errors import error_json
 
@@ -146,22 +147,35 @@ def too_many_streams() -> JsonResponse:
 
 
 async def _user(request):
-    """(user, guard) of the caller, or (None, None)."""
+    """(user, key or None, guard) of the caller, or (None, None, None)."""
     header = request.headers.get("Authorization", "")
     if bearer_token(header) is not None:  # a bad key is refused, not tried as a session
         key = await sync_to_async(key_from_header)(header)
-        return (key.user, StreamGuard.for_key(key)) if key else (None, None)
+        return (key.user, key, StreamGuard.for_key(key)) if key else (None, None, None)
     user = await request.auser()
     if not user.is_authenticated:
-        return None, None
-    return user, StreamGuard(user.pk, session_key=request.session.session_key)
+        return None, None, None
+    return user, None, StreamGuard(user.pk, session_key=request.session.session_key)
+
+
+async def _over_rate(key: ApiKey | None, user) -> JsonResponse | None:
+    """The 429 of the rest of the API (api/throttling.py) when this request is over its key's or its user's
+    requests a minute, else None: opening a stream counts as a request, as every other call does."""
+    try:
+        await sync_to_async(limits.check_request_rate)(key, user=user)
+    except limits.LimitExceeded as exc:
+        return error_json(exc.message, 429, exc.code, headers={"Retry-After": str(exc.retry_after)})
+    return None
 
 
 async def job_events(request, job_id):
-    user, guard = await _user(request)
+    user, key, guard = await _user(request)
     if user is None:
         message = "Authentication credentials were not provided or are invalid."
         return error_json(message, 401, "not_authenticated", headers={"WWW-Authenticate": 'Bearer realm="api"'})
+    refused = await _over_rate(key, user)
+    if refused is not None:
+        return refused
     given = request.headers.get("Last-Event-ID")
     given = request.GET.get("last_event_id") if given is None else given
     last_id = parse_last_event_id(given)

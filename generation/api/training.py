@@ -1,13 +1,19 @@
 """/api/v1/templates/<slug>/training-data/: a template's training pairs from approved edits as JSONL, in the
-chat format Hugging Face tools read; /api/v1/templates/<slug>/training-runs/: LoRA adapters trained on them,
-started, followed live and cancelled. For template curators (staff, or the permission to change templates)."""
+chat format Hugging Face tools read, streamed; /api/v1/templates/<slug>/training-runs/: LoRA adapters trained on
+them, started, followed live and cancelled. For template curators (staff, or the permission to change templates).
+Both read one desk's approved work (the template's own desk, the one named, or the only one with approved work);
+mixing desks is the curator's explicit `all_desks`, and each desk's share is given."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Iterator
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -38,10 +44,48 @@ class TrainingDataQuerySerializer(StrictSerializer):
     split = serializers.ChoiceField(
         choices=[*selectors.TRAINING_SPLITS, "all"], default="train", help_text="The training or held-out pairs."
     )
-    desk = serializers.SlugField(required=False, help_text="Only this desk's jobs.")
+    desk = serializers.SlugField(
+        required=False,
+        help_text="This desk's jobs; default: the template's own desk, or the only desk with approved work.",
+    )
+    all_desks = serializers.BooleanField(
+        default=False, help_text="Mix every desk's approved work (X-Desk-Pairs gives each desk's share)."
+    )
     all_approved = serializers.BooleanField(
         default=False, help_text="Every approved job, not only those whose text an editor changed."
     )
+
+
+def _desk(name: str | None) -> Desk | None:
+    if not name:
+        return None
+    desk = Desk.objects.filter(slug=name).first()
+    if desk is None:
+        raise ValidationError({"desk": [f"No desk {name!r}."]})
+    return desk
+
+
+def _shares_header(shares: dict[str, int]) -> str:
+    return ", ".join(f"{slug}={n}" for slug, n in shares.items())
+
+
+LINES_PER_READ = 200
+
+
+def _streamed(request, lines: Iterator[str]):
+    """The lines as the server streams them: under ASGI an async iterator that reads them in a worker thread a
+    few hundred at a time (Django would read a plain iterator whole before sending it); under WSGI the lines."""
+    if not isinstance(request._request, ASGIRequest):
+        return lines
+
+    def take() -> str:
+        return "".join(itertools.islice(lines, LINES_PER_READ))
+
+    async def chunks():
+        while part := await sync_to_async(take)():
+            yield part
+
+    return chunks()
 
 
 class TrainingDataApi(APIView):
@@ -53,7 +97,8 @@ class TrainingDataApi(APIView):
             (200, "application/jsonl"): OpenApiResponse(
                 OpenApiTypes.STR,
                 description='One chat per line: {"messages": [system, user, {"role": "assistant", "content": the '
-                "approved text}]}. X-Pairs and X-Held-Out give the counts.",
+                "approved text}]}, streamed. X-Pairs and X-Held-Out give the counts, X-Desk the desk whose work it "
+                "is (empty: every desk's), X-Desk-Pairs each desk's pairs (sport=12, politics=3).",
             )
         },
         summary="A template's training pairs from approved edits, as JSONL (curators only)",
@@ -61,21 +106,22 @@ class TrainingDataApi(APIView):
     def get(self, request, slug):
         query = TrainingDataQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
+        data = query.validated_data
         template = selectors.template_by_slug(slug)
         if template is None:
             raise Http404
-        desk = None
-        if name := query.validated_data.get("desk"):
-            desk = Desk.objects.filter(slug=name).first()
-            if desk is None:
-                raise ValidationError({"desk": [f"No desk {name!r}."]})
-        pairs = selectors.training_pairs(template, desk=desk, edited_only=not query.validated_data["all_approved"])
-        split = query.validated_data["split"]
-        response = HttpResponse(
-            selectors.training_jsonl(pairs, None if split == "all" else split), content_type="application/jsonl"
-        )
-        response["X-Pairs"] = str(len(pairs))
-        response["X-Held-Out"] = str(sum(p.split == selectors.TRAINING_HELD_OUT for p in pairs))
+        reading = selectors.source_desk(template, desk=_desk(data.get("desk")), all_desks=data["all_desks"])
+        edited_only = not data["all_approved"]
+        refs = selectors.training_index(template, desk=reading, edited_only=edited_only)
+        shares = selectors.desk_shares(refs)
+        desk = selectors.source_settle(template, shares, desk=reading, all_desks=data["all_desks"])
+        split = data["split"]
+        lines = selectors.training_lines(refs, None if split == "all" else split, edited_only=edited_only)
+        response = StreamingHttpResponse(_streamed(request, lines), content_type="application/jsonl")
+        response["X-Pairs"] = str(len(refs))
+        response["X-Held-Out"] = str(sum(p.split == selectors.TRAINING_HELD_OUT for p in refs))
+        response["X-Desk"] = desk.slug if desk else ""
+        response["X-Desk-Pairs"] = _shares_header(shares)
         response["Content-Disposition"] = f'attachment; filename="{template.slug}-{split}.jsonl"'
         return response
 
@@ -109,7 +155,14 @@ class LoraParamsField(serializers.DictField):
 
 
 class TrainingRunCreateSerializer(StrictSerializer):
-    desk = serializers.SlugField(required=False, help_text="Only this desk's approved work; default: every desk's.")
+    desk = serializers.SlugField(
+        required=False,
+        help_text="This desk's approved work; default: the template's own desk, or the only desk with approved "
+        "edits (edits of several desks are refused unless all_desks).",
+    )
+    all_desks = serializers.BooleanField(
+        required=False, default=False, help_text="Mix every desk's approved edits (desk_pairs gives each share)."
+    )
     edited_only = serializers.BooleanField(
         required=False, default=True, help_text="Only the jobs whose text an editor changed (else every approved one)."
     )
@@ -130,6 +183,10 @@ class TrainingRunSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     template = serializers.CharField()
     desk = serializers.CharField(allow_null=True, help_text="The desk whose work it trains on; null: every desk's.")
+    all_desks = serializers.BooleanField(help_text="A curator chose to mix every desk's approved edits.")
+    desk_pairs = serializers.DictField(
+        child=serializers.IntegerField(), help_text="How many of its pairs (train and held out) each desk gave."
+    )
     base_version = serializers.IntegerField(help_text="The version the adapter is trained for and measured against.")
     model_alias = serializers.CharField(help_text="The alias whose workers serve the adapter.")
     edited_only = serializers.BooleanField()
@@ -159,6 +216,8 @@ def _run_data(run: TrainingRun) -> dict:
         "id": run.pk,
         "template": run.template.slug,
         "desk": run.desk.slug if run.desk else None,
+        "all_desks": run.all_desks,
+        "desk_pairs": run.desk_pairs if isinstance(run.desk_pairs, dict) else {},
         "base_version": run.base_version.number,
         "model_alias": run.model_alias,
         "edited_only": run.edited_only,
@@ -203,7 +262,9 @@ def _run(slug: str, run_id) -> TrainingRun:
 RUN = {
     "id": "3f2b9c1e-7d4a-4e8b-9a61-0c5d2e7f8a90",
     "template": "headline",
-    "desk": None,
+    "desk": "sport",
+    "all_desks": False,
+    "desk_pairs": {"sport": 195},
     "base_version": 3,
     "model_alias": "tuned",
     "edited_only": True,
@@ -283,13 +344,13 @@ class TrainingRunListCreateApi(APIView):
         body = TrainingRunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        desk = None
-        if name := data.get("desk"):
-            desk = Desk.objects.filter(slug=name).first()
-            if desk is None:
-                raise ValidationError({"desk": [f"No desk {name!r}."]})
         run = services.training_start(
-            template=template, user=request.user, desk=desk, params=data["params"], edited_only=data["edited_only"]
+            template=template,
+            user=request.user,
+            desk=_desk(data.get("desk")),
+            all_desks=data["all_desks"],
+            params=data["params"],
+            edited_only=data["edited_only"],
         )
         return Response(TrainingRunSerializer(_run_data(_run(slug, run.pk))).data, status=status.HTTP_202_ACCEPTED)
 

@@ -389,7 +389,7 @@ class TemplateListApi(APIView):
         examples=[TEMPLATE_EXAMPLE],
     )
     def get(self, request):
-        templates = selectors.templates_with_versions(request.user).order_by("kind", "slug")
+        templates = selectors.templates_listed(request.user).order_by("kind", "slug")
         kind = request.query_params.get("kind")
         if kind:
             templates = templates.filter(kind=kind)

@@ -86,6 +86,20 @@ def facts(outputs: Sequence[str], required: Sequence[str], forbidden: Sequence[s
     return {"total": len(required) + len(forbidden), "missing": missing, "forbidden": present}
 
 
+def judged_findings(stored: Sequence[dict], fresh: Sequence[dict], *, same_source: bool) -> list[dict]:
+    """One output's findings under other checks than the worker reviewed it under (an experiment's candidate under
+    its baseline's): `fresh`, the stored text reviewed again under them. The worker may have dropped unsupported
+    sentences from the text, so where both reviews read the same source its grounding findings are kept when
+    they are more than the fresh review finds on the text that is left."""
+    fresh = list(fresh)
+    if not same_source:
+        return fresh
+    kept = [f for f in stored if f.get("check") == "grounding" and not f.get("fixed")]
+    if len(kept) > sum(f.get("check") == "grounding" and not f.get("fixed") for f in fresh):
+        return [f for f in fresh if f.get("check") != "grounding"] + kept
+    return fresh
+
+
 def measure(
     *,
     fmt: formats.OutputFormat,

@@ -7,13 +7,18 @@ and resumes from them to the same result as a run that was never interrupted.
 
 Serving wraps the engine's model in peft's PeftModel; each request names its adapter (or none) and the runner
 tells peft which adapter each row of the running batch uses (transformers_backend.TorchRunner), so requests for
-different adapters and for the base share one batch.
+different adapters and for the base share one batch. `serving` keeps an engine's adapters bounded: past `keep`,
+the least recently used adapter no request holds is detached.
+
+An adapter is known by the sha256 of its folder's manifest: every file's name and sha256 (weights, peft's config,
+any tokenizer files), so a changed config is another adapter, as changed weights are.
 
 The parameters, examples and results import without torch or peft: the web tier validates parameters with them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -22,7 +27,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -434,11 +441,24 @@ def _write_dir(dest: Path, write: Callable[[Path], None]) -> Path:
 # --- serving ---------------------------------------------------------------------------------------------------
 
 
-def adapter_sha256(adapter_dir) -> str:
-    """The sha256 of an adapter's weights file: what a job records as the adapter that wrote it."""
+def adapter_manifest(adapter_dir) -> dict[str, str]:
+    """Every file of an adapter's folder (subfolders included, by their path in it) with its sha256; the record
+    this module writes beside them (aigc_adapter.json, which holds the hash) aside."""
     from .loading import sha256_file
 
-    return sha256_file(Path(adapter_dir) / WEIGHTS_FILE)
+    folder = Path(adapter_dir)
+    return {
+        path.relative_to(folder).as_posix(): sha256_file(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.relative_to(folder).as_posix() != RECORD_FILE
+    }
+
+
+def adapter_sha256(adapter_dir) -> str:
+    """The sha256 of an adapter's manifest (adapter_manifest: each file's name and sha256, in name order): what a
+    job records as the adapter that wrote it. Any changed, added or removed file changes it."""
+    manifest = "".join(f"{digest}  {name}\n" for name, digest in sorted(adapter_manifest(adapter_dir).items()))
+    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()
 
 
 def attached(engine) -> set[str]:
@@ -470,8 +490,8 @@ def attach(engine: TransformersEngine, name: str, adapter_dir, expected_sha256: 
         found = adapter_sha256(adapter_dir)
         if found != expected_sha256:
             raise AdapterMismatch(
-                f"The adapter {name!r} in {adapter_dir} is not the one recorded: expected weights sha256 "
-                f"{expected_sha256}, found {found}."
+                f"The adapter {name!r} in {adapter_dir} is not the one recorded: expected sha256 "
+                f"{expected_sha256} (of its files' manifest), found {found}."
             )
     _check_base(engine, name, adapter_dir)
     runner = engine._runner
@@ -483,6 +503,64 @@ def attach(engine: TransformersEngine, name: str, adapter_dir, expected_sha256: 
         engine.model.eval()
         runner.model = engine.model
         runner.adapters = True
+
+
+def detach(engine: TransformersEngine, name: str) -> None:
+    """Stop serving the adapter `name` (its layers leave the model, between forward steps); not attached:
+    nothing. The caller makes sure no request uses it (`serving` detaches only adapters nobody holds)."""
+    if name not in attached(engine):
+        return
+    with engine._runner.lock:
+        engine.model.delete_adapter(name)
+
+
+class _Served:
+    """An engine's adapters as `serving` keeps them: when each was last used, and the requests holding each."""
+
+    def __init__(self) -> None:
+        self.used: OrderedDict[str, None] = OrderedDict()  # least recently used first
+        self.holds: Counter = Counter()
+        self.lock = threading.Lock()
+
+
+def _served(engine) -> _Served:
+    return engine.__dict__.setdefault("_lora_served", _Served())
+
+
+def _evict(engine, state: _Served, keep: int) -> None:
+    """Detach the least recently used adapters nobody holds until at most `keep` are attached (adapters attached
+    without `serving` count as the least recent); those held stay, even past `keep`."""
+    names = attached(engine)
+    order = [n for n in sorted(names) if n not in state.used] + [n for n in state.used if n in names]
+    extra = len(names) - max(1, keep)
+    for name in order:
+        if extra <= 0:
+            break
+        if state.holds[name] > 0:
+            continue
+        detach(engine, name)
+        state.used.pop(name, None)
+        extra -= 1
+
+
+@contextlib.contextmanager
+def serving(engine: TransformersEngine, name: str, adapter_dir, expected_sha256: str | None = None, *, keep: int = 8):
+    """The adapter attached (as `attach` does, checked against `expected_sha256`) and held while the block runs
+    the requests that use it; it becomes the most recently used. At most `keep` adapters stay attached: the least
+    recently used ones that no request holds are detached as another is attached and as holds end."""
+    state = _served(engine)
+    with state.lock:
+        attach(engine, name, adapter_dir, expected_sha256)
+        state.holds[name] += 1
+        state.used[name] = None
+        state.used.move_to_end(name)
+        _evict(engine, state, keep)
+    try:
+        yield name
+    finally:
+        with state.lock:
+            state.holds[name] -= 1
+            _evict(engine, state, keep)
 
 
 def _check_base(engine, name: str, adapter_dir: Path) -> None:

@@ -104,6 +104,28 @@ def publish_end(job_id, status: str, error: str = "") -> None:
         log.warning("could not end the stream of job %s", job_id, exc_info=True)
 
 
+def streamed_tokens(job_id) -> dict[int, int]:
+    """What the job's stream says was generated, per candidate: its last delta's token count, or one token per
+    delta where deltas do not say. Empty when nothing was streamed, or Redis lost the stream (or is away)."""
+    try:
+        entries = client().xrange(stream_key(job_id))
+    except redis.RedisError:
+        log.warning("could not read the stream of job %s", job_id, exc_info=True)
+        return {}
+    found: dict[int, int] = {}
+    for _, fields in entries:
+        if fields.get(b"event") != b"delta":
+            continue
+        try:
+            data = json.loads(fields[b"data"])
+            index, tokens = int(data.get("index", 0)), data.get("tokens")
+        except (KeyError, ValueError, TypeError):
+            continue
+        so_far = found.get(index, 0)
+        found[index] = max(so_far, tokens) if isinstance(tokens, int) and tokens > 0 else so_far + 1
+    return found
+
+
 def reset(job_id) -> None:
     """A job that runs again (redelivered after a worker died) starts its stream afresh."""
     try:

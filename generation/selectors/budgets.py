@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Case, Count, F, Q, Sum, When
 from django.db.models.functions import Coalesce, TruncDate
 
@@ -18,14 +19,17 @@ from .desks import desks_of
 # What a job counts against a limit or budget: what it used once settled (prompt plus completion tokens, also
 # for a cancelled or failed job), and until then what it holds: the most a queued or running job may use, and
 # the same for a job that ended without its usage known (its worker died). A job cancelled in the queue: 0.
+# Beside it, always, what earlier attempts used before their worker died (lost_tokens): a retry is not free.
 CHARGED = Case(
     When(prompt_tokens__isnull=False, then=F("prompt_tokens") + Coalesce(F("completion_tokens"), 0)),
     When(~Q(status__in=FINAL_STATUSES), then=F("reserved_tokens")),
     When(started_at__isnull=False, then=F("reserved_tokens")),
     default=0,
-)
+) + F("lost_tokens")
 
 NOTICE_SHARE = 0.8  # from this share of a budget used, the studio and the API say so
+# The largest budget a field holds (PositiveIntegerField: a PostgreSQL integer); forms and services refuse more.
+MAX_BUDGET = 2_147_483_647
 
 
 def _day(now: datetime) -> tuple[datetime, datetime]:
@@ -55,9 +59,14 @@ class Rule:
 
 
 def _member_limit(period: str):
+    """A member's share: the membership's own, else the desk's member share; never above staff's cap on the desk
+    (a share set before staff lowered the cap is held to it)."""
+
     def limit(desk: Desk, membership: Membership | None) -> int | None:
         own = getattr(membership, f"tokens_per_{period}", None) if membership else None
-        return own if own is not None else getattr(desk, f"member_tokens_per_{period}")
+        share = own if own is not None else getattr(desk, f"member_tokens_per_{period}")
+        cap = getattr(desk, f"cap_tokens_per_{period}")
+        return share if share is None or cap is None else min(share, cap)
 
     return limit
 
@@ -72,6 +81,13 @@ def _desk(desk: Desk, user) -> Q:
 
 def _member(desk: Desk, user) -> Q:
     return Q(desk=desk, owner=user)
+
+
+def _evaluation_pool(desk: Desk) -> int | None:
+    """The organisation's own evaluation pool, else the deployment's default (AIGC_EVALUATION_TOKENS_PER_DAY; 0:
+    none): experiments are bounded even where nobody set a pool."""
+    own = desk.organisation.evaluation_tokens_per_day
+    return own if own is not None else settings.AIGC["EVALUATION_TOKENS_PER_DAY"] or None
 
 
 BUDGETS: tuple[Rule, ...] = (
@@ -97,6 +113,18 @@ BUDGETS: tuple[Rule, ...] = (
         )
         for period, field in (("daily", "tokens_per_day"), ("monthly", "tokens_per_month"))
     ),
+    # Staff's cap on the desk: held apart from the desk's own budgets, which its admins set (within it).
+    *(
+        Rule(
+            "desk",
+            period,
+            JobPurpose.USER,
+            lambda desk, m, field=field: getattr(desk, field),
+            _desk,
+            lambda desk, user: f"desk-cap:{desk.slug}",
+        )
+        for period, field in (("daily", "cap_tokens_per_day"), ("monthly", "cap_tokens_per_month"))
+    ),
     *(
         Rule(
             "member",
@@ -112,7 +140,7 @@ BUDGETS: tuple[Rule, ...] = (
         "evaluation",
         "daily",
         JobPurpose.EVALUATION,
-        lambda desk, m: desk.organisation.evaluation_tokens_per_day,
+        lambda desk, m: _evaluation_pool(desk),
         _org,
         lambda desk, user: f"evaluation:{desk.organisation.slug}",
     ),

@@ -19,7 +19,13 @@ def experiments_for_template(template: PromptTemplate) -> QuerySet[Experiment]:
 
 def experiment_detail(experiment_id, template: PromptTemplate | None = None) -> Experiment | None:
     found = Experiment.objects.select_related(
-        "template", "candidate__version", "baseline__version", "candidate__dataset", "created_by"
+        "template",
+        "candidate__version",
+        "candidate__judge_version",
+        "baseline__version",
+        "baseline__judge_version",
+        "candidate__dataset",
+        "created_by",
     ).filter(pk=experiment_id)
     if template is not None:
         found = found.filter(template=template)
@@ -45,6 +51,8 @@ def _run_json(run: EvaluationRun) -> dict:
         "cases": total,
         "measured": done,
         "summary": run.summary or None,
+        "waiting": run.waiting,
+        "judged_by": (run.judge_version or run.version).number,
         "created_at": run.created_at,
         "finished_at": run.finished_at,
     }

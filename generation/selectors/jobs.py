@@ -153,6 +153,7 @@ def usage_by_day(user, days: int) -> list[dict]:
             jobs=Count("id"),
             prompt_tokens=Sum("prompt_tokens", default=0),
             completion_tokens=Sum("completion_tokens", default=0),
+            lost_tokens=Sum("lost_tokens", default=0),
         )
         .order_by("-day", "template__slug")
     )
@@ -163,7 +164,8 @@ def usage_by_day(user, days: int) -> list[dict]:
             "jobs": r["jobs"],
             "prompt_tokens": r["prompt_tokens"],
             "completion_tokens": r["completion_tokens"],
-            "total_tokens": r["prompt_tokens"] + r["completion_tokens"],
+            "lost_tokens": r["lost_tokens"],
+            "total_tokens": r["prompt_tokens"] + r["completion_tokens"] + r["lost_tokens"],
         }
         for r in rows
     ]

@@ -13,8 +13,11 @@ from ..models import (
 )
 
 
-def template_default_for_kind(kind: str) -> PromptTemplate | None:
-    return PromptTemplate.objects.filter(kind=kind, is_default=True).first()
+def template_default_for_kind(kind: str, desk=None) -> PromptTemplate | None:
+    """The template a job that names only its kind runs; with a desk, only among those the desk may use (another
+    desk's own template is never its default)."""
+    found = desk_templates(desk) if desk is not None else PromptTemplate.objects.all()
+    return found.filter(kind=kind, is_default=True).first()
 
 
 def visible_to(user) -> Q:
@@ -37,14 +40,35 @@ def template_by_slug(slug: str, user=None) -> PromptTemplate | None:
     return (found.filter(visible_to(user)) if user is not None else found).first()
 
 
+def _visible(user) -> QuerySet[PromptTemplate]:
+    if user is None:
+        return PromptTemplate.objects.all()
+    return PromptTemplate.objects.filter(pk__in=PromptTemplate.objects.filter(visible_to(user)).values("pk"))
+
+
 def templates_with_versions(user=None) -> QuerySet[PromptTemplate]:
-    """Templates with their labels and versions; with a user, only those they may use."""
-    found = PromptTemplate.objects.all()
-    if user is not None:
-        found = PromptTemplate.objects.filter(pk__in=PromptTemplate.objects.filter(visible_to(user)).values("pk"))
-    return found.prefetch_related(
+    """Templates with their labels and every version in full; with a user, only those they may use. For one
+    template's page (filter it first): a list reads templates_listed."""
+    return _visible(user).prefetch_related(
         Prefetch("labels", queryset=TemplateLabel.objects.select_related("version")),
         Prefetch("versions", queryset=TemplateVersion.objects.order_by("number")),
+    )
+
+
+# What a list never shows of a version: its prompts, checks and note (a desk's template may hold many versions,
+# each with prompts up to AIGC_MAX_PROMPT_CHARS).
+VERSION_TEXTS = ("system_prompt", "user_template", "checks", "note")
+
+
+def templates_listed(user=None) -> QuerySet[PromptTemplate]:
+    """Templates for a list (the history's filter, the API's template list, the schema): their labels with the
+    labelled versions' inputs and defaults, and their version numbers; no version's text is read."""
+    return _visible(user).prefetch_related(
+        Prefetch(
+            "labels",
+            queryset=TemplateLabel.objects.select_related("version").defer(*(f"version__{f}" for f in VERSION_TEXTS)),
+        ),
+        Prefetch("versions", queryset=TemplateVersion.objects.only("id", "template", "number").order_by("number")),
     )
 
 
@@ -64,15 +88,23 @@ def versions_with_ratings(template: PromptTemplate) -> QuerySet[TemplateVersion]
     ).order_by("-number")
 
 
+# A label with its version's number: what the desk's page shows of where a label points.
+_LABEL_FIELDS = ("id", "template", "name", "version", "version__number", "version__template")
+
+
 def templates_of_desk(desk) -> list[dict]:
     """What the desk's admin manages: each template the desk's members may use (the desk's own first), its
     versions, where its production label points for everyone and, on a shared one, for this desk."""
+    numbers = TemplateVersion.objects.only("id", "template", "number").order_by("-number")
     found = (
         desk_templates(desk)
         .prefetch_related(
-            Prefetch("labels", queryset=TemplateLabel.objects.select_related("version")),
-            Prefetch("versions", queryset=TemplateVersion.objects.order_by("-number")),
-            Prefetch("desk_labels", queryset=DeskLabel.objects.filter(desk=desk).select_related("version")),
+            Prefetch("labels", queryset=TemplateLabel.objects.select_related("version").only(*_LABEL_FIELDS)),
+            Prefetch("versions", queryset=numbers),
+            Prefetch(
+                "desk_labels",
+                queryset=DeskLabel.objects.filter(desk=desk).select_related("version").only(*_LABEL_FIELDS),
+            ),
         )
         .order_by("kind", "name")
     )
@@ -80,11 +112,14 @@ def templates_of_desk(desk) -> list[dict]:
     for template in found:
         shared = next((x.version for x in template.labels.all() if x.name == TemplateLabel.PRODUCTION), None)
         pinned = next((x.version for x in template.desk_labels.all() if x.name == TemplateLabel.PRODUCTION), None)
+        own = template.desk_id == desk.pk
         rows.append(
             {
                 "template": template,
-                "own": template.desk_id == desk.pk,
+                "own": own,
                 "versions": list(template.versions.all()),
+                # The prompts of the latest version only, of the desk's own templates: what its edit form shows.
+                "latest": template.versions.order_by("-number").first() if own else None,
                 "shared": shared,
                 "pinned": pinned,
                 "runs": pinned or shared,

@@ -10,18 +10,18 @@ version on the same engine writes the same text.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import secrets
+from collections import Counter
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from ..content import checks, evaluation, formats, gating, prompts
+from ..content import checks, evaluation, formats, gating, prompts, safeparse
 from ..infra import registry
 from ..models import (
     FINAL_STATUSES,
@@ -41,8 +41,11 @@ from ..models import (
     TemplateVersion,
     TrainingRun,
 )
+from ..selectors.training import source_desk, source_settle
+from . import budgets
 from .errors import error_line
-from .intake import job_create
+from .intake import evaluation_desk, job_create
+from .limits import LimitExceeded
 from .review import job_cancel
 from .templates import resolve_version
 
@@ -51,6 +54,9 @@ log = logging.getLogger("generation.evaluation")
 # Evaluation jobs of one run in flight at once: the worker batches them beside users' jobs, and a user's job
 # queued behind a run waits for at most this many of its jobs.
 IN_FLIGHT = 2
+# Over every run together at most AIGC_EVALUATION_IN_FLIGHT: sends are serialised under this advisory lock key
+# (PostgreSQL; SQLite takes its write lock at BEGIN), so two runs advancing at once never both take the last place.
+SEND_LOCK_KEY = 0x6576616C
 MAX_ITEMS = 500
 CASE_FIELDS = ("inputs", "reference", "checks", "seed")
 
@@ -133,16 +139,34 @@ def dataset_create(
 
 
 def dataset_from_approved_jobs(
-    *, template: PromptTemplate, name: str, user, limit: int = 20, job_ids=None, description: str = ""
+    *,
+    template: PromptTemplate,
+    name: str,
+    user,
+    limit: int = 20,
+    job_ids=None,
+    description: str = "",
+    desk=None,
+    all_desks: bool = False,
 ) -> Dataset:
     """One action: the template's approved jobs (the newest `limit`, or those named) become cases. Each keeps its
-    inputs and seed, and the approved final text of its first output becomes the case's reference."""
+    inputs and seed, and the approved final text of its first output becomes the case's reference. The jobs are
+    one desk's (the template's own desk, `desk`, or the only desk with approved jobs) unless the curator chose
+    `all_desks`; the dataset records how many cases each desk gave (desk_cases)."""
+    reading = source_desk(template, desk=desk, all_desks=all_desks)
     jobs = Job.objects.filter(template=template, purpose=JobPurpose.USER, review_state=ReviewState.APPROVED)
+    if reading is not None:
+        jobs = jobs.filter(desk=reading)
     if job_ids is not None:
         jobs = jobs.filter(pk__in=list(job_ids))
-    jobs = list(jobs.prefetch_related("outputs").order_by("-created_at")[:limit])
+    jobs = list(jobs.select_related("desk").prefetch_related("outputs").order_by("-created_at")[:limit])
     if not jobs:
-        raise ValidationError({"jobs": [f"Template {template.slug!r} has no approved jobs to build a dataset from."]})
+        on = f" on the {reading.slug} desk" if reading is not None else ""
+        raise ValidationError(
+            {"jobs": [f"Template {template.slug!r} has no approved jobs{on} to build a dataset from."]}
+        )
+    shares = dict(sorted(Counter(job.desk.slug for job in jobs).items()))
+    source_settle(template, shares, desk=reading, all_desks=all_desks)
     jobs.reverse()  # oldest first: the cases keep the order the work was done in
     cases = []
     for job in jobs:
@@ -151,15 +175,19 @@ def dataset_from_approved_jobs(
         if isinstance(job.params.get("seed"), int):
             case["seed"] = job.params["seed"]
         cases.append(case)
-    return dataset_create(
-        template=template,
-        name=name,
-        cases=cases,
-        user=user,
-        description=description or f"{len(cases)} approved jobs",
-        origin=DatasetOrigin.APPROVED_JOBS,
-        source_jobs=jobs,
-    )
+    with transaction.atomic():
+        dataset = dataset_create(
+            template=template,
+            name=name,
+            cases=cases,
+            user=user,
+            description=description or f"{len(cases)} approved jobs",
+            origin=DatasetOrigin.APPROVED_JOBS,
+            source_jobs=jobs,
+        )
+        dataset.desk_cases = shares
+        Dataset.objects.filter(pk=dataset.pk).update(desk_cases=shares)
+    return dataset
 
 
 def parse_upload(filename: str, data: bytes) -> list[dict]:
@@ -175,14 +203,14 @@ def parse_upload(filename: str, data: bytes) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                cases.append(json.loads(line))
+                cases.append(safeparse.loads(line))  # refuses NaN, nesting past reason, NUL (naming where)
             except json.JSONDecodeError as exc:
-                raise ValidationError({"file": [f"Line {number}: not JSON ({exc.msg})."]}) from None
+                raise ValidationError({"file": [f"Line {number}: not JSON ({exc})."]}) from None
         return cases
     if not filename.lower().endswith(".csv"):
         raise ValidationError({"file": ["A .csv or .jsonl file."]})
     cases = []
-    for number, row in enumerate(csv.DictReader(io.StringIO(text)), 2):
+    for number, row in enumerate(safeparse.csv_dicts(text, error=lambda m: ValidationError({"file": [m]})), 2):
         case: dict = {"inputs": {}, "checks": {}}
         for column, value in row.items():
             if column is None:
@@ -246,9 +274,17 @@ def dataset_latest(template: PromptTemplate, name: str) -> Dataset:
 
 
 @transaction.atomic
-def run_start(*, version: TemplateVersion, dataset: Dataset, user, model_alias: str | None = None) -> EvaluationRun:
+def run_start(
+    *,
+    version: TemplateVersion,
+    dataset: Dataset,
+    user,
+    model_alias: str | None = None,
+    judge: TemplateVersion | None = None,
+) -> EvaluationRun:
     """A run of `version` over `dataset`: one pending case each, then the first IN_FLIGHT are sent. From now on
-    the dataset is frozen."""
+    the dataset is frozen. `judge`: the version whose checks judge the outputs (an experiment's baseline, for its
+    candidate); by default the run's own."""
     if dataset.template_id != version.template_id:
         raise ValidationError({"dataset": [f"{dataset} belongs to another template."]})
     alias = model_alias or version.model_alias
@@ -258,17 +294,24 @@ def run_start(*, version: TemplateVersion, dataset: Dataset, user, model_alias: 
     if not items:
         raise ValidationError({"dataset": [f"{dataset} has no cases."]})
     run = EvaluationRun.objects.create(
-        template=version.template, version=version, dataset=dataset, model_alias=alias, created_by=user
+        template=version.template,
+        version=version,
+        dataset=dataset,
+        model_alias=alias,
+        judge_version=judge if judge is not None and judge.pk != version.pk else None,
+        created_by=user,
     )
     EvaluationItem.objects.bulk_create(EvaluationItem(run=run, item=item) for item in items)
-    transaction.on_commit(lambda: run_advance(run.pk))
+    transaction.on_commit(lambda: run_advance(run.pk), robust=True)  # a failure is logged; the sweep goes on
     return run
 
 
 def run_advance(run_id) -> EvaluationRun | None:
-    """Measure the cases whose job has ended, send the next ones (IN_FLIGHT at a time), and once every case is
-    measured, finish the run and the experiments waiting on it. Safe to call any number of times, from anywhere:
-    the run's row is locked while it advances."""
+    """Measure the cases whose job has ended, send the next ones (IN_FLIGHT at a time, and no more than
+    AIGC_EVALUATION_IN_FLIGHT over every run), and once every case is measured, finish the run and the
+    experiments waiting on it. A case that cannot be sent now (a spent pool, every place taken) waits, and the
+    run says why (`waiting`). Safe to call any number of times, from anywhere: the run's row is locked while it
+    advances."""
     with transaction.atomic():
         run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != RunStatus.RUNNING:
@@ -278,49 +321,104 @@ def run_advance(run_id) -> EvaluationRun | None:
             if case.measured_at is None and case.job is not None and case.job.status in FINAL_STATUSES:
                 _measure(run, case)
         in_flight = sum(c.job is not None and c.measured_at is None for c in cases)
-        for case in cases:
-            if in_flight >= IN_FLIGHT:
-                break
-            if case.job is None and case.measured_at is None:
-                in_flight += _send(run, case)
+        pending = [c for c in cases if c.job is None and c.measured_at is None]
+        waiting = ""
+        if pending and in_flight < IN_FLIGHT:
+            room, full = _room()
+            for case in pending:
+                if in_flight >= IN_FLIGHT:
+                    break
+                if room <= 0:
+                    waiting = full
+                    break
+                sent, waiting = _send(run, case)
+                if waiting:
+                    break
+                in_flight, room = in_flight + sent, room - sent
+        if waiting != run.waiting:
+            run.waiting = waiting
+            run.save(update_fields=["waiting"])
         if all(c.measured_at is not None for c in cases):
             run.summary = evaluation.summarise([c.metrics for c in cases])
             run.status, run.finished_at = RunStatus.FINISHED, timezone.now()
             run.save(update_fields=["summary", "status", "finished_at"])
-            waiting = Experiment.objects.filter(candidate=run) | Experiment.objects.filter(baseline=run)
-            for experiment in waiting.order_by("pk"):  # one lock order for every advance: no deadlock
+            on_it = Experiment.objects.filter(candidate=run) | Experiment.objects.filter(baseline=run)
+            for experiment in on_it.order_by("pk"):  # one lock order for every advance: no deadlock
                 _experiment_finish(experiment)
     return run
 
 
-def _send(run: EvaluationRun, case: EvaluationItem) -> bool:
-    """Create the case's evaluation job (queued once committed); a case the version cannot take (an input it no
-    longer declares, a prompt too long) is measured at once as failed. True when a job is in flight."""
+def _room() -> tuple[int, str]:
+    """How many more evaluation jobs may be sent now over every run (AIGC_EVALUATION_IN_FLIGHT; 0: no cap), and
+    what a case that finds no room waits for. Holds the send lock until the advancing transaction ends."""
+    cap = settings.AIGC["EVALUATION_IN_FLIGHT"]
+    if cap <= 0:
+        return IN_FLIGHT, ""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEND_LOCK_KEY])
+    busy = Job.objects.filter(purpose=JobPurpose.EVALUATION).exclude(status__in=FINAL_STATUSES).count()
+    full = (
+        f"{cap} evaluation jobs are queued or running, the most AIGC_EVALUATION_IN_FLIGHT allows at once over every "
+        "run: the next case is sent when one of them ends."
+    )
+    return cap - busy, full
+
+
+def _send(run: EvaluationRun, case: EvaluationItem) -> tuple[bool, str]:
+    """Create the case's evaluation job (queued once committed): (True, "") when a job is in flight. A spent
+    evaluation pool leaves the case waiting: (False, the refusal, naming the pool and when it resets). A case
+    that cannot be sent for any other reason (an input the version no longer declares, a prompt too long, a desk
+    style that does not layer under the version's rules) is measured at once as failed, the reason named:
+    (False, ""). One case never stops its run, nor a run the others."""
     try:
-        job = job_create(
-            user=run.created_by,
-            template=run.template.slug,
-            version=run.version.number,
-            inputs=case.item.inputs,
-            params={"seed": case.item.seed},
-            model_alias=run.model_alias,
-            purpose=JobPurpose.EVALUATION,
-        )
+        with transaction.atomic():  # a savepoint: whatever job_create wrote before failing is undone
+            job = job_create(
+                user=run.created_by,
+                template=run.template.slug,
+                version=run.version.number,
+                inputs=case.item.inputs,
+                params={"seed": case.item.seed},
+                model_alias=run.model_alias,
+                purpose=JobPurpose.EVALUATION,
+            )
+    except LimitExceeded as exc:
+        return False, exc.message
     except ValidationError as exc:
-        reason = error_line(exc)
-        case.metrics = evaluation.measure(**_case_spec(run, case), outputs=[], error=f"not accepted: {reason}")
-        case.measured_at = timezone.now()
-        case.save(update_fields=["metrics", "measured_at"])
-        return False
+        _not_accepted(run, case, error_line(exc))
+        return False, ""
+    except prompts.InvalidInput as exc:
+        _not_accepted(run, case, error_line(exc.errors))
+        return False, ""
+    except DatabaseError:
+        raise  # the database, not the case: the next advance tries again
+    except Exception as exc:
+        log.exception("evaluation run %s: case %s could not be sent", run.pk, case.item.index)
+        _not_accepted(run, case, f"{type(exc).__name__}: {exc}")
+        return False, ""
     case.job = job
     case.save(update_fields=["job"])
-    return True
+    return True, ""
 
 
-def _case_spec(run: EvaluationRun, case: EvaluationItem) -> dict:
+def _not_accepted(run: EvaluationRun, case: EvaluationItem, reason: str) -> None:
+    """A case that could not be sent, measured as failed with the reason (naming the field at fault)."""
+    case.metrics = evaluation.measure(**_case_spec(run, case), outputs=[], error=f"not accepted: {reason}")
+    case.measured_at = timezone.now()
+    case.save(update_fields=["metrics", "measured_at"])
+
+
+def _judge(run: EvaluationRun) -> checks.Checks:
+    """The checks a run's outputs are judged under: its judge version's (an experiment's baseline, for the
+    candidate) or its own, alone. No desk's house style is layered under them: the evaluation's house style is
+    the version's own rules, fixed, so a desk changing its style between two runs moves no number, and a
+    candidate that drops its own checks is still held to its baseline's."""
+    return checks.parse((run.judge_version or run.version).checks)
+
+
+def _case_spec(run: EvaluationRun, case: EvaluationItem, judge: checks.Checks | None = None) -> dict:
     version, inputs = run.version, case.item.inputs
-    version_checks = checks.parse(version.checks)
-    source = checks.source_of(version_checks, run.template.kind, inputs)
+    source = checks.source_of(judge or _judge(run), run.template.kind, inputs)
     return {
         "fmt": formats.spec(version.output_format),
         "rule": formats.kind_rule(run.template.kind),
@@ -334,12 +432,41 @@ def _case_spec(run: EvaluationRun, case: EvaluationItem) -> dict:
     }
 
 
+def _written_under(job: Job) -> checks.Checks | None:
+    """The checks the worker reviewed the job's outputs under (its version's, with the desk's house style it was
+    created with); None if they no longer parse."""
+    try:
+        return checks.parse(checks.with_house_style(job.template_version.checks, job.house_style))
+    except prompts.InvalidInput:
+        return None
+
+
 def _measure(run: EvaluationRun, case: EvaluationItem) -> None:
+    """A case's metrics from its ended job. The outputs' findings are the ones the worker stored when they were
+    reviewed under the judge's checks; otherwise each output is reviewed again under them (content/evaluation.py
+    `judged_findings` keeps the unsupported claims the worker dropped from the text)."""
     job = case.job
+    judge = _judge(run)
+    spec = _case_spec(run, case, judge)
     error = "" if job.status == JobStatus.SUCCEEDED else (job.error or job.status)
     outputs = [{"text": o.text, "checks": o.checks} for o in job.outputs.all()] if not error else []
+    written = _written_under(job)
+    if outputs and (written is None or written.as_json() != judge.as_json()):
+        kind, inputs = run.template.kind, job.inputs
+        same_source = written is not None and checks.source_of(written, kind, inputs) == spec["source"]
+        outputs = [
+            {
+                "text": o["text"],
+                "checks": evaluation.judged_findings(
+                    o["checks"],
+                    [f.as_json() for f in checks.review(judge, spec["fmt"], kind, o["text"], inputs).findings],
+                    same_source=same_source,
+                ),
+            }
+            for o in outputs
+        ]
     case.metrics = evaluation.measure(
-        **_case_spec(run, case),
+        **spec,
         outputs=outputs,
         tokens=job.completion_tokens,
         latency_s=job.timings.get("total_s"),
@@ -350,25 +477,40 @@ def _measure(run: EvaluationRun, case: EvaluationItem) -> None:
 
 
 def run_advance_for_job(job_id) -> None:
-    """Called when a job ends: the run of an evaluation job goes on. Never raises: the job itself is done."""
+    """Called when a job ends: the run of an evaluation job goes on, and the place its job held goes to the run
+    that has waited longest for one (else the reconciler's sweep would send it). Never raises: the job itself is
+    done."""
     try:
         run_id = EvaluationItem.objects.filter(job_id=job_id).values_list("run_id", flat=True).first()
-        if run_id is not None:
-            run_advance(run_id)
+        if run_id is None:
+            return
+        run_advance(run_id)
+        waiting = EvaluationRun.objects.filter(status=RunStatus.RUNNING).exclude(waiting="").exclude(pk=run_id)
+        oldest = waiting.order_by("created_at").values_list("pk", flat=True).first()
+        if oldest is not None:
+            run_advance(oldest)
     except Exception:
-        log.exception("could not advance the evaluation run of job %s", job_id)
+        log.exception("could not advance the evaluation runs after job %s", job_id)
 
 
 def runs_advance_all() -> int:
-    """The reconciler's sweep: every running run is advanced (a message lost, a worker that died mid-advance),
-    and an experiment whose runs have both ended is finished (its last advance died before it could be)."""
+    """The reconciler's sweep: every running run is advanced (a message lost, a worker that died mid-advance, a
+    pool that reset), and an experiment whose runs have both ended is finished (its last advance died before it
+    could be). Each in its own guard: a run that cannot advance is logged and tried again next sweep, and never
+    stops the others, nor what the reconciler does after this sweep (training runs)."""
     ids = list(EvaluationRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True))
     for run_id in ids:
-        run_advance(run_id)
+        try:
+            run_advance(run_id)
+        except Exception:
+            log.exception("could not advance evaluation run %s", run_id)
     ended = Experiment.objects.filter(finished_at__isnull=True).exclude(candidate__status=RunStatus.RUNNING)
     for experiment in ended.exclude(baseline__status=RunStatus.RUNNING):
-        with transaction.atomic():
-            _experiment_finish(experiment)
+        try:
+            with transaction.atomic():
+                _experiment_finish(experiment)
+        except Exception:
+            log.exception("could not finish experiment %s", experiment.pk)
     return len(ids)
 
 
@@ -409,13 +551,25 @@ def run_cancel(run: EvaluationRun, *, user) -> None:
 
 
 def _reusable_run(version: TemplateVersion, dataset: Dataset, alias: str) -> EvaluationRun | None:
-    """A finished run of the same version, dataset version and model: its outputs are what a rerun would write
-    (fixed seeds), so a baseline is not run again for every candidate."""
+    """A finished run of the same version, dataset version and model, judged under its own checks: its outputs are
+    what a rerun would write (fixed seeds), so a baseline is not run again for every candidate."""
     return (
-        EvaluationRun.objects.filter(version=version, dataset=dataset, model_alias=alias, status=RunStatus.FINISHED)
+        EvaluationRun.objects.filter(
+            version=version,
+            dataset=dataset,
+            model_alias=alias,
+            status=RunStatus.FINISHED,
+            judge_version__isnull=True,
+        )
         .order_by("-finished_at")
         .first()
     )
+
+
+def _pool_check(user) -> None:
+    """Refuses (LimitExceeded, a 429 naming the pool) an experiment whose evaluation pool is spent, before anything
+    is written. A pool with room left lets it start: a case it cannot take later waits, and the run says so."""
+    budgets.check(evaluation_desk(user), user, 1, JobPurpose.EVALUATION)
 
 
 @transaction.atomic
@@ -429,10 +583,14 @@ def experiment_start(
     baseline: str = TemplateLabel.PRODUCTION,
     model_alias: str | None = None,
     reuse_baseline: bool = True,
+    wait_for_pool: bool = False,
 ) -> Experiment:
     """An experiment: the candidate (a version number or label) against `baseline` (a label, or "vN"), both over
-    the latest version of `dataset` (by default the template's gate dataset). The candidate always runs; the
-    baseline reuses a finished run of the same version, dataset and model unless `reuse_baseline` is off."""
+    the latest version of `dataset` (by default the template's gate dataset). The candidate always runs, judged
+    under the baseline's checks; the baseline reuses a finished run of the same version, dataset and model unless
+    `reuse_baseline` is off. A spent evaluation pool refuses it (LimitExceeded) before anything is written,
+    unless `wait_for_pool` (a training run's own experiment: the adapter is trained already), when its cases wait
+    for the pool as any run's do."""
     candidate_version = resolve_version(template, version=version, label=label)
     if baseline.startswith("v") and baseline[1:].isdigit():
         baseline_version = resolve_version(template, version=int(baseline[1:]))
@@ -443,7 +601,11 @@ def experiment_start(
         raise ValidationError({"dataset": [f"Name a dataset: template {template.slug!r} has no gate dataset."]})
     found = dataset_latest(template, name)
     alias = model_alias or candidate_version.model_alias
-    candidate_run = run_start(version=candidate_version, dataset=found, user=user, model_alias=alias)
+    if not wait_for_pool:
+        _pool_check(user)
+    candidate_run = run_start(
+        version=candidate_version, dataset=found, user=user, model_alias=alias, judge=baseline_version
+    )
     baseline_run = _reusable_run(baseline_version, found, alias) if reuse_baseline else None
     if baseline_run is None:
         baseline_run = run_start(version=baseline_version, dataset=found, user=user, model_alias=alias)
@@ -511,12 +673,19 @@ def gate_judge(
     if dataset is None:
         return None, [f"The gate dataset {name!r} does not exist yet: build it first."]
     baseline_version = current
+    # Both runs on the model the label will serve (the version's alias), and the candidate judged under the
+    # checks of what the label points at now: an experiment on another model, or under the candidate's own
+    # (perhaps fewer) checks, says nothing about this move.
+    alias = version.model_alias
     tried = (
         Experiment.objects.filter(
             template=template,
             candidate__version=version,
             candidate__dataset=dataset,
+            candidate__model_alias=alias,
+            candidate__judge_version=baseline_version,
             baseline__version=baseline_version,
+            baseline__model_alias=alias,
         )
         .select_related("candidate", "baseline")
         .order_by("-created_at")
@@ -527,8 +696,8 @@ def gate_judge(
     if not finished:
         running = " one is still running;" if tried else ""
         return None, [
-            f"No finished experiment of v{version.number} on {dataset}{against}:{running} run "
-            f"`manage.py evaluate {template.slug} --version {version.number} --baseline {label}`."
+            f"No finished experiment of v{version.number} on {dataset}, model {alias!r},{against}:{running} run "
+            f"`manage.py evaluate {template.slug} --version {version.number} --baseline {label} --model {alias}`."
         ]
     # The thresholds are read as configured now: a gate changed since applies to the experiments already run.
     for experiment in finished:

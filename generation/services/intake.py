@@ -3,6 +3,7 @@ against the owner's quota, save it queued and send it once committed."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 
@@ -23,11 +24,16 @@ from .webhooks import callback_url_check
 log = logging.getLogger("generation.jobs")
 
 
-def _resolve_template(kind: str | None, template_slug: str | None, user=None) -> PromptTemplate:
+def _resolve_template(kind: str | None, template_slug: str | None, desk: Desk | None = None) -> PromptTemplate:
+    """The template a job runs, among those its desk may use (selectors.desk_templates: the shared ones and the
+    desk's own; another desk's is as unknown as a slug that does not exist, even to a member of both). Without a
+    desk (evaluation jobs, run for curators), any template."""
+    usable = selectors.desk_templates(desk) if desk is not None else PromptTemplate.objects.all()
+    where = f" on the {desk.name} desk" if desk is not None else ""
     if template_slug:
-        template = selectors.template_by_slug(template_slug, user=user)
+        template = usable.filter(slug=template_slug).first()
         if template is None:
-            raise ValidationError({"template": [f"Unknown template {template_slug!r}."]})
+            raise ValidationError({"template": [f"Unknown template {template_slug!r}{where}."]})
         if kind and kind != template.kind:
             raise ValidationError({"kind": [f"Template {template_slug!r} is for {template.kind!r}, not {kind!r}."]})
         return template
@@ -35,10 +41,28 @@ def _resolve_template(kind: str | None, template_slug: str | None, user=None) ->
         raise ValidationError({"kind": ["Give a kind (writing, summary, headline or code) or a template."]})
     if kind not in Kind.values:
         raise ValidationError({"kind": [f"Unknown kind {kind!r}; choose one of {', '.join(Kind.values)}."]})
-    template = selectors.template_default_for_kind(kind)
+    template = selectors.template_default_for_kind(kind, desk=desk)
     if template is None:
-        raise ValidationError({"kind": [f"No default template is set up for {kind!r}."]})
+        raise ValidationError({"kind": [f"No default template is set up for {kind!r}{where}."]})
     return template
+
+
+def _house_messages(version: TemplateVersion, inputs: dict, desk: Desk) -> list[dict]:
+    """The prompt with the desk's house style layered under the version's own rules. A style that does not fit
+    the version (set before the version was made) refuses the job naming the desk and the template."""
+    try:
+        checks.parse(checks.with_house_style(version.checks, desk.style))
+    except prompts.InvalidInput as exc:
+        said = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())
+        raise ValidationError(
+            {
+                "desk": [
+                    f"The house style of {desk.name} does not fit template {version.template.slug!r} "
+                    f"v{version.number}: {said}. Ask the desk's admin to change it."
+                ]
+            }
+        ) from None
+    return checks.version_messages(version, inputs, house=desk.style)
 
 
 def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_tokens: int) -> int:
@@ -62,6 +86,21 @@ def _check_context(alias: str, messages: list[dict], inputs: dict, max_new_token
     )
 
 
+def _bad_input_is_named(create):
+    """Any input the content layer refuses (prompts.InvalidInput) is a ValidationError naming its field: a 400,
+    never a 500, wherever in the job's intake it is found."""
+
+    @functools.wraps(create)
+    def wrapped(*args, **kwargs):
+        try:
+            return create(*args, **kwargs)
+        except prompts.InvalidInput as exc:
+            raise ValidationError(exc.errors) from None
+
+    return wrapped
+
+
+@_bad_input_is_named
 def job_create(
     *,
     user,
@@ -94,8 +133,17 @@ def job_create(
     if callback_url:
         callback_url_check(callback_url)  # a 400 naming callback_url for a plainly internal or plain-http target
     filed = _desk(user, desk, api_key, purpose)
-    tpl = _resolve_template(kind, template, user if purpose == JobPurpose.USER else None)
+    tpl = _resolve_template(kind, template, filed if purpose == JobPurpose.USER else None)
     tv = resolve_version(tpl, version=version, label=label, desk=filed)
+    if purpose == JobPurpose.USER and not selectors.adapter_version_runnable(tv, user=user, desk=filed):
+        raise ValidationError(
+            {
+                "version": [
+                    f"v{tv.number} of {tpl.slug!r} runs with a LoRA adapter that no label points at yet: until it "
+                    "is released, only template curators may run it."
+                ]
+            }
+        )
     try:
         cleaned_inputs = prompts.clean_inputs(tv.variables, inputs if inputs is not None else {})
         cleaned_params = prompts.clean_params(params, tv.default_params, param_limits())
@@ -109,7 +157,7 @@ def job_create(
         # Record the seed the job will use, so that "run again" replays it exactly.
         cleaned_params["seed"] = secrets.randbelow(prompts.MAX_SEED)
     if messages is None:
-        messages = checks.version_messages(tv, cleaned_inputs, house=filed.style)
+        messages = _house_messages(tv, cleaned_inputs, filed)
     alias = model_alias or tv.model_alias
     if alias not in registry.aliases():
         raise ValidationError({"model": [f"Unknown model {alias!r}; configured: {', '.join(registry.aliases())}."]})
@@ -166,6 +214,11 @@ def _desk(user, desk: str | None, api_key, purpose: str) -> Desk:
         if found is None:
             raise ValidationError({"desk": ["No default desk is set up for evaluation jobs."]}) from None
         return found
+
+
+def evaluation_desk(user) -> Desk:
+    """The desk `user`'s evaluation jobs are filed under: its organisation's evaluation pool pays for them."""
+    return _desk(user, None, None, JobPurpose.EVALUATION)
 
 
 def most_tokens(output_format: str, params: dict, prompt_tokens: int) -> int:

@@ -7,8 +7,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ..infra import broker, registry
 from ..models import Job, JobStatus
 from . import dispatch
 
@@ -26,8 +28,10 @@ def runnable(now=None) -> Q:
 
 def reconcile_jobs() -> dict:
     """Nothing stays stuck: a running job whose heartbeat stopped (its worker died) goes back to the queue and
-    is sent again; a queued job whose message was sent long ago (the broker lost it, or was down when the job
-    was created) is sent again. Duplicates are harmless: only one worker can claim a job (see `runnable`).
+    is sent again; a queued job whose message is in neither its queue nor a worker's hands (the broker lost it,
+    or was down when the job was sent) is sent again once AIGC_LOST_MESSAGE_AFTER_S have passed since it was
+    sent, and any queued job once AIGC_RESEND_QUEUED_AFTER_S have (where the broker cannot be read, or a worker
+    died holding its message). Duplicates are harmless: only one worker can claim a job (see `runnable`).
     A job that keeps losing its worker fails after AIGC_MAX_ATTEMPTS, with the reason."""
     now = timezone.now()
     lost = Job.objects.filter(runnable(now), status=JobStatus.RUNNING)  # running, and the heartbeat stopped
@@ -38,10 +42,18 @@ def reconcile_jobs() -> dict:
         if lost.filter(pk=pk).update(status=JobStatus.QUEUED)
     }
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
+    lost_before = now - timedelta(seconds=settings.AIGC["LOST_MESSAGE_AFTER_S"])
     waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
-        Q(enqueued_at__lt=resend_before) | Q(enqueued_at__isnull=True, created_at__lt=resend_before)
+        Q(enqueued_at__lt=lost_before) | Q(enqueued_at__isnull=True, created_at__lt=lost_before)
     )
-    resent = {pk: alias for pk, alias in waiting.values_list("pk", "model_alias") if pk not in requeued}
+    waiting = list(waiting.values_list("pk", "model_alias", Coalesce("enqueued_at", "created_at")))
+    resent = {pk: alias for pk, alias, sent_at in waiting if pk not in requeued and sent_at < resend_before}
+    recent = [(pk, alias) for pk, alias, sent_at in waiting if pk not in requeued and sent_at >= resend_before]
+    if recent:
+        # A message a worker takes between the read of the jobs and this one is resent once more: harmless.
+        present = broker.first_args(dispatch.RUN_JOB, {registry.queue_for(alias) for _, alias in recent})
+        if present is not None:  # None: the broker cannot tell; those jobs wait for AIGC_RESEND_QUEUED_AFTER_S
+            resent.update((pk, alias) for pk, alias in recent if str(pk) not in present)
     for pk, alias in {**requeued, **resent}.items():
         dispatch.job_enqueue(pk, alias)
     if requeued or resent:

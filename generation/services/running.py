@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ..content import checks, codeedit, formats, prompts, shaping
@@ -103,6 +104,13 @@ def job_claim(job_id) -> int | None:
 
 def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
     job = with_database(lambda: Job.objects.select_related("template_version").get(pk=job_id), f"loading job {job_id}")
+    if attempt > 1:
+
+        def count(messages: list[dict]) -> int:
+            return (engine if engine is not None else engine_for(job.model_alias)).count_tokens(messages)
+
+        with_database(lambda: _charge_lost_attempt(job, attempt, count), f"charging job {job.pk}'s lost attempt")
+        events.reset(job.pk)
     if attempt > settings.AIGC["MAX_ATTEMPTS"]:
         _finish(
             job.pk,
@@ -115,15 +123,14 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
     from ..engine import EngineError
 
     log.info("job %s: running (%s, attempt %d)", job.pk, job.kind, attempt)
-    if attempt > 1:
-        events.reset(job.pk)
     version = job.template_version
     max_words = _max_words(job)
     output_format = formats.spec(version.output_format)
     streamer = events.JobStreamer(job.pk, lambda raw: output_format.shaped(raw, "stop", max_words))
     spent = Spent(settings.CELERY_TASK_SOFT_TIME_LIMIT)
     try:
-        outputs, timings, refused = _generate(job, engine, max_words, spent, streamer.on_delta)
+        with _adapter(job, engine) as adapter:
+            outputs, timings, refused = _generate(job, engine, adapter, max_words, spent, streamer.on_delta)
     except EngineError as exc:
         log.warning("job %s failed: %s", job.pk, exc)
         _fail(job.pk, attempt, str(exc), engine, spent)
@@ -210,6 +217,25 @@ class Spent:
         return result
 
 
+def _charge_lost_attempt(job: Job, attempt: int, count_prompt) -> int:
+    """The attempt before this one lost its worker mid-run: what it used, as far as its token stream tells (the
+    prompt, read once any delta was streamed, counted by `count_prompt`, and each candidate's tokens streamed),
+    is added to the job's `lost_tokens`, which budgets and usage charge. Read before the stream is reset for this
+    attempt. Returns the tokens charged."""
+    streamed = events.streamed_tokens(job.pk)
+    if not streamed:
+        return 0
+    try:
+        prompt = count_prompt(job.messages)
+    except Exception:  # an engine that cannot count it (a remote one, or none loads): what is known is the deltas
+        log.warning("job %s: could not count the lost attempt's prompt", job.pk, exc_info=True)
+        prompt = 0
+    lost = prompt + sum(streamed.values())
+    Job.objects.filter(pk=job.pk, attempts=attempt).update(lost_tokens=F("lost_tokens") + lost)
+    log.warning("job %s: charged %d tokens its previous attempt used before its worker stopped", job.pk, lost)
+    return lost
+
+
 def _settle(job_id, attempt: int, spent: Spent, engine) -> None:
     """Record the usage of a run that ended without completing (cancelled, failed), unless another claim of
     the job owns it now."""
@@ -242,11 +268,15 @@ def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
         events.publish_end(job_id, JobStatus.FAILED, error)
 
 
-def _adapter(job: Job, engine) -> str | None:
-    """The name the engine serves the job's LoRA adapter under, attached on first use (None: the base model).
-    The adapter is found by its sha256 under the model cache and checked against it: replay stays exact."""
+@contextlib.contextmanager
+def _adapter(job: Job, engine):
+    """The name the engine serves the job's LoRA adapter under (None: the base model), attached on first use and
+    held while the job runs; an engine keeps at most AIGC_MAX_ATTACHED_ADAPTERS attached, detaching the least
+    recently used one no job holds. The adapter is found by its sha256 under the model cache and checked
+    against it: replay stays exact."""
     if not job.adapter_sha256:
-        return None
+        yield None
+        return
     from ..engine import EngineError, lora
 
     adapter = Adapter.objects.filter(sha256=job.adapter_sha256).first()
@@ -254,9 +284,14 @@ def _adapter(job: Job, engine) -> str | None:
         raise EngineError(f"The LoRA adapter {job.adapter_sha256[:12]} of this version is not known here.")
     if engine.backend not in ADAPTER_BACKENDS:
         raise EngineError(f"This version runs with a LoRA adapter, which the {engine.backend} backend does not serve.")
-    name = adapter.sha256[:16]
-    lora.attach(engine, name, Path(settings.AIGC["MODEL_CACHE_DIR"]) / adapter.path, expected_sha256=adapter.sha256)
-    return name
+    with lora.serving(
+        engine,
+        adapter.sha256[:16],
+        Path(settings.AIGC["MODEL_CACHE_DIR"]) / adapter.path,
+        expected_sha256=adapter.sha256,
+        keep=settings.AIGC["MAX_ATTACHED_ADAPTERS"],
+    ) as name:
+        yield name
 
 
 @dataclass
@@ -269,7 +304,7 @@ class Candidate:
     score: float | None = None
 
 
-def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=None):
+def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spent: Spent, on_delta=None):
     """Ask the engine for the job's candidates, shape them for the template's output format and check them.
 
     Candidates that miss the contract (a headline of the wrong length or a repeat, Python that does not
@@ -283,7 +318,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     version = job.template_version
     fmt = formats.spec(version.output_format)
     if documents_python(version, job.inputs):
-        return _generate_docstrings(job, engine, spent)  # the code is shown when complete: nothing to stream
+        return _generate_docstrings(job, engine, adapter, spent)  # shown when complete: nothing to stream
     p = job.params
     want = p["n"]
     budget = word_budget(version, job.inputs)
@@ -293,7 +328,7 @@ def _generate(job: Job, engine, max_words: int | None, spent: Spent, on_delta=No
     min_words = formats.length(job.kind).min_words(budget)
     request = GenerationRequest(
         messages=job.messages,
-        adapter=_adapter(job, engine),
+        adapter=adapter,
         max_new_tokens=p["max_new_tokens"],
         temperature=p["temperature"],
         top_p=p["top_p"],
@@ -367,7 +402,7 @@ def _max_words(job: Job) -> int | None:
     return formats.length(job.kind).max_words(word_budget(job.template_version, job.inputs), job.inputs)
 
 
-def _generate_docstrings(job: Job, engine, spent: Spent):
+def _generate_docstrings(job: Job, engine, adapter: str | None, spent: Spent):
     """Docstrings placed through the syntax tree: the model writes one sentence per undocumented function
     (the template's prompt, rendered with that function as `code`); the code itself is never rewritten, so
     the result parses and behaves exactly as the input."""
@@ -381,7 +416,6 @@ def _generate_docstrings(job: Job, engine, spent: Spent):
         raise EngineError(f"The code does not parse as Python (line {exc.lineno}: {exc.msg}).") from None
     docs, total_s = {}, 0.0
     cancelled = events.CancelFlag(job.pk)
-    adapter = _adapter(job, engine)
     for i, fn in enumerate(functions):
         messages = docstring_messages(version, job.inputs, fn)
         for attempt in range(DOCSTRING_TRIES):  # an empty sentence is sampled again (seeded, so replays match)

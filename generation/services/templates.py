@@ -10,7 +10,16 @@ from django.db.models import Max
 from .. import selectors
 from ..content import checks, formats, gating, prompts
 from ..infra import registry
-from ..models import Adapter, DeskLabel, LabelMove, ModelInfo, PromptTemplate, TemplateLabel, TemplateVersion
+from ..models import (
+    Adapter,
+    DeskLabel,
+    GateChange,
+    LabelMove,
+    ModelInfo,
+    PromptTemplate,
+    TemplateLabel,
+    TemplateVersion,
+)
 
 
 def param_limits() -> prompts.ParamLimits:
@@ -34,7 +43,14 @@ def check_content(content: dict) -> dict:
         "adapter_sha256": content.get("adapter_sha256", "") or "",
     }
     errors: dict[str, list[str]] = {}
-    if not content["user_template"].strip():
+    most = settings.AIGC["MAX_PROMPT_CHARS"]
+    for name in ("system_prompt", "user_template"):
+        if not isinstance(content[name], str):
+            errors[name] = ["Must be text."]
+            content[name] = ""
+        elif len(content[name]) > most:  # every version is kept and read: a prompt's size is bounded
+            errors[name] = [f"At most {most} characters (this one has {len(content[name])})."]
+    if not content["user_template"].strip() and "user_template" not in errors:
         errors["user_template"] = ["This field is required."]
     try:
         prompts.check_variables(
@@ -99,14 +115,18 @@ def template_create(
 
 @transaction.atomic
 def template_version_create(
-    *, template: PromptTemplate, user=None, note: str = "", **content
+    *, template: PromptTemplate, user=None, note: str = "", max_versions: int | None = None, **content
 ) -> tuple[TemplateVersion, bool]:
-    """Save an edit as a new version. An edit that changes nothing returns the latest version, not a copy."""
+    """Save an edit as a new version. An edit that changes nothing returns the latest version, not a copy. With
+    `max_versions` (a desk's own template), a template that has that many takes no more."""
     content = check_content(content)
-    PromptTemplate.objects.select_for_update().filter(pk=template.pk).first()  # serialise numbering
+    PromptTemplate.objects.select_for_update().filter(pk=template.pk).first()  # serialise numbering (and the count)
     latest = template.versions.order_by("-number").first()
     if latest is not None and latest.content() == content:
         return latest, False
+    if max_versions is not None and (has := template.versions.count()) >= max_versions:
+        said = f"{template.slug!r} has {has} versions, the most a template may keep: start a new one from it."
+        raise ValidationError({"template": [said]})
     number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     return TemplateVersion.objects.create(template=template, number=number, created_by=user, note=note, **content), True
 
@@ -136,6 +156,34 @@ def _gate(template, label, version, current, *, user, reason: str, override: boo
     return experiment, True
 
 
+@transaction.atomic
+def template_gate_set(
+    *, template: PromptTemplate, gate_dataset: str, gate, user=None, via: str = ""
+) -> GateChange | None:
+    """Set a template's promotion gate (its dataset and thresholds), the change kept as a GateChange row with who
+    made it: a gate turned off before a label move and on again after it is there to read beside the move. A
+    setting that changes nothing keeps nothing (None)."""
+    try:
+        gating.parse(gate)
+    except prompts.InvalidInput as exc:
+        raise ValidationError(exc.errors) from None
+    gate_dataset, gate = gate_dataset or "", gate or {}
+    stored = PromptTemplate.objects.select_for_update().get(pk=template.pk)
+    template.gate_dataset, template.gate = gate_dataset, gate
+    if (stored.gate_dataset, stored.gate) == (gate_dataset, gate):
+        return None
+    PromptTemplate.objects.filter(pk=template.pk).update(gate_dataset=gate_dataset, gate=gate)
+    return GateChange.objects.create(
+        template=template,
+        from_dataset=stored.gate_dataset,
+        from_gate=stored.gate,
+        to_dataset=gate_dataset,
+        to_gate=gate,
+        changed_by=user,
+        via=via,
+    )
+
+
 def _check_label_name(label: str) -> None:
     if not label or not label.replace("-", "").replace("_", "").isalnum():
         raise ValidationError({"label": ["A label is letters, digits, '-' and '_'."]})
@@ -157,6 +205,9 @@ def template_label_move(
     if version.template_id != template.pk:
         raise ValidationError({"version": [f"Version {version.pk} belongs to another template."]})
     _check_label_name(label)
+    # The template's row first: two first placements of the same label at once queue here, and the second finds
+    # the label the first created (a label's row cannot be locked before it exists).
+    PromptTemplate.objects.select_for_update().filter(pk=template.pk).first()
     current = TemplateLabel.objects.select_for_update().filter(template=template, name=label).first()
     previous = current.version if current else None
     if previous == version:
@@ -332,8 +383,7 @@ def templates_import(data: dict, user=None) -> dict:
                 gating.parse(gate)
             except prompts.InvalidInput as exc:
                 raise ValidationError({f"{where}.{k}": v for k, v in exc.errors.items()}) from None
-            PromptTemplate.objects.filter(pk=template.pk).update(gate_dataset=gate_dataset or "", gate=gate or {})
-            template.gate_dataset, template.gate = gate_dataset or "", gate or {}
+            template_gate_set(template=template, gate_dataset=gate_dataset, gate=gate, user=user, via="import")
         by_number = {}
         for v in sorted(spec.get("versions", []), key=lambda x: x["number"]):
             content = check_content(v)

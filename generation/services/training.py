@@ -2,14 +2,20 @@
 the run), trained by a worker of the `training` queue, shown live, cancellable, resumed from its last checkpoint
 after a restart; a run that succeeds leaves an Adapter, a template version naming it, its held-out pairs as a
 dataset and an experiment of that version against the base version on them. Production is the gate's to give.
+
+Bounds every run keeps, whoever starts it: the newest AIGC_TRAINING_MAX_PAIRS pairs at most, a deadline of
+AIGC_TRAINING_MAX_S from its first start (a run still training then fails, saying so), and no checkpoint left
+behind once it has ended (only a run that can still resume keeps one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from django.utils import timezone
 from .. import selectors
 from ..engine.lora import InvalidParams, LoraParams
 from ..infra import registry
-from ..models import Adapter, TrainingRun, TrainingStatus
+from ..models import Adapter, Dataset, TrainingRun, TrainingStatus
 from . import dispatch
 from .errors import error_line
 from .evaluation import dataset_create, experiment_start
@@ -49,6 +55,23 @@ def adapters_dir() -> Path:
     return Path(settings.AIGC["MODEL_CACHE_DIR"]) / "adapters"
 
 
+def _checkpoints_remove(run_id) -> None:
+    """A run that ended never resumes: its checkpoint (and any half-written one a killed trainer left) goes."""
+    folder = adapters_dir() / str(run_id)
+    for found in (folder / "checkpoint", *folder.glob(".checkpoint-*")):
+        shutil.rmtree(found, ignore_errors=True)
+
+
+def _deadline(run: TrainingRun):
+    """When a run must have ended: AIGC_TRAINING_MAX_S after it first started (restarts included)."""
+    return (run.started_at or timezone.now()) + timedelta(seconds=settings.AIGC["TRAINING_MAX_S"])
+
+
+def _late_error() -> str:
+    limit = settings.AIGC["TRAINING_MAX_S"]
+    return f"Stopped at its deadline: a training run may take {limit:g} s from its first start (AIGC_TRAINING_MAX_S)."
+
+
 def _params(given: dict | None) -> LoraParams:
     try:
         return LoraParams.from_dict(given or {})
@@ -57,10 +80,15 @@ def _params(given: dict | None) -> LoraParams:
 
 
 @transaction.atomic
-def training_start(*, template, user, desk=None, params: dict | None = None, edited_only: bool = True) -> TrainingRun:
-    """A training run of `template` on its approved edits (of `desk`, when given), queued for a training worker.
-    The pairs are frozen with the run: what it trains on and holds out does not move under it."""
+def training_start(
+    *, template, user, desk=None, all_desks: bool = False, params: dict | None = None, edited_only: bool = True
+) -> TrainingRun:
+    """A training run of `template` on one desk's approved edits (the template's own desk, `desk`, or the only
+    desk with approved edits), or on every desk's when the curator chose `all_desks`; queued for a training
+    worker. The pairs (the newest AIGC_TRAINING_MAX_PAIRS) are frozen with the run, with each desk's share:
+    what it trains on and holds out does not move under it."""
     lora = _params(params)
+    reading = selectors.source_desk(template, desk=desk, all_desks=all_desks)
     alias = adapter_alias()
     if alias not in registry.aliases() or registry.entry(alias)["backend"] not in registry.ADAPTER_BACKENDS:
         raise ValidationError(
@@ -71,7 +99,11 @@ def training_start(*, template, user, desk=None, params: dict | None = None, edi
                 ]
             }
         )
-    pairs = selectors.training_pairs(template, desk=desk, edited_only=edited_only)
+    pairs = selectors.training_pairs(
+        template, desk=reading, edited_only=edited_only, limit=settings.AIGC["TRAINING_MAX_PAIRS"]
+    )
+    shares = selectors.desk_shares(pairs)
+    desk = selectors.source_settle(template, shares, desk=reading, all_desks=all_desks)
     train = [p for p in pairs if p.split == selectors.TRAINING_TRAIN]
     held = [p for p in pairs if p.split == selectors.TRAINING_HELD_OUT]
     if len(train) < MIN_TRAIN_PAIRS or not held:
@@ -86,11 +118,16 @@ def training_start(*, template, user, desk=None, params: dict | None = None, edi
     run = TrainingRun.objects.create(
         template=template,
         desk=desk,
+        all_desks=desk is None,
+        desk_pairs=shares,
         base_version=resolve_version(template, desk=desk),
         model_alias=alias,
         params=lora.as_dict(),
         edited_only=edited_only,
-        data=[{"messages": p.messages, "answer": p.answer, "split": p.split, "job": p.job_id} for p in pairs],
+        data=[
+            {"messages": p.messages, "answer": p.answer, "split": p.split, "job": p.job_id, "desk": p.desk}
+            for p in pairs
+        ],
         held_out_cases=[
             {"inputs": p.inputs, "reference": p.answer, **({"seed": p.seed} if p.seed is not None else {})}
             for p in held
@@ -113,6 +150,8 @@ def training_cancel(run: TrainingRun, *, user) -> TrainingRun:
             run.status, run.finished_at = TrainingStatus.CANCELLED, timezone.now()
         run.cancel_requested = True
         run.save(update_fields=["status", "finished_at", "cancel_requested"])
+    if run.is_final:
+        _checkpoints_remove(run.pk)
     return run
 
 
@@ -138,9 +177,11 @@ def _claim(run_id) -> TrainingRun | None:
 
 
 def _end(run_id, status: str, **fields) -> None:
-    TrainingRun.objects.filter(pk=run_id, status=TrainingStatus.RUNNING).update(
+    ended = TrainingRun.objects.filter(pk=run_id, status=TrainingStatus.RUNNING).update(
         status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **fields
     )
+    if ended:
+        _checkpoints_remove(run_id)
 
 
 def training_execute(run_id, *, engine_for) -> None:
@@ -151,6 +192,9 @@ def training_execute(run_id, *, engine_for) -> None:
     run = _claim(run_id)
     if run is None:
         log.info("training run %s is not runnable (missing, final, cancelled or alive elsewhere)", run_id)
+        return
+    if timezone.now() >= _deadline(run):  # resumed after its time was up
+        _end(run.pk, TrainingStatus.FAILED, error=_late_error())
         return
     with _heartbeat(run.pk):
         _train(run, engine_for)
@@ -188,12 +232,14 @@ def _train(run: TrainingRun, engine_for) -> None:
         if d["split"] == selectors.TRAINING_TRAIN
     ]
     out_dir = adapters_dir() / str(run.pk)
-    last = {"at": 0.0}
+    last = {"at": 0.0, "late": False}
+    deadline = _deadline(run)
     losses = list(run.losses)  # a resumed run's earlier steps, cut back to its checkpoint at its first step
 
     def progress(p) -> bool:
         """Each step: the progress and the losses so far written (at most every PROGRESS_EVERY_S, and at the last
-        step), and the cancel flag read, so a cancel stops the run at its next step."""
+        step), and the cancel flag and the deadline read, so a cancel or the run's deadline stops it at its next
+        step."""
         del losses[p.step - 1 :]
         losses.append(p.loss)
         now = time.monotonic()
@@ -202,6 +248,9 @@ def _train(run: TrainingRun, engine_for) -> None:
             fields = ("step", "total_steps", "epoch", "loss", "tokens_per_s", "eta_s", "elapsed_s")
             shown = {k: getattr(p, k) for k in fields}
             TrainingRun.objects.filter(pk=run.pk).update(progress=shown, losses=losses)
+        if timezone.now() >= deadline:
+            last["late"] = True
+            return False
         return not TrainingRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
     try:
@@ -215,8 +264,12 @@ def _train(run: TrainingRun, engine_for) -> None:
             resume=True,
         )
     except lora.TrainingCancelled:
-        log.info("training run %s cancelled; its checkpoint is kept in %s", run.pk, out_dir)
-        _end(run.pk, TrainingStatus.CANCELLED)
+        if last["late"]:
+            log.warning("training run %s stopped at its deadline", run.pk)
+            _end(run.pk, TrainingStatus.FAILED, error=_late_error())
+        else:
+            log.info("training run %s cancelled", run.pk)
+            _end(run.pk, TrainingStatus.CANCELLED)
         return
     except Exception as exc:  # the worker lives on; the curator reads why
         log.exception("training run %s failed", run.pk)
@@ -258,6 +311,10 @@ def _succeed(run: TrainingRun, result) -> None:
         user=run.created_by,
         description=f"The held-out approved edits of training run {run.pk}",
     )
+    held = [d for d in run.data if d["split"] == selectors.TRAINING_HELD_OUT and d.get("desk")]
+    if held:
+        dataset.desk_cases = dict(sorted(Counter(d["desk"] for d in held).items()))
+        Dataset.objects.filter(pk=dataset.pk).update(desk_cases=dataset.desk_cases)
     experiment = experiment_start(
         template=run.template,
         user=run.created_by,
@@ -266,6 +323,7 @@ def _succeed(run: TrainingRun, result) -> None:
         dataset=dataset.name,
         model_alias=run.model_alias,
         reuse_baseline=False,
+        wait_for_pool=True,  # trained already: a spent pool makes its cases wait, never fails the run
     )
     _end(
         run.pk,
@@ -289,10 +347,21 @@ def _saved_progress(run_id) -> dict:
 def training_reconcile() -> int:
     """Nothing stays stuck: a running run whose heartbeat stopped (its worker died) is sent again, and the new
     claim resumes it from its last checkpoint; a queued run whose message was lost is sent again; a run whose
-    worker died while it was being cancelled is cancelled. Returns how many were sent."""
+    worker died while it was being cancelled is cancelled, and one past its deadline fails; neither keeps its
+    checkpoint. Returns how many were sent."""
     now = timezone.now()
     dead = _lost(now)
-    TrainingRun.objects.filter(dead, cancel_requested=True).update(status=TrainingStatus.CANCELLED, finished_at=now)
+    late = Q(started_at__lt=now - timedelta(seconds=settings.AIGC["TRAINING_MAX_S"]))
+    ended = {
+        pk: TrainingStatus.CANCELLED if cancelling else TrainingStatus.FAILED
+        for pk, cancelling in TrainingRun.objects.filter(dead & (Q(cancel_requested=True) | late)).values_list(
+            "pk", "cancel_requested"
+        )
+    }
+    for pk, status in ended.items():
+        error = "" if status == TrainingStatus.CANCELLED else _late_error()
+        if TrainingRun.objects.filter(dead, pk=pk).update(status=status, finished_at=now, error=error):
+            _checkpoints_remove(pk)
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
     waiting = Q(status=TrainingStatus.QUEUED, created_at__lt=resend_before)
     ids = list(TrainingRun.objects.filter(dead | waiting, cancel_requested=False).values_list("pk", flat=True))

@@ -1,4 +1,5 @@
-"""Login lockout (django-axes): which address a login comes from, and the page a locked-out login gets.
+"""Login lockout (django-axes): which address a login comes from, and the page a locked-out login gets; and the
+login and password-reset pages, which offer a reset by mail only where mail can go out (EMAIL_URL).
 
 Axes counts failed logins of the studio's and the admin's login forms (both go through
 django.contrib.auth.authenticate, where its backend sits). API keys never pass through authenticate, so a
@@ -12,6 +13,7 @@ from datetime import timedelta
 from axes.helpers import get_client_parameters, get_client_username, get_cool_off, get_failure_limit
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -57,3 +59,20 @@ def lockout_response(request: HttpRequest, original_response=None, credentials: 
     response = render(request, "registration/locked_out.html", context, status=429)
     response["Retry-After"] = str(seconds)
     return response
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, told whether a forgotten password can be reset by mail here."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "reset_by_mail": settings.PASSWORD_RESET_BY_MAIL}
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset by mail where mail can go out. Elsewhere a 404 page saying to ask an administrator, and
+    nothing sent: Django's form would say a mail is on its way that can never arrive."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if not settings.PASSWORD_RESET_BY_MAIL:
+            return render(request, "registration/password_reset_unavailable.html", status=404)
+        return super().dispatch(request, *args, **kwargs)

@@ -5,17 +5,18 @@ services/desks.py; a desk (or template) that is not the user's to manage is a 40
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import partial, wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from .. import selectors, services
 from ..models import Desk, Membership, PromptTemplate, TemplateLabel
+from ..services.limits import LimitExceeded, check_request_rate
 from .forms import (
     DeskBudgetForm,
     DeskLabelForm,
@@ -29,6 +30,23 @@ from .forms import (
 CHART_DAYS, CHART_W, CHART_H, CHART_TOP, CHART_LEFT = 14, 560, 160, 16, 56
 
 
+def rate_limited(view):
+    """Each request to a desk page counts against its user's minute, as the studio's and the API's do
+    (AIGC_USER_REQUESTS_PER_MINUTE): over it, a 429 saying when to try again."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            check_request_rate(user=request.user)
+        except LimitExceeded as exc:
+            response = HttpResponse(exc.message, status=429, content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
 def _managed(request, slug: str) -> Desk:
     desk = get_object_or_404(Desk.objects.select_related("organisation"), slug=slug)
     if not selectors.may_manage(request.user, desk.pk):
@@ -37,6 +55,7 @@ def _managed(request, slug: str) -> Desk:
 
 
 @login_required
+@rate_limited
 def desk_list(request):
     """The desks the user manages (the nav links here only for them)."""
     desks = list(selectors.managed_desks(request.user).select_related("organisation"))
@@ -46,6 +65,7 @@ def desk_list(request):
 
 
 @login_required
+@rate_limited
 def desk_detail(request, slug: str):
     desk = _managed(request, slug)
     rows = selectors.desk_usage(desk, days=CHART_DAYS)
@@ -81,6 +101,7 @@ def _act(request, desk: Desk, form, verb, said, back: str = "desk-detail") -> Ht
 
 
 @login_required
+@rate_limited
 @require_POST
 def member_add(request, slug: str):
     desk = _managed(request, slug)
@@ -93,6 +114,7 @@ def member_add(request, slug: str):
 
 
 @login_required
+@rate_limited
 @require_POST
 def member_update(request, slug: str, member_id: int):
     desk = _managed(request, slug)
@@ -103,6 +125,7 @@ def member_update(request, slug: str, member_id: int):
 
 
 @login_required
+@rate_limited
 @require_POST
 def member_remove(request, slug: str, member_id: int):
     desk = _managed(request, slug)
@@ -112,6 +135,7 @@ def member_remove(request, slug: str, member_id: int):
 
 
 @login_required
+@rate_limited
 @require_POST
 def desk_budgets(request, slug: str):
     desk = _managed(request, slug)
@@ -137,7 +161,7 @@ def _templates_page(request, desk: Desk, bound: dict | None = None):
             prefix=f"l{t.pk}",
         )
         if row["own"]:
-            latest = row["versions"][0]
+            latest = row["latest"]
             initial = {"system_prompt": latest.system_prompt, "user_template": latest.user_template}
             row["edit_form"] = bound.get(t.pk) or DeskTemplateEditForm(initial=initial, prefix=f"e{t.pk}")
     context = {
@@ -169,6 +193,7 @@ def _save(request, desk: Desk, key, form, verb, said):
 
 
 @login_required
+@rate_limited
 def desk_templates(request, slug: str):
     """The page, and (POST) a new template of the desk's own, started from one it may use."""
     desk = _managed(request, slug)
@@ -180,6 +205,7 @@ def desk_templates(request, slug: str):
 
 
 @login_required
+@rate_limited
 @require_POST
 def desk_style(request, slug: str):
     desk = _managed(request, slug)
@@ -192,6 +218,7 @@ def _template(desk: Desk, template_slug: str) -> PromptTemplate:
 
 
 @login_required
+@rate_limited
 @require_POST
 def desk_template_edit(request, slug: str, template_slug: str):
     desk = _managed(request, slug)
@@ -209,11 +236,12 @@ def desk_template_edit(request, slug: str, template_slug: str):
 
 
 @login_required
+@rate_limited
 @require_POST
 def desk_template_label(request, slug: str, template_slug: str):
     desk = _managed(request, slug)
     template = _template(desk, template_slug)
-    versions = template.versions.order_by("-number")
+    versions = template.versions.only("id", "template", "number").order_by("-number")  # numbers only
     shared = template.labels.filter(name=TemplateLabel.PRODUCTION).first() if template.desk_id is None else None
     form = DeskLabelForm(request.POST, versions=versions, shared=shared and shared.version, prefix=f"l{template.pk}")
     verb = partial(services.desk_label_set, desk, template, actor=request.user)

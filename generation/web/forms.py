@@ -1,12 +1,45 @@
 """Forms generated from a template version's declared variables, so that the studio, the admin preview and
 the API accept the same inputs. The service does the validation; its field errors land on the fields."""
 
+import json
+
 from django import forms
+from django.conf import settings
+from django.core.validators import MaxLengthValidator
+from django.forms.fields import JSONString
 from django.utils.translation import gettext_lazy as _
 
-from ..content import formats, gating
+from ..content import formats, gating, safeparse
 from ..content.prompts import InvalidInput
 from ..models import DeskRole, JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
+from ..selectors.budgets import MAX_BUDGET
+
+
+class _SafeDecoder(json.JSONDecoder):
+    def decode(self, s, *args):
+        return safeparse.loads(s)
+
+
+class SafeJSONField(forms.JSONField):
+    """forms.JSONField read by the one safe parser: a value nested too deep, NaN or a NUL character is a form
+    error on this field saying what and where, never a RecursionError (a 500) while cleaning or redisplaying."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("decoder", _SafeDecoder)  # also what bound_data (redisplay) and has_changed parse with
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        if self.disabled or value in self.empty_values or not isinstance(value, str) or isinstance(value, JSONString):
+            return super().to_python(value)
+        try:
+            converted = safeparse.loads(value)
+        except safeparse.JSONInputError as exc:
+            if exc.syntax:  # no JSON at all: Django's own message
+                invalid = self.error_messages["invalid"]
+                raise forms.ValidationError(invalid, code="invalid", params={"value": value}) from None
+            message = _("Not accepted as JSON: %(why)s")
+            raise forms.ValidationError(message, code="invalid", params={"why": exc}) from None
+        return JSONString(converted) if isinstance(converted, str) else converted
 
 
 def variable_field(var: dict) -> forms.Field:
@@ -113,13 +146,13 @@ class TemplateAdminForm(forms.ModelForm):
     user_template = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6, "cols": 100}), help_text="{name} inserts the input called name."
     )
-    variables = forms.JSONField(
+    variables = SafeJSONField(
         initial=list,
         widget=forms.Textarea(attrs={"rows": 10, "cols": 100}),
         help_text='[{"name": "text", "type": "text|number|choice", "required": true, "default": "", "max_length": 20000, '
         '"min": 1, "max": 10, "choices": ["a", "b"], "label": "", "help": "", "multiline": true}]',
     )
-    default_params = forms.JSONField(
+    default_params = SafeJSONField(
         initial=dict,
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 100}),
@@ -128,7 +161,7 @@ class TemplateAdminForm(forms.ModelForm):
     length_variable = forms.CharField(required=False, help_text="A number variable holding the word budget, if any.")
     output_format = forms.ChoiceField(choices=TemplateVersion._meta.get_field("output_format").choices, initial="text")
     model_alias = forms.CharField(initial="default")
-    checks = forms.JSONField(
+    checks = SafeJSONField(
         initial=dict,
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 100}),
@@ -284,21 +317,26 @@ class MembershipForm(forms.Form):
     """A member's role and own shares; empty shares take the desk's member share."""
 
     role = forms.ChoiceField(choices=DeskRole.choices, label="Role")
-    tokens_per_day = forms.IntegerField(required=False, min_value=0, label="Tokens a day")
-    tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Tokens a month")
+    tokens_per_day = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Tokens a day")
+    tokens_per_month = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Tokens a month")
 
 
 class DeskBudgetForm(forms.Form):
-    """The desk's budgets and each member's default share, in tokens (prompt plus completion); empty: none."""
+    """The desk's budgets and each member's default share, in tokens (prompt plus completion); empty: none. Staff's
+    cap on the desk (the admin) bounds them all; the service refuses a figure above it."""
 
-    tokens_per_day = forms.IntegerField(required=False, min_value=0, label="Desk, a day")
-    tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Desk, a month")
-    member_tokens_per_day = forms.IntegerField(required=False, min_value=0, label="Each member, a day")
-    member_tokens_per_month = forms.IntegerField(required=False, min_value=0, label="Each member, a month")
+    tokens_per_day = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Desk, a day")
+    tokens_per_month = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Desk, a month")
+    member_tokens_per_day = forms.IntegerField(
+        required=False, min_value=0, max_value=MAX_BUDGET, label="Each member, a day"
+    )
+    member_tokens_per_month = forms.IntegerField(
+        required=False, min_value=0, max_value=MAX_BUDGET, label="Each member, a month"
+    )
 
 
 class DeskStyleForm(forms.Form):
-    style = forms.JSONField(
+    style = SafeJSONField(
         required=False,
         label="House style",
         widget=forms.Textarea(attrs={"rows": 8}),
@@ -309,7 +347,9 @@ class DeskStyleForm(forms.Form):
 
 class DeskTemplateCreateForm(forms.Form):
     source = forms.ModelChoiceField(queryset=PromptTemplate.objects.none(), label="Start from", to_field_name="slug")
-    slug = forms.SlugField(max_length=64, label="Slug")
+    slug = forms.SlugField(
+        max_length=64, label="Slug", help_text="Saved under the desk's name: <desk>--<slug>, e.g. sport--match-report."
+    )
     name = forms.CharField(max_length=120, label="Name")
 
     def __init__(self, *args, templates=None, **kwargs):
@@ -326,6 +366,14 @@ class DeskTemplateEditForm(forms.Form):
     )
     user_template = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}), label="User message")
     note = forms.CharField(required=False, max_length=200, label="What changed")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        most = settings.AIGC["MAX_PROMPT_CHARS"]
+        for name in ("system_prompt", "user_template"):  # the service's cap, told on the field before it is sent
+            self.fields[name].max_length = most
+            self.fields[name].validators.append(MaxLengthValidator(most))
+            self.fields[name].widget.attrs["maxlength"] = str(most)
 
 
 class DeskLabelForm(forms.Form):

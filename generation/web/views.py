@@ -32,11 +32,13 @@ def job_new(request, kind: str = Kind.HEADLINE):
     templates = list(selectors.templates_for_kind(kind, request.user))
     slug = request.GET.get("template")
     template = next((t for t in templates if t.slug == slug), None) or next(
-        (t for t in templates if t.is_default), None
+        (t for t in templates if t.is_default), templates[0] if templates else None
     )
     if template is None:
         raise Http404
     desks = list(selectors.desks_of(request.user))
+    if template.desk_id is not None:  # a desk's own template runs on that desk only
+        desks = [d for d in desks if d.pk == template.desk_id]
     # The version shown is the one the chosen desk runs (its own label on a shared template first).
     desk = next((d for d in desks if d.slug == request.POST.get("desk")), None) or next(
         (d for d in desks if d.is_default), desks[0] if desks else None
@@ -52,7 +54,7 @@ def job_new(request, kind: str = Kind.HEADLINE):
                 version=version.number,
                 inputs=form.inputs(),
                 params=form.params(),
-                desk=form.cleaned_data.get("desk"),
+                desk=form.cleaned_data.get("desk") or (desk.slug if desk else None),
             )
         except ValidationError as exc:
             form.add_service_errors(exc.message_dict)
@@ -246,7 +248,7 @@ def job_review(request, job_id):
 
 @login_required
 def job_list(request):
-    form = HistoryFilterForm(request.GET, templates=selectors.templates_with_versions(request.user))
+    form = HistoryFilterForm(request.GET, templates=selectors.templates_listed(request.user))
     jobs = selectors.search_jobs(selectors.jobs_visible_to(request.user), **form.filters())
     page = Paginator(jobs, 20).get_page(request.GET.get("page"))
     query = request.GET.copy()

@@ -5,7 +5,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from generation import selectors, services
-from generation.models import Experiment, JobPurpose
+from generation.models import EvaluationRun, Experiment, JobPurpose
+from generation.services.intake import evaluation_desk
 from tests.support.evaluation import run_here, small_dataset, worse_version
 
 pytestmark = pytest.mark.django_db
@@ -69,3 +70,25 @@ def test_a_started_experiment_reports_its_runs_then_its_results(curator_api, fas
     assert set(Experiment.objects.get().candidate.items.values_list("job__purpose", flat=True)) == {
         JobPurpose.EVALUATION
     }
+
+
+def test_a_spent_pool_is_a_429_with_nothing_written_and_a_short_one_a_run_that_says_it_waits(
+    curator_api, fast_headline, curator, django_capture_on_commit_callbacks
+):
+    small_dataset(fast_headline, curator)
+    organisation = evaluation_desk(curator).organisation
+    organisation.evaluation_tokens_per_day = 0
+    organisation.save()
+    url = "/api/v1/templates/headline/experiments/"
+    answer = curator_api.post(url, {"label": "production", "dataset": "gate"}, format="json")
+    assert answer.status_code == 429 and answer.json()["error"]["budget"] == f"evaluation:{organisation.slug} daily"
+    assert not Experiment.objects.exists() and not EvaluationRun.objects.exists()
+
+    organisation.evaluation_tokens_per_day = 10  # room left, less than a case reserves
+    organisation.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = curator_api.post(url, {"label": "production", "dataset": "gate"}, format="json")
+    assert answer.status_code == 202, answer.json()
+    detail = curator_api.get(f"{url}{answer.json()['id']}/").json()
+    assert detail["status"] == "running" and detail["candidate"]["measured"] == 0
+    assert detail["candidate"]["waiting"].startswith(f"Token budget evaluation:{organisation.slug} daily reached")

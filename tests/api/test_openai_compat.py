@@ -128,3 +128,19 @@ def test_refusals_name_the_field_in_openai_shape(api_key):
     assert post("/v1/completions", {"model": "default", "prompt": ["a", "b"]}).json()["error"]["param"] == "prompt"
     assert client.post("/v1/completions", "{", content_type="application/json", **auth).status_code == 400
     assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_json_that_python_would_choke_on_is_a_400_naming_where(api_key):
+    """A body nested past the interpreter's stack (a RecursionError in json), or holding a NUL that PostgreSQL
+    cannot store, is refused like any other bad field: 400 in OpenAI's shape, never a 500."""
+    client = Client()
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {api_key}"}
+    deep = b'{"model": "default", "messages": [{"role": "user", "content": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    nul = b'{"model": "default", "messages": [{"role": "user", "content": "a\\u0000b"}]}'
+    for body, param in ((deep, "messages.0.content"), (nul, "messages.0.content")):
+        response = client.post("/v1/chat/completions", body, content_type="application/json", **auth)
+        assert response.status_code == 400, response.content[:300]
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["param"].startswith(param), error
+    assert Job.objects.count() == 0

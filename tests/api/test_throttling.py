@@ -9,7 +9,7 @@ pytestmark = pytest.mark.django_db
 BODY = {"kind": "headline", "inputs": {"text": "The council voted for a bridge."}}
 
 
-def test_requests_per_minute_per_key(api, user):
+def test_requests_per_minute_per_key(api, user, fresh_minute):
     key = user.api_keys.get()
     key.requests_per_minute = 2
     key.save()
@@ -53,3 +53,29 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
     assert {"/api/v1/jobs/", "/api/v1/jobs/{job_id}/cancel/", "/api/v1/usage/"} <= set(paths)
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
+
+
+def test_a_key_over_its_limit_gets_429_on_the_event_stream_too(api, user, client, settings, fresh_minute):
+    """Opening an event stream is a request like any other: it counts against the key's and the user's minute,
+    and over either the stream is refused with the same 429 (a stream's cap limits how many are open, not how
+    often they are opened)."""
+    from generation import services
+
+    job = services.job_create(user=user, kind="headline", inputs={"text": "The council voted for a bridge."})
+    key = user.api_keys.get()
+    key.requests_per_minute = 2
+    key.save()
+    assert [api.get("/api/v1/jobs/").status_code for _ in range(2)] == [200, 200]
+    refused = api.get(f"/api/v1/jobs/{job.pk}/events/")
+    assert refused.status_code == 429 and 1 <= int(refused["Retry-After"]) <= 60
+    error = refused.json()["error"]
+    assert error["type"] == "rate_limit_error" and "this key may send 2 requests a minute" in error["message"]
+
+    # A browser session counts against its user's minute, as on the rest of the API.
+    settings.AIGC = {**settings.AIGC, "USER_REQUESTS_PER_MINUTE": 1}
+    key.delete()  # a raised key would lift the user's limit
+    client.force_login(user)
+    refused = client.get(f"/api/v1/jobs/{job.pk}/events/")
+    assert (
+        refused.status_code == 429 and "your account may send 1 requests a minute" in refused.json()["error"]["message"]
+    )

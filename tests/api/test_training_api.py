@@ -1,16 +1,21 @@
-"""/api/v1/templates/<slug>/training-data/: curators download a template's training pairs as JSONL; and
-/api/v1/templates/<slug>/training-runs/: curators start a LoRA training run, follow it and cancel it. Others are
-refused; bad queries and bodies get a 400 naming the field. No training runs here: a start's task is captured,
-never sent, and a worker's progress is set in the database."""
+"""/api/v1/templates/<slug>/training-data/: curators download a template's training pairs as streamed JSONL, one
+desk's unless they mix desks, with each desk's share; and /api/v1/templates/<slug>/training-runs/: curators start
+a LoRA training run, follow it and cancel it. Others are refused; bad queries and bodies get a 400 naming the
+field. No training runs here: a start's task is captured, never sent, and a worker's progress is set in the
+database."""
 
 import json
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
 from rest_framework.test import APIClient
 
 from generation import services
 from generation.engine.lora import LoraParams
-from generation.models import PromptTemplate, TrainingRun, TrainingStatus
+from generation.models import Desk, DeskRole, Membership, PromptTemplate, TrainingRun, TrainingStatus
+from generation.selectors import training as training_selectors
+from tests.support.desks import desk, join
 from tests.support.training import approved, serve_adapters
 
 pytestmark = pytest.mark.django_db
@@ -19,10 +24,25 @@ URL = "/api/v1/templates/headline/training-data/"
 
 
 @pytest.fixture
-def curator_api(curator):
+def curator_key(curator):
+    return services.api_key_create(curator, name="ci")[1]
+
+
+@pytest.fixture
+def curator_api(curator_key):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {services.api_key_create(curator, name='ci')[1]}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {curator_key}")
     return client
+
+
+def text(answer) -> str:
+    """The body of a streamed answer."""
+    assert answer.streaming
+    return b"".join(answer.streaming_content).decode()
+
+
+def default_desk() -> str:
+    return Desk.objects.get(is_default=True).slug
 
 
 def test_curators_download_the_pairs_as_jsonl(curator_api, api, user, reviewer):
@@ -30,11 +50,12 @@ def test_curators_download_the_pairs_as_jsonl(curator_api, api, user, reviewer):
         approved(user, reviewer, f"Story {i} about the Elm River bridge vote.", wrote=f"H{i}", edit=f"Edited {i}")
     answer = curator_api.get(URL)
     assert answer.status_code == 200 and answer["Content-Type"] == "application/jsonl"
-    lines = [json.loads(line) for line in answer.content.decode().splitlines()]
+    lines = [json.loads(line) for line in text(answer).splitlines()]
     held = int(answer["X-Held-Out"])
     assert int(answer["X-Pairs"]) == 5 and len(lines) == 5 - held and held >= 1
+    assert answer["X-Desk"] == default_desk() and answer["X-Desk-Pairs"] == f"{default_desk()}=5"
     assert lines[0]["messages"][-1]["role"] == "assistant" and lines[0]["messages"][0]["role"] == "system"
-    assert len(curator_api.get(URL, {"split": "all"}).content.decode().splitlines()) == 5
+    assert len(text(curator_api.get(URL, {"split": "all"})).splitlines()) == 5
     assert api.get(URL).status_code == 403  # an editor: the newsroom's texts are not theirs to take
 
 
@@ -76,7 +97,8 @@ def test_a_curator_starts_a_run_and_follows_it(curator_api, curator, edits, tune
     body = answer.json()
     run = TrainingRun.objects.get()
     assert body["id"] == str(run.pk) and run.created_by == curator
-    assert (body["status"], body["template"], body["desk"], body["edited_only"]) == ("queued", "headline", None, True)
+    assert (body["status"], body["template"], body["edited_only"]) == ("queued", "headline", True)
+    assert (body["desk"], body["all_desks"], body["desk_pairs"]) == (default_desk(), False, {default_desk(): 5})
     assert body["params"] == {**LoraParams().as_dict(), "rank": 8, "epochs": 2} == run.params
     assert body["train_pairs"] + body["heldout_pairs"] == 5 and body["heldout_pairs"] >= 1
     assert (body["version"], body["dataset"], body["experiment"], body["adapter_sha256"]) == (None, None, None, "")
@@ -179,3 +201,70 @@ def test_only_curators_see_start_or_cancel_runs(api, edits, tuned):
         assert answer.status_code == 403 and answer.json()["error"]["type"] == "permission_error"
     run.refresh_from_db()
     assert TrainingRun.objects.count() == 1 and run.status == TrainingStatus.QUEUED and not run.cancel_requested
+
+
+# --- one desk's work, or a mix the curator chose; streamed ------------------------------------------------------
+
+
+@pytest.fixture
+def two_desks(user, other_user, reviewer):
+    """Approved edits from two desks: three of the sport desk's, two of the default desk's."""
+    sport = desk("sport")
+    join(user, sport)
+    Membership.objects.create(desk=sport, user=reviewer, role=DeskRole.REVIEWER)
+    for i in range(3):
+        approved(user, reviewer, f"Sport story {i} about the derby.", wrote=f"S{i}", edit=f"Sport {i}")
+    for i in range(2):
+        approved(other_user, reviewer, f"News story {i} about the bridge.", wrote=f"N{i}", edit=f"News {i}")
+    return sport
+
+
+def test_the_export_is_one_desk_s_unless_the_curator_mixes_desks(curator_api, two_desks, monkeypatch):
+    """One desk's approved texts never leave mixed into another's data unasked; a mix says each desk's share."""
+    monkeypatch.setattr(training_selectors, "CHUNK", 2, raising=False)  # two jobs read at a time: streamed
+    refused = curator_api.get(URL, {"split": "all"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "desk"
+    assert "sport: 3" in refused.json()["error"]["message"]
+
+    sport = curator_api.get(URL, {"split": "all", "desk": "sport"})
+    assert (sport["X-Desk"], sport["X-Desk-Pairs"], sport["X-Pairs"]) == ("sport", "sport=3", "3")
+    assert sorted(json.loads(line)["messages"][-1]["content"] for line in text(sport).splitlines()) == [
+        "Sport 0",
+        "Sport 1",
+        "Sport 2",
+    ]
+    mixed = curator_api.get(URL, {"split": "all", "all_desks": "true"})
+    assert (mixed["X-Desk"], mixed["X-Desk-Pairs"]) == ("", f"{default_desk()}=2, sport=3")
+    assert len(text(mixed).splitlines()) == 5
+    both = curator_api.get(URL, {"desk": "sport", "all_desks": "true"})
+    assert both.status_code == 400 and both.json()["error"]["param"] == "all_desks"
+
+
+def test_the_export_streams_under_asgi(curator_key, two_desks):
+    """Under uvicorn the lines are read a few hundred at a time in a worker thread, never joined first."""
+
+    async def fetch():
+        response = await AsyncClient().get(
+            URL, {"split": "all", "desk": "sport"}, headers={"authorization": f"Bearer {curator_key}"}
+        )
+        return response, [chunk async for chunk in response.streaming_content]
+
+    response, chunks = async_to_sync(fetch)()
+    assert response.status_code == 200 and response["X-Pairs"] == "3"
+    assert len(b"".join(chunks).decode().splitlines()) == 3
+
+
+def test_a_run_mixes_desks_only_when_the_curator_chooses_to(
+    curator_api, two_desks, tuned, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        refused = curator_api.post(RUNS, {}, format="json")
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "desk" and not callbacks
+    with django_capture_on_commit_callbacks(execute=False):
+        answer = curator_api.post(RUNS, {"all_desks": True}, format="json")
+    assert answer.status_code == 202, answer.json()
+    body = answer.json()
+    assert (body["desk"], body["all_desks"]) == (None, True)
+    assert body["desk_pairs"] == {default_desk(): 2, "sport": 3}
+    listed = curator_api.get(RUNS).json()[0]
+    assert listed["desk_pairs"] == body["desk_pairs"]

@@ -5,6 +5,7 @@ running batch serves several adapters and the base, each row as it would be serv
 import copy
 import itertools
 import json
+import shutil
 from pathlib import Path
 
 import peft
@@ -160,7 +161,8 @@ def test_the_saved_adapter_serves_what_was_trained(habit, trainer, tiny_model_di
 
     served = fresh_engine(tiny_model_dir, tmp_path_factory)
     with pytest.raises(
-        lora.AdapterMismatch, match=f"expected weights sha256 {'0' * 64}, found {result.adapter_sha256}"
+        lora.AdapterMismatch,
+        match=rf"expected sha256 {'0' * 64} \(of its files' manifest\), found {result.adapter_sha256}",
     ):
         lora.attach(served, "habit", folder, expected_sha256="0" * 64)
     assert lora.attached(served) == set()
@@ -173,6 +175,59 @@ def test_the_saved_adapter_serves_what_was_trained(habit, trainer, tiny_model_di
     trained = logits(habit["model"], ids)
     assert torch.allclose(logits(served.model, ids, adapter_names=["habit"]), trained, atol=1e-5)
     assert not torch.allclose(trained, habit["before"], atol=1e-3)  # the adapter does change the model
+
+
+def test_the_adapter_hash_covers_every_file_of_its_folder(habit, tiny_model_dir, tmp_path_factory, tmp_path):
+    """A job records the adapter that wrote it: a changed config (its alpha scales every update) or an added
+    tokenizer file is another adapter, refused where the recorded one is expected."""
+    result = habit["result"]
+    folder = Path(shutil.copytree(result.adapter_dir, tmp_path / "adapter"))
+    assert lora.adapter_sha256(folder) == result.adapter_sha256
+    original = (folder / "adapter_config.json").read_text()
+    config = json.loads(original)
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "lora_alpha": config["lora_alpha"] * 4}))
+    changed = lora.adapter_sha256(folder)
+    assert changed != result.adapter_sha256
+    assert {"adapter_model.safetensors", "adapter_config.json"} <= set(lora.adapter_manifest(folder))
+    assert "aigc_adapter.json" not in lora.adapter_manifest(folder)  # the record holds the hash itself
+    served = fresh_engine(tiny_model_dir, tmp_path_factory)
+    with pytest.raises(lora.AdapterMismatch):
+        lora.attach(served, "habit", folder, expected_sha256=result.adapter_sha256)
+    assert lora.attached(served) == set()
+
+    (folder / "adapter_config.json").write_text(original)
+    (folder / "tokenizer_config.json").write_text("{}")
+    assert lora.adapter_sha256(folder) not in (result.adapter_sha256, changed)
+    (folder / "tokenizer_config.json").unlink()
+    assert lora.adapter_sha256(folder) == lora.adapter_sha256(Path(result.adapter_dir))
+
+
+def test_an_engine_keeps_at_most_keep_adapters_detaching_the_least_recently_used_idle_one(
+    habit, noise_adapter, tiny_model_dir, tmp_path_factory
+):
+    engine = fresh_engine(tiny_model_dir, tmp_path_factory)
+    alone = engine.generate(greedy(None, 1)).texts
+    folders = {"habit": habit["result"].adapter_dir, "noise": noise_adapter, "again": noise_adapter}
+
+    def serving(name):
+        return lora.serving(engine, name, folders[name], keep=2)
+
+    with serving("habit"):
+        pass
+    with serving("noise"):
+        noisy = engine.generate(greedy("noise", 1)).texts
+    assert lora.attached(engine) == {"habit", "noise"}
+    with serving("again"):  # a third: habit, the least recently used, goes
+        assert lora.attached(engine) == {"noise", "again"}
+        assert engine.generate(greedy("again", 1)).texts == noisy
+    with serving("noise"), serving("habit"):  # noise used again: "again" is now the least recent
+        assert lora.attached(engine) == {"noise", "habit"}
+        assert engine.generate(greedy("noise", 1)).texts == noisy
+        with serving("again"):  # past the bound while every attached adapter is held: none can go
+            assert lora.attached(engine) == {"noise", "habit", "again"}
+        assert lora.attached(engine) == {"noise", "habit"}  # its hold ended: the one idle adapter went
+    assert lora.attached(engine) == {"noise", "habit"}
+    assert engine.generate(greedy(None, 1)).texts == alone  # the base model is what it was
 
 
 def test_an_adapter_trained_on_other_weights_is_refused(habit, tiny_model_dir, tmp_path_factory):

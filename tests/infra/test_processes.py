@@ -105,11 +105,13 @@ def test_make_run_stopped_or_killed_and_started_again_at_once_has_a_redis_that_a
         proc, url, output = run.start()
         assert processes.redis_answers(url)
         first_pid = run.redis_pid(output)
+        address = tmp_path / "var" / "redis" / "embedded.json"  # for commands in a second terminal
+        assert json.loads(address.read_text()) == {"url": url, "pid": first_pid}
         assert "with the password" in output
         password_file = tmp_path / "var" / "admin-password.txt"
         assert stat.S_IMODE(password_file.stat().st_mode) == 0o600 and password_file.read_text().strip() in output
         assert "shut down, its data saved" in run.stop(proc)  # Ctrl-C: the embedded Redis stopped and waited for
-        assert not psutil.pid_exists(first_pid)
+        assert not psutil.pid_exists(first_pid) and not address.exists()
 
         proc, url, output = run.start()
         assert processes.redis_answers(url) and "with the password" not in output and "admin-password.txt" in output
@@ -149,3 +151,52 @@ def test_a_second_run_on_the_same_var_directory_is_refused(tmp_path):
         assert out.returncode != 0 and f"already running here (pid {sleeper.pid})" in out.stderr
     finally:
         sleeper.kill()
+
+
+def test_a_command_in_a_second_terminal_reaches_the_redis_make_run_started(tmp_path):
+    """`manage.py evaluate` beside `make run` sent its jobs to 127.0.0.1:6379, where no worker listens. A real
+    embedded Redis started and announced as run_local does it; a manage.py process with no REDIS_URL of its own
+    sends a task and writes a key: both land in that Redis. Once that server is gone, the address left behind
+    is not used."""
+    import uuid
+
+    import redis as redis_py
+    from django.conf import settings
+
+    var = tmp_path / "var"
+    (var / "redis").mkdir(parents=True)
+    server, url = processes.embedded_redis(str(var / "redis" / "redis.db"))
+    address = var / settings.EMBEDDED_REDIS_FILE.relative_to(settings.VAR_DIR)
+    env = processes.process_env(DJANGO_ENV_FILE="", DJANGO_DEBUG="1", AIGC_VAR_DIR=str(var))
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    probe, queue = f"second-terminal-{uuid.uuid4().hex[:8]}", f"second-terminal-{uuid.uuid4().hex[:8]}"
+    code = (
+        "from django.conf import settings; from generation.infra import redis_client; "
+        "from generation.services import dispatch; "
+        f"redis_client.client().set({probe!r}, settings.REDIS_URL); "
+        f"dispatch.send(dispatch.RUN_JOB, ['probe'], queue={queue!r}); print(settings.REDIS_URL)"
+    )
+
+    def command() -> str:
+        out = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout.strip().splitlines()[-1]
+
+    try:
+        processes.keep_redis_address(address, url, server.pid)  # as run_local does once its Redis answers
+        assert command() == url
+        embedded = redis_py.Redis.from_url(url)
+        assert embedded.get(probe) == url.encode() and embedded.llen(queue) == 1
+    finally:
+        pid = server.pid
+        processes.stop_redis(pid, server.socket_file)  # as run_local stops it
+    processes.forget_redis_address(address, pid + 1)  # another server's: left alone
+    assert address.exists()
+    env["CELERY_BROKER_URL"] = "memory://"  # nothing to send to with the embedded Redis gone
+    code = "from django.conf import settings; print(settings.REDIS_URL)"
+    assert command() == "redis://127.0.0.1:6379/0"
+    processes.forget_redis_address(address, pid)
+    assert not address.exists()

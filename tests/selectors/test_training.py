@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from generation import selectors
 from generation.models import DeskRole, Membership, PromptTemplate
+from generation.selectors import training
 from tests.support.desks import desk, join
 from tests.support.training import approved
 
@@ -81,3 +82,17 @@ def test_export_training_writes_each_split(user, reviewer, headline, tmp_path, c
     held = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert train and held and len(train) + len(held) == 6
     assert {m["messages"][-1]["content"] for m in train}.isdisjoint(m["messages"][-1]["content"] for m in held)
+
+
+def test_the_streamed_lines_are_the_pairs_read_a_few_jobs_at_a_time(user, reviewer, headline, monkeypatch):
+    """An export holds only each pair's job, hash and split, and reads the texts CHUNK jobs at a time: the same
+    JSONL as the pairs themselves, in the same order."""
+    monkeypatch.setattr(training, "CHUNK", 2)
+    for i, story in enumerate(STORIES[:7]):
+        approved(user, reviewer, story, wrote=f"H{i}", edit=f"Edited {i}")
+    approved(user, reviewer, STORIES[0], wrote="again", edit="Edited again")  # the newer approval wins
+    pairs, refs = selectors.training_pairs(headline), selectors.training_index(headline)
+    assert [(p.job_id, p.key, p.split, p.desk) for p in pairs] == [(r.job_id, r.key, r.split, r.desk) for r in refs]
+    for split in (None, *selectors.TRAINING_SPLITS):
+        assert "".join(selectors.training_lines(refs, split)) == selectors.training_jsonl(pairs, split)
+    assert selectors.desk_shares(refs) == {pairs[0].desk: 7}

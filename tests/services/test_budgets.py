@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from generation import selectors, services
-from generation.models import Job, JobPurpose, JobStatus, Membership
+from generation.models import Desk, DeskRole, Job, JobPurpose, JobStatus, Membership
 from generation.selectors import budgets as budget_reads
 from generation.services.limits import LimitExceeded
 from tests.support.desks import STORY, desk, join
@@ -149,3 +149,32 @@ def test_a_job_goes_to_the_desk_named_else_the_key_s_else_the_user_s(user, sport
     with pytest.raises(ValidationError) as info:
         create(outsider)
     assert "not a member of any desk" in info.value.message_dict["desk"][0]
+
+
+def test_staff_s_cap_on_a_desk_holds_whatever_its_admin_sets(user, sport, django_user_model):
+    """The desk's admin sets its budgets and members' shares, within the cap staff set (which they cannot change):
+    an edit above it is refused naming the field, and every job is held against the cap as well."""
+    most = reservation(user)
+    boss = django_user_model.objects.create_user(username="boss", password="pw-boss-12345")
+    join(boss, sport, DeskRole.ADMIN)
+    cap = 2 * most + most // 2
+    Desk.objects.filter(pk=sport.pk).update(cap_tokens_per_day=cap)  # the admin, as staff
+    sport.refresh_from_db()
+    for field in ("tokens_per_day", "member_tokens_per_day"):
+        with pytest.raises(ValidationError) as info:
+            services.desk_budgets_set(sport, actor=boss, **{field: cap + 1})
+        assert f"At most {cap}" in info.value.message_dict[field][0]
+    with pytest.raises(ValidationError) as info:
+        services.member_update(Membership.objects.get(user=user), actor=boss, role="editor", tokens_per_day=cap + 1)
+    assert list(info.value.message_dict) == ["tokens_per_day"]
+    services.desk_budgets_set(sport, actor=boss, tokens_per_day=None, tokens_per_month=10 * cap)  # within it
+    sport.refresh_from_db()
+    assert (sport.tokens_per_day, sport.cap_tokens_per_day) == (None, cap)
+    create(user), create(user)
+    with pytest.raises(LimitExceeded) as info:
+        create(user)
+    assert info.value.budget == "desk-cap:sport daily"
+    # A share set before staff lowered the cap is held to the cap.
+    Membership.objects.filter(user=user).update(tokens_per_day=10 * cap)
+    member = next(s for s in selectors.standings(sport, user) if s.name.startswith("member:"))
+    assert member.limit == cap

@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from generation import selectors, services
 from generation.content import checks, style
-from generation.models import Desk, DeskLabel, DeskRole, JobStatus, PromptTemplate
+from generation.models import Desk, DeskLabel, DeskRole, Job, JobStatus, Membership, PromptTemplate
 from tests.support.desks import STORY, desk, join
 from tests.support.evaluation import equal_version, run_here, small_dataset, worse_version
 
@@ -156,7 +156,7 @@ def test_a_desk_admin_starts_edits_and_publishes_the_desk_s_own_template(user, o
     assert created and edited.number == 2 and edited.user_template == first.user_template
     assert services.resolve_version(own) == first  # saved, not yet published
     services.desk_label_set(sport, own, actor=boss, version=2)
-    job = services.job_create(user=user, template="sport-summary", inputs={"text": STORY})
+    job = services.job_create(user=user, template=own.slug, inputs={"text": STORY})
     assert job.template_version == edited and job.messages[0]["content"].startswith("You write sport summaries.")
     with pytest.raises(ValidationError):
         services.desk_template_edit(sport, shared, actor=boss, system_prompt="Mine now")  # shared: not the desk's
@@ -205,3 +205,150 @@ def test_a_desk_s_label_moves_through_the_gate_judged_against_what_the_desk_runs
     move = DeskLabel.objects.get(desk=sport, name="production").moves.get()
     assert (move.to_version, move.experiment) == (equal, passed)
     assert services.resolve_version(fast_headline) != equal  # the shared label did not move
+
+
+def test_a_desk_admin_cannot_pile_up_prompts_versions_or_templates(sport_admin, settings):
+    """Every version is kept and read back: a desk admin's prompts, versions and templates are bounded (settings),
+    each refusal naming what is at fault, nothing written."""
+    sport, boss = sport_admin
+    settings.AIGC = {**settings.AIGC, "MAX_PROMPT_CHARS": 200, "MAX_VERSIONS_PER_TEMPLATE": 3}
+    settings.AIGC["MAX_TEMPLATES_PER_DESK"] = 2
+    shared = PromptTemplate.objects.get(slug="summary")
+    own = services.desk_template_create(sport, actor=boss, source=shared, slug="digest", name="Digest")
+    with pytest.raises(ValidationError) as info:
+        services.desk_template_edit(sport, own, actor=boss, system_prompt="x" * 201)
+    assert "At most 200 characters" in info.value.message_dict["system_prompt"][0]
+    with pytest.raises(ValidationError) as info:
+        services.desk_template_edit(sport, own, actor=boss, user_template="Sum up: {text} " + "y" * 200)
+    assert list(info.value.message_dict) == ["user_template"]
+    assert own.versions.count() == 1
+    for n in (2, 3):
+        assert services.desk_template_edit(sport, own, actor=boss, system_prompt=f"Voice {n}.")[0].number == n
+    with pytest.raises(ValidationError) as info:
+        services.desk_template_edit(sport, own, actor=boss, system_prompt="Voice 4.")
+    assert "3 versions" in info.value.message_dict["template"][0] and own.versions.count() == 3
+    services.desk_template_create(sport, actor=boss, source=shared, slug="brief", name="Brief")
+    with pytest.raises(ValidationError) as info:
+        services.desk_template_create(sport, actor=boss, source=shared, slug="third", name="Third")
+    assert "2 templates of its own" in info.value.message_dict["desk"][0]
+    assert sport.templates.count() == 2
+
+
+@pytest.fixture
+def clashing(sport_admin):
+    """A shared template whose own rules ban "slams", and a house style valid alone that writes "slams"."""
+    base = services.resolve_version(PromptTemplate.objects.get(slug="headline"))
+    template = services.template_create(
+        slug="clash-headline",
+        kind="headline",
+        name="Clash headline",
+        **{**base.content(), "checks": {**base.checks, "style": {"banned": [{"phrase": "slams"}]}}},
+    )
+    house = {"banned": [{"phrase": "attacks", "replacement": "slams"}]}
+    style.parse(house)  # valid alone
+    return template, house
+
+
+def test_a_house_style_that_clashes_with_a_template_is_refused_naming_it(sport_admin, clashing):
+    sport, boss = sport_admin
+    _, house = clashing
+    with pytest.raises(ValidationError) as info:
+        services.desk_style_set(sport, actor=boss, style=house)
+    said = " ".join(info.value.message_dict["style"])
+    assert "'clash-headline'" in said and "slams" in said and "'headline'" not in said
+    sport.refresh_from_db()
+    assert sport.style == {}
+
+
+def test_a_style_that_no_longer_fits_a_template_is_a_400_naming_the_desk(sport_admin, clashing, user, api):
+    """A template version made after the style was set: the desk's jobs on it are refused naming `desk` (the
+    studio, the API and `/v1` alike), never a 500."""
+    sport, _ = sport_admin
+    _, house = clashing
+    Desk.objects.filter(pk=sport.pk).update(style=house)
+    with pytest.raises(ValidationError) as info:
+        services.job_create(user=user, template="clash-headline", inputs={"text": STORY})
+    assert "'clash-headline'" in info.value.message_dict["desk"][0]
+    response = api.post("/api/v1/jobs/", {"template": "clash-headline", "inputs": {"text": STORY}}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["param"] == "desk"
+    assert services.job_create(user=user, template="headline", inputs={"text": STORY}).house_style == house
+
+
+@pytest.fixture
+def two_desks(user, sport_admin, django_user_model):
+    """`user` edits on sport and on politics; politics has a template of its own, started by its admin."""
+    sport, _ = sport_admin
+    politics = Desk.objects.get(slug="politics")
+    Membership.objects.create(desk=politics, user=user)
+    chief = django_user_model.objects.create_user(username="politics-chief", password="pw-chief-12345")
+    join(chief, politics, DeskRole.ADMIN)
+    source = PromptTemplate.objects.get(slug="headline")
+    own = services.desk_template_create(politics, actor=chief, source=source, slug="briefing", name="Briefing")
+    return sport, politics, own
+
+
+def test_a_desk_s_template_is_never_filed_under_another_desk(user, two_desks, api, client):
+    sport, politics, own = two_desks
+    with pytest.raises(ValidationError) as info:
+        services.job_create(user=user, template=own.slug, inputs={"text": STORY}, desk="sport")
+    assert "Unknown template" in info.value.message_dict["template"][0]
+    assert services.job_create(user=user, template=own.slug, inputs={"text": STORY}, desk="politics").desk == politics
+    body = {"template": own.slug, "inputs": {"text": STORY}, "desk": "sport"}
+    assert api.post("/api/v1/jobs/", body, format="json").status_code == 400
+    refused = api.post("/api/v1/jobs/batch/", {"jobs": [body]}, format="json")
+    assert refused.status_code == 400 and "jobs.0.template" in refused.json()["error"]["fields"]
+    client.force_login(user)  # the studio offers a desk's own template on that desk only
+    page = client.get(f"/jobs/new/headline/?template={own.slug}")
+    assert page.status_code == 200 and 'name="desk"' not in page.content.decode()
+    posted = client.post(f"/jobs/new/headline/?template={own.slug}", {"in_text": STORY, "desk": "sport"})
+    assert Job.objects.get(pk=posted.url.split("/")[-2]).desk == politics
+    assert not Job.objects.filter(template=own, desk=sport).exists()
+
+
+def test_a_desk_names_its_templates_in_its_own_namespace(user, two_desks, sport_admin, client):
+    """Whether a slug is taken never tells one desk's admin about another desk's private templates; nor does the
+    public schema."""
+    sport, _, own = two_desks
+    _, boss = sport_admin
+    assert own.slug == "politics--briefing"
+    source = PromptTemplate.objects.get(slug="headline")
+    mine = services.desk_template_create(sport, actor=boss, source=source, slug="briefing", name="Briefing")
+    assert mine.slug == "sport--briefing"
+    with pytest.raises(ValidationError) as info:  # taken in the desk's own namespace: the desk's admin sees it
+        services.desk_template_create(sport, actor=boss, source=source, slug="sport--briefing", name="Again")
+    assert "already exists" in info.value.message_dict["slug"][0]
+    with pytest.raises(ValidationError) as info:  # another namespace cannot be typed at all, taken or not
+        services.desk_template_create(sport, actor=boss, source=source, slug="politics--briefing", name="Theirs")
+    assert "hyphens" in info.value.message_dict["slug"][0]
+    schema = client.get("/api/schema/?format=json").content.decode()
+    assert "politics--briefing" not in schema and "sport--briefing" not in schema
+
+
+def test_a_kind_s_default_is_found_among_the_templates_the_desk_may_use(user, two_desks, django_user_model):
+    sport, _, own = two_desks
+    PromptTemplate.objects.filter(kind="headline").update(is_default=False)
+    PromptTemplate.objects.filter(pk=own.pk).update(is_default=True)
+    assert services.job_create(user=user, kind="headline", inputs={"text": STORY}, desk="politics").template == own
+    with pytest.raises(ValidationError) as info:
+        services.job_create(user=user, kind="headline", inputs={"text": STORY}, desk="sport")
+    assert "No default template" in info.value.message_dict["kind"][0]
+    assert selectors.template_default_for_kind("headline", desk=sport) is None
+
+
+def test_a_desk_s_copy_of_a_gated_template_keeps_its_gate(sport_admin, curator, fast_headline):
+    """The README's promise: a protected label moves for a desk only through the promotion gate, on the desk's
+    copy as on the original (the same settings, the same cases)."""
+    sport, boss = sport_admin
+    PromptTemplate.objects.filter(pk=fast_headline.pk).update(gate_dataset="gate", gate={"protected": ["production"]})
+    fast_headline.refresh_from_db()
+    cases = small_dataset(fast_headline, curator)
+    copy = services.desk_template_create(sport, actor=boss, source=fast_headline, slug="gated", name="Gated")
+    assert (copy.gate_dataset, copy.gate) == ("gate", {"protected": ["production"]})
+    (copied,) = copy.datasets.all()
+    assert [(i.inputs, i.seed) for i in copied.items.all()] == [(i.inputs, i.seed) for i in cases.items.all()]
+    edited, _ = services.desk_template_edit(sport, copy, actor=boss, system_prompt="Shorter.")
+    with pytest.raises(services.GateRefused) as refused:
+        services.desk_label_set(sport, copy, actor=boss, version=edited.number)
+    assert "No finished experiment" in refused.value.failures[0]
+    assert services.resolve_version(copy).number == 1
+    services.desk_label_set(sport, copy, actor=boss, version=edited.number, label="staging")  # not protected

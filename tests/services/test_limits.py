@@ -115,7 +115,7 @@ def _api_as(user, key=None):
     return client
 
 
-def test_a_user_s_keys_share_one_per_user_rate(user, settings):
+def test_a_user_s_keys_share_one_per_user_rate(user, settings, fresh_minute):
     settings.AIGC = {**settings.AIGC, "USER_REQUESTS_PER_MINUTE": 3}
     first, second = (_api_as(user, services.api_key_create(user, name=n)[1]) for n in ("a", "b"))
     codes = [c.get("/api/v1/templates/").status_code for c in (first, second, first, second)]
@@ -124,7 +124,7 @@ def test_a_user_s_keys_share_one_per_user_rate(user, settings):
     assert body["code"] == "rate_limit_exceeded" and "your account may send 3 requests" in body["message"]
 
 
-def test_browser_sessions_are_rate_limited_too(user, client, settings):
+def test_browser_sessions_are_rate_limited_too(user, client, settings, fresh_minute):
     settings.AIGC = {**settings.AIGC, "USER_REQUESTS_PER_MINUTE": 2}
     session = _api_as(user)
     assert [session.get("/api/v1/templates/").status_code for _ in range(3)] == [200, 200, 429]

@@ -10,9 +10,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from generation import services
-from generation.infra import redis_client
+from generation import selectors, services
+from generation.infra import events, redis_client
 from generation.models import Job, JobStatus
+from generation.services import limits, running
 from generation.workers.engines import Heartbeat
 
 pytestmark = pytest.mark.django_db
@@ -137,3 +138,59 @@ def test_a_stale_worker_cannot_overwrite_a_job_claimed_again(user, tiny_engine):
     assert job.model_name == tiny_engine.model_name != stalled.model_name  # its write was refused
     assert job.finished_at == finished_at and list(job.outputs.values_list("text", flat=True)) == outputs
     assert job.attempts == 2 and job.status == JobStatus.SUCCEEDED
+
+
+def test_a_lost_message_is_sent_again_within_a_minute_and_a_waiting_one_is_not(user, queue, settings):
+    """A job whose message the broker lost (a Redis restarted without its data, a send that failed) is in
+    neither its queue nor a worker's hands: it is sent again once AIGC_LOST_MESSAGE_AFTER_S (30 s) have passed,
+    not AIGC_RESEND_QUEUED_AFTER_S (600 s). A message waiting its turn, or taken by a worker that has not
+    started it yet, is left alone; so is a job sent a moment ago."""
+    from celery import current_app
+
+    from generation.services import dispatch
+
+    name = settings.CELERY_TASK_DEFAULT_QUEUE
+    lost, taken, waiting, fresh = (make_job(user) for _ in range(4))
+    dispatch.job_enqueue(taken.pk, taken.model_alias)
+    dispatch.job_enqueue(waiting.pk, waiting.model_alias)
+    with current_app.connection_for_read() as connection:
+        held = connection.default_channel.basic_get(name, no_ack=False)  # a worker reserves the oldest message
+        try:
+            assert held.payload[0] == [str(taken.pk)] and queue() == [str(waiting.pk)]
+            sent_at = timezone.now() - timedelta(seconds=45)
+            Job.objects.filter(pk__in=[lost.pk, taken.pk, waiting.pk]).update(enqueued_at=sent_at)
+            Job.objects.filter(pk=fresh.pk).update(enqueued_at=timezone.now() - timedelta(seconds=10))
+
+            assert services.reconcile_jobs()["resent_queued"] == 1
+            assert sorted(queue()) == sorted([str(waiting.pk), str(lost.pk)])
+            assert services.reconcile_jobs()["resent_queued"] == 0  # sent again just now: in its queue
+        finally:
+            held.ack()
+
+
+def test_the_tokens_an_attempt_used_before_its_worker_died_are_charged(user, tiny_engine):
+    """A worker that died mid-job had read the prompt and streamed text: the retry charges them, beside what it
+    used itself, to the user's quota, the desk's usage and budgets, and the usage report."""
+    job = make_job(user)
+    assert running.job_claim(job.pk) == 1  # a worker took it
+    events.publish_delta(job.pk, 0, "Council", tokens=3)  # the dead attempt's stream: two candidates begun
+    events.publish_delta(job.pk, 0, " votes", tokens=5)
+    events.publish_delta(job.pk, 1, "Bridge", tokens=2)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))  # its worker died
+    services.job_run(job.pk, engine=tiny_engine)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
+    own = job.prompt_tokens + job.completion_tokens
+    lost = tiny_engine.count_tokens(job.messages) + 5 + 2
+    assert limits.tokens_used_today(user) == own + lost
+    assert sum(row["tokens"] for row in selectors.desk_usage(job.desk)) == own + lost
+    (day,) = selectors.usage_by_day(user, 1)
+    assert (day["lost_tokens"], day["total_tokens"]) == (lost, own + lost)
+    assert job.lost_tokens == lost
+
+
+def test_a_retry_with_nothing_streamed_charges_nothing_more(user, tiny_engine):
+    job = make_job(user, status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(minutes=5), attempts=1)
+    services.job_run(job.pk, engine=tiny_engine)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.lost_tokens == 0

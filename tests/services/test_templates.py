@@ -1,7 +1,11 @@
 """Template versions, labels, previews, context checks, export and import."""
 
+import threading
+import time
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from generation import selectors, services
 from generation.models import ImmutableError, Job, LabelMove, PromptTemplate, TemplateVersion
@@ -220,3 +224,59 @@ def test_default_templates_cover_every_task_and_are_valid():
         "code",
     }
     assert selectors.template_default_for_kind("code").slug == "code"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_first_placements_of_a_label_both_succeed():
+    """Two curators placing a new label at the same moment: the second waits for the first and finds its label,
+    never an IntegrityError. The race is made certain, not left to timing: a third connection holds the
+    version's row, so both placements wait inside their transactions (past their look for the label, at the
+    insert) until it lets go, and only then go on together."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite takes its one write lock at BEGIN: two placements never overlap there")
+    from django.db import connections
+
+    template = PromptTemplate.objects.get(slug="headline")
+    version = services.resolve_version(template)
+    failures: list[Exception] = []
+    start = threading.Barrier(2)
+
+    def place():
+        try:
+            start.wait()
+            services.template_label_move(template=template, label="canary", version=version)
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connection.close()  # this thread's own
+
+    holder, watcher = connections.create_connection("default"), None
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT id FROM generation_templateversion WHERE id = %s FOR UPDATE", [version.pk])
+        threads = [threading.Thread(target=place) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        watcher = connections.create_connection("default")
+        with watcher.cursor() as watch:
+            for _ in range(300):  # both placements blocked on a lock (the version's row, or the first's)
+                watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+                if watch.fetchone()[0] >= 2:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the two placements never both waited")
+    finally:
+        holder.rollback()
+        holder.close()
+        if watcher is not None:
+            watcher.close()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert template.labels.get(name="canary").version == version
+    assert LabelMove.objects.filter(label__name="canary").count() == 1

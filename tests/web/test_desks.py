@@ -4,10 +4,10 @@ member and template with a chart; another desk (or a plain member) gets a 404. T
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from generation import services
-from generation.models import DeskLabel, DeskRole, Job, JobStatus, Membership, PromptTemplate
+from generation.models import Desk, DeskLabel, DeskRole, Job, JobStatus, Membership, PromptTemplate
 from tests.support.desks import STORY, desk, join
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def test_a_desk_admin_manages_members_and_budgets_without_being_staff(client, sp
     again = client.post("/desks/sport/members/", {"username": "newcomer", "role": "editor"}, follow=True)
     assert "already a member" in again.content.decode()
     unknown = client.post("/desks/sport/members/", {"username": "nobody", "role": "editor"}, follow=True)
-    assert "No active user is called" in unknown.content.decode()
+    assert "Nobody can be added to Sport as &#x27;nobody&#x27;" in unknown.content.decode()
 
     member = Membership.objects.get(desk=desk_, user=newcomer)
     client.post(
@@ -126,19 +126,19 @@ def test_a_desk_admin_runs_the_desk_s_templates_and_style_from_its_page(client, 
     assert 'id="template-headline"' in page and "Follow the shared label (v1)" in page
 
     made = client.post("/desks/sport/templates/", {"source": "summary", "slug": "sport-summary", "name": "Sport"})
-    own = PromptTemplate.objects.get(slug="sport-summary")
-    assert made.status_code == 302 and own.desk == desk_
+    own = PromptTemplate.objects.get(desk=desk_, name="Sport")
+    assert made.status_code == 302 and own.slug == "sport--sport-summary"
     prompt = "Sum up {story} in a sport voice."
-    refused = client.post("/desks/sport/templates/sport-summary/", {f"e{own.pk}-user_template": prompt})
+    refused = client.post(f"/desks/sport/templates/{own.slug}/", {f"e{own.pk}-user_template": prompt})
     text = refused.content.decode()
     assert refused.status_code == 400 and "story" in text and "in a sport voice." in text  # kept as typed
     assert own.versions.count() == 1
     client.post(
-        "/desks/sport/templates/sport-summary/",
+        f"/desks/sport/templates/{own.slug}/",
         {f"e{own.pk}-user_template": "Sum up for sport fans:\n\n{text}", f"e{own.pk}-note": "Fans"},
     )
     assert own.versions.count() == 2
-    client.post("/desks/sport/templates/sport-summary/label/", {f"l{own.pk}-version": "2"}, follow=True)
+    client.post(f"/desks/sport/templates/{own.slug}/label/", {f"l{own.pk}-version": "2"}, follow=True)
     assert services.resolve_version(own).number == 2
 
     shared = PromptTemplate.objects.get(slug="headline")
@@ -158,3 +158,75 @@ def test_a_desk_admin_runs_the_desk_s_templates_and_style_from_its_page(client, 
     assert desk_.style == {"spelling": "uk"}
     client.force_login(user)  # an editor of the desk sees its own template in the studio
     assert "sport-summary" in client.get("/jobs/new/summary/").content.decode()
+
+
+def test_a_house_style_nested_past_reason_is_a_form_error(client, sport):
+    """The style field is JSON a desk admin types: nested deeper than the interpreter's stack, it is a form error
+    on the field, not a 500, and the desk's style is left as it was."""
+    desk_, boss = sport
+    client.force_login(boss)
+    deep = '{"banned": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = client.post("/desks/sport/style/", {"style": deep})
+    assert response.status_code == 400
+    assert "Nested deeper than 32 levels" in response.content.decode()
+    desk_.refresh_from_db()
+    assert not desk_.style
+
+
+def test_a_prompt_over_its_cap_is_a_form_error_on_its_field(client, sport, settings):
+    desk_, boss = sport
+    settings.AIGC = {**settings.AIGC, "MAX_PROMPT_CHARS": 200}
+    own = services.desk_template_create(
+        desk_, actor=boss, source=PromptTemplate.objects.get(slug="summary"), slug="digest", name="Digest"
+    )
+    client.force_login(boss)
+    long = "Sum up {text} " + "at length " * 30
+    refused = client.post(f"/desks/sport/templates/{own.slug}/", {f"e{own.pk}-user_template": long})
+    assert refused.status_code == 400
+    form = next(row["edit_form"] for row in refused.context["rows"] if row["template"] == own)
+    assert list(form.errors) == ["user_template"] and "200 characters" in form.errors["user_template"][0]
+    assert own.versions.count() == 1
+
+
+def test_desk_pages_count_against_the_user_s_requests_a_minute(client, sport, settings, fresh_minute):
+    _, boss = sport
+    settings.AIGC = {**settings.AIGC, "USER_REQUESTS_PER_MINUTE": 3}
+    client.force_login(boss)
+    codes = [client.get("/desks/sport/templates/").status_code for _ in range(3)]
+    refused = client.post("/desks/sport/style/", {"style": '{"spelling": "uk"}'})
+    assert codes == [200, 200, 200] and refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert "3 requests a minute" in refused.content.decode()
+    assert Desk.objects.get(slug="sport").style == {}
+
+
+def test_a_budget_past_a_database_integer_is_a_form_error_not_a_500(client, sport):
+    desk_, boss = sport
+    member = Membership.objects.get(desk=desk_, user__username="editor")
+    client.force_login(boss)
+    huge = str(2**31)
+    bad = client.post("/desks/sport/budgets/", {"tokens_per_day": "100", "member_tokens_per_month": huge}, follow=True)
+    assert bad.status_code == 200 and "member_tokens_per_month" in bad.content.decode()
+    bad = client.post(
+        f"/desks/sport/members/{member.pk}/",
+        {f"m{member.pk}-role": "editor", f"m{member.pk}-tokens_per_day": huge},
+        follow=True,
+    )
+    assert bad.status_code == 200 and "tokens_per_day" in bad.content.decode()
+    desk_.refresh_from_db()
+    member.refresh_from_db()
+    assert (desk_.tokens_per_day, desk_.member_tokens_per_month, member.tokens_per_day) == (None, None, None)
+    with pytest.raises(ValidationError) as info:  # the service holds the same bound, whoever calls it
+        services.desk_budgets_set(desk_, actor=boss, tokens_per_month=2**31)
+    assert list(info.value.message_dict) == ["tokens_per_month"]
+
+
+def test_staff_s_cap_is_shown_to_the_desk_admin_who_cannot_lift_it(client, sport):
+    desk_, boss = sport
+    Desk.objects.filter(pk=desk_.pk).update(cap_tokens_per_day=10_000)
+    client.force_login(boss)
+    page = client.get("/desks/sport/").content.decode()
+    assert "10000 tokens a day" in page and 'name="cap_tokens_per_day"' not in page
+    refused = client.post("/desks/sport/budgets/", {"tokens_per_day": "50000", "cap_tokens_per_day": ""}, follow=True)
+    assert "tokens_per_day: At most 10000" in refused.content.decode()
+    desk_.refresh_from_db()
+    assert (desk_.tokens_per_day, desk_.cap_tokens_per_day) == (None, 10_000)

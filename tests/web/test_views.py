@@ -1,5 +1,7 @@
 """Studio pages with the Django test client: login, submitting each kind, escaping, ownership."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -489,3 +491,30 @@ def test_the_admin_offers_no_way_around_review(rf, django_user_model, finished):
     from generation.models import ReviewEvent
 
     assert ReviewEvent not in admin.site._registry  # the review log is written by review moves only
+
+
+def test_a_password_reset_is_offered_only_where_mail_can_go_out(client, user, settings, mailoutbox):
+    """With no mail configured, Django's reset form would say a mail is on its way that never leaves: the login
+    page says whom to ask instead, and the reset page sends nothing. With mail, the whole reset works."""
+    settings.PASSWORD_RESET_BY_MAIL = False
+    user.email = "editor@example.com"
+    user.save()
+    page = client.get("/accounts/login/").content.decode()
+    assert "/accounts/password_reset/" not in page and "Ask an administrator of this studio" in page
+    refused = client.post("/accounts/password_reset/", {"email": "editor@example.com"})
+    assert refused.status_code == 404 and "Ask an administrator of this studio" in refused.content.decode()
+    assert not mailoutbox
+
+    settings.PASSWORD_RESET_BY_MAIL = True
+    page = client.get("/accounts/login/").content.decode()
+    assert 'href="/accounts/password_reset/"' in page and "Ask an administrator" not in page
+    sent = client.post("/accounts/password_reset/", {"email": "editor@example.com"})
+    assert sent.status_code == 302 and len(mailoutbox) == 1 and mailoutbox[0].to == ["editor@example.com"]
+    link = re.search(r"http://testserver(/accounts/reset/\S+/)", mailoutbox[0].body)[1]
+    form = client.get(link, follow=True)
+    assert form.status_code == 200 and form.context["validlink"]
+    new = {"new_password1": "a-new-pass-4711", "new_password2": "a-new-pass-4711"}
+    assert client.post(form.redirect_chain[-1][0], new).status_code == 302
+    client.logout()
+    logged_in = client.post("/accounts/login/", {"username": "editor", "password": "a-new-pass-4711"})
+    assert logged_in.status_code == 302

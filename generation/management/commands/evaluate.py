@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generation import selectors, services
 from generation.models import RunStatus
+from generation.services.limits import LimitExceeded
 
 
 class Command(BaseCommand):
@@ -65,6 +66,8 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(services.error_line(exc), returncode=2) from None
+        except LimitExceeded as exc:  # the evaluation pool is spent: nothing was started
+            raise CommandError(exc.message, returncode=2) from None
         if options["in_process"]:
             self._run_here(experiment)
         else:
@@ -106,7 +109,8 @@ class Command(BaseCommand):
     @staticmethod
     def _progress(run) -> str:
         done, total = selectors.run_progress(run)
-        return f"v{run.version.number} ({run.status}): {done}/{total} cases measured"
+        waits = f"; waiting: {run.waiting}" if run.waiting else ""
+        return f"v{run.version.number} ({run.status}): {done}/{total} cases measured{waits}"
 
     def _print(self, report: dict) -> None:
         self.stdout.write(

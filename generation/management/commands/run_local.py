@@ -21,7 +21,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from generation.infra import registry
-from generation.infra.processes import embedded_redis, process_env, redis_answers, stop_redis
+from generation.infra.processes import (
+    embedded_redis,
+    forget_redis_address,
+    keep_redis_address,
+    process_env,
+    redis_answers,
+    stop_redis,
+)
 
 
 def _shown(url: str) -> str:
@@ -41,8 +48,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", 8000)))
         parser.add_argument(
             "--var-dir",
-            default=os.environ.get("AIGC_VAR_DIR", str(Path(settings.BASE_DIR) / "var")),
-            help="Where the embedded Redis, the admin password and this run's pid live (default var/).",
+            default=str(settings.VAR_DIR),
+            help="Where the embedded Redis (and its address, for other commands), the admin password and this "
+            "run's pid live (default AIGC_VAR_DIR, else var/); commands in another terminal look under AIGC_VAR_DIR.",
         )
         parser.add_argument("processes", nargs="*", help="Procfile processes to run (default: all of them).")
 
@@ -92,6 +100,10 @@ class Command(BaseCommand):
             except RuntimeError as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"Embedded Redis at {env['REDIS_URL']} (pid {redis_server.pid}) answers.")
+            # For commands in another terminal (evaluate, create_api_key, shell): settings reads it when REDIS_URL
+            # is unset, while this server answers.
+            address_file = var / settings.EMBEDDED_REDIS_FILE.relative_to(settings.VAR_DIR)
+            keep_redis_address(address_file, env["REDIS_URL"], redis_server.pid)
         try:
             call_command("migrate", interactive=False, verbosity=0)
             password_file = var / "admin-password.txt"
@@ -121,6 +133,7 @@ class Command(BaseCommand):
             if redis_server is not None:
                 # Waited for, so that a run started right after finds no server still saving and exiting.
                 pid, socket_path = redis_server.pid, redis_server.socket_file
+                forget_redis_address(address_file, pid)
                 outcome = stop_redis(pid, socket_path) if pid else "it had already exited"
                 self.stdout.write(f"Embedded Redis (pid {pid}): {outcome}.")
             (var / "run-local.pid").unlink(missing_ok=True)

@@ -4,7 +4,7 @@
 
 Runs each sample through the same path a job takes (job_create, then job_run on this process's engine)
 inside a transaction that is rolled back, so nothing is kept. Prints one row per template: samples met / run.
-Generated code is executed only in a separate, isolated interpreter with a time limit.
+Generated code is run only in the sandbox (generation/sandbox), never beside the worker's keys.
 """
 
 import json
