@@ -70,6 +70,19 @@ class _ExternalForm(forms.Form):
             field.widget.attrs["form"] = self.form_id
 
 
+def desk_source_fields(work: str, *, mixed: str) -> tuple[forms.Field, forms.Field]:
+    """A curator's choice of whose approved `work` a dataset or a training run reads: one desk's (named, or the
+    only one with any), or every desk's mixed when ticked."""
+    desk = forms.ModelChoiceField(
+        queryset=Desk.objects.order_by("name"),
+        to_field_name="slug",
+        required=False,
+        empty_label=f"The only desk with {work}",
+        help_text=f"Whose {work} (a desk's own template: that desk's).",
+    )
+    return desk, forms.BooleanField(required=False, label="Mix every desk", help_text=mixed)
+
+
 class DatasetFromJobsForm(_ExternalForm):
     form_id = "dataset-from-jobs-form"
     prefix = "ds"
@@ -78,17 +91,8 @@ class DatasetFromJobsForm(_ExternalForm):
     limit = forms.IntegerField(
         label="How many", min_value=1, max_value=evaluation_services.MAX_ITEMS, initial=20, help_text="The newest."
     )
-    desk = forms.ModelChoiceField(
-        queryset=Desk.objects.order_by("name"),
-        to_field_name="slug",
-        required=False,
-        empty_label="The only desk with approved jobs",
-        help_text="Whose approved jobs (a desk's own template: that desk's).",
-    )
-    all_desks = forms.BooleanField(
-        required=False,
-        label="Mix every desk",
-        help_text="Every desk's approved jobs together; each desk's share is kept.",
+    desk, all_desks = desk_source_fields(
+        "approved jobs", mixed="Every desk's approved jobs together; each desk's share is kept."
     )
 
 
@@ -276,15 +280,8 @@ class DatasetAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/generation/dataset/upload.html", context)
 
 
-@admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
-    """Every experiment, read-only (they are started from a template's page or `manage.py evaluate`); opening one
-    shows its side by side."""
-
-    list_display = ("template", "candidate_version", "baseline_version", "dataset", "state", "verdict", "created_at")
-    list_filter = ("template",)
-    list_select_related = ("template", "candidate__version", "baseline__version", "candidate__dataset", "created_by")
-    search_fields = ("template__slug",)
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record kept as it was made: listed and opened, never added, changed or deleted by hand."""
 
     def has_add_permission(self, request):
         return False
@@ -294,6 +291,17 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(ReadOnlyAdmin):
+    """Every experiment, read-only (they are started from a template's page or `manage.py evaluate`); opening one
+    shows its side by side."""
+
+    list_display = ("template", "candidate_version", "baseline_version", "dataset", "state", "verdict", "created_at")
+    list_filter = ("template",)
+    list_select_related = ("template", "candidate__version", "baseline__version", "candidate__dataset", "created_by")
+    search_fields = ("template__slug",)
 
     @admin.display(description="candidate")
     def candidate_version(self, obj):
@@ -324,7 +332,7 @@ class ExperimentAdmin(admin.ModelAdmin):
 
 
 @admin.register(GateChange)
-class GateChangeAdmin(admin.ModelAdmin):
+class GateChangeAdmin(ReadOnlyAdmin):
     """Every change of a template's promotion gate, with who made it: kept, never edited (beside the label moves,
     it shows a gate turned off for a move and on again after)."""
 
@@ -338,15 +346,6 @@ class GateChangeAdmin(admin.ModelAdmin):
         if obj.from_gate == obj.to_gate:
             return "unchanged"
         return f"{obj.from_gate or 'defaults'} → {obj.to_gate or 'defaults'}"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def _is_uuid(value) -> bool:

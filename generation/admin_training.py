@@ -18,9 +18,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from . import selectors, services
-from .admin_evaluation import _ExternalForm, _template_for_change, experiment_url, template_view
+from .admin_evaluation import _ExternalForm, _template_for_change, desk_source_fields, experiment_url, template_view
 from .engine.lora import LoraParams
-from .models import Desk, PromptTemplate, TrainingRun
+from .models import PromptTemplate, TrainingRun
 from .services.training import MIN_TRAIN_PAIRS
 
 RUNS_SHOWN = 50
@@ -38,17 +38,9 @@ class TrainingStartForm(_ExternalForm):
     form_id = "training-start-form"
     prefix = "tr"
 
-    desk = forms.ModelChoiceField(
-        queryset=Desk.objects.order_by("name"),
-        to_field_name="slug",
-        required=False,
-        empty_label="The only desk with approved edits",
-        help_text="Whose approved work it learns from (a desk's own template: that desk's).",
-    )
-    all_desks = forms.BooleanField(
-        required=False,
-        label="Mix every desk",
-        help_text="Train on every desk's approved edits together: the adapter then learns from all their work.",
+    desk, all_desks = desk_source_fields(
+        "approved edits",
+        mixed="Train on every desk's approved edits together: the adapter then learns from all their work.",
     )
     edited_only = forms.BooleanField(
         required=False, initial=True, label="Edited only", help_text="Only the jobs whose text an editor changed."

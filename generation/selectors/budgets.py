@@ -90,6 +90,21 @@ def _evaluation_pool(desk: Desk) -> int | None:
     return own if own is not None else settings.AIGC["EVALUATION_TOKENS_PER_DAY"] or None
 
 
+def _desk_rules(fields: str, bucket: str) -> tuple[Rule, ...]:
+    """The desk's daily and monthly rules read from `<fields>_day` and `<fields>_month`, counted as `<bucket>:<desk>`."""
+    return tuple(
+        Rule(
+            "desk",
+            period,
+            JobPurpose.USER,
+            lambda desk, m, field=f"{fields}_{key}": getattr(desk, field),
+            _desk,
+            lambda desk, user: f"{bucket}:{desk.slug}",
+        )
+        for period, key in (("daily", "day"), ("monthly", "month"))
+    )
+
+
 BUDGETS: tuple[Rule, ...] = (
     *(
         Rule(
@@ -102,29 +117,9 @@ BUDGETS: tuple[Rule, ...] = (
         )
         for period, field in (("daily", "tokens_per_day"), ("monthly", "tokens_per_month"))
     ),
-    *(
-        Rule(
-            "desk",
-            period,
-            JobPurpose.USER,
-            lambda desk, m, field=field: getattr(desk, field),
-            _desk,
-            lambda desk, user: f"desk:{desk.slug}",
-        )
-        for period, field in (("daily", "tokens_per_day"), ("monthly", "tokens_per_month"))
-    ),
+    *_desk_rules("tokens_per", "desk"),
     # Staff's cap on the desk: held apart from the desk's own budgets, which its admins set (within it).
-    *(
-        Rule(
-            "desk",
-            period,
-            JobPurpose.USER,
-            lambda desk, m, field=field: getattr(desk, field),
-            _desk,
-            lambda desk, user: f"desk-cap:{desk.slug}",
-        )
-        for period, field in (("daily", "cap_tokens_per_day"), ("monthly", "cap_tokens_per_month"))
-    ),
+    *_desk_rules("cap_tokens_per", "desk-cap"),
     *(
         Rule(
             "member",
