@@ -43,12 +43,15 @@ def reconcile_jobs() -> dict:
     }
     resend_before = now - timedelta(seconds=settings.AIGC["RESEND_QUEUED_AFTER_S"])
     lost_before = now - timedelta(seconds=settings.AIGC["LOST_MESSAGE_AFTER_S"])
+    first_before = max(resend_before, lost_before)  # whichever bound is the shorter
     waiting = Job.objects.filter(status=JobStatus.QUEUED).filter(
-        Q(enqueued_at__lt=lost_before) | Q(enqueued_at__isnull=True, created_at__lt=lost_before)
+        Q(enqueued_at__lt=first_before) | Q(enqueued_at__isnull=True, created_at__lt=first_before)
     )
     waiting = list(waiting.values_list("pk", "model_alias", Coalesce("enqueued_at", "created_at")))
     resent = {pk: alias for pk, alias, sent_at in waiting if pk not in requeued and sent_at < resend_before}
-    recent = [(pk, alias) for pk, alias, sent_at in waiting if pk not in requeued and sent_at >= resend_before]
+    recent = [
+        (pk, alias) for pk, alias, sent_at in waiting if pk not in requeued and resend_before <= sent_at < lost_before
+    ]
     if recent:
         # A message a worker takes between the read of the jobs and this one is resent once more: harmless.
         present = broker.first_args(dispatch.RUN_JOB, {registry.queue_for(alias) for _, alias in recent})

@@ -168,6 +168,19 @@ def test_a_lost_message_is_sent_again_within_a_minute_and_a_waiting_one_is_not(u
             held.ack()
 
 
+def test_a_resend_bound_shorter_than_the_lost_message_one_still_resends(user, queue, settings):
+    """AIGC_RESEND_QUEUED_AFTER_S set below AIGC_LOST_MESSAGE_AFTER_S: a queued job past it is sent again,
+    whether or not its message is still waiting (the shorter bound of the two decides)."""
+    from generation.services import dispatch
+
+    settings.AIGC = {**settings.AIGC, "RESEND_QUEUED_AFTER_S": 1.0, "LOST_MESSAGE_AFTER_S": 30.0}
+    lost, waiting = make_job(user), make_job(user)
+    dispatch.job_enqueue(waiting.pk, waiting.model_alias)
+    Job.objects.filter(pk__in=[lost.pk, waiting.pk]).update(enqueued_at=timezone.now() - timedelta(seconds=3))
+    assert services.reconcile_jobs()["resent_queued"] == 2
+    assert sorted(queue()) == sorted([str(waiting.pk), str(waiting.pk), str(lost.pk)])
+
+
 def test_the_tokens_an_attempt_used_before_its_worker_died_are_charged(user, tiny_engine):
     """A worker that died mid-job had read the prompt and streamed text: the retry charges them, beside what it
     used itself, to the user's quota, the desk's usage and budgets, and the usage report."""
