@@ -1,7 +1,7 @@
 """What a template version asks to be checked on its outputs, and one candidate's review against it: the
-safe house-style fixes applied, claims matched against the source, the language compared, the rest of the
-style linted. The candidate loop keeps or re-samples on the verdict; the findings are stored with the output
-and shown inline. Pure: no Django, no model.
+safe house-style fixes applied, a headline that is the model talking refused, claims matched against the
+source, the language compared, the rest of the style linted. The candidate loop keeps or re-samples on the
+verdict; the findings are stored with the output and shown inline. Pure: no Django, no model.
 
 A version's `checks` (JSON, versioned with the template):
     {"source": "text",        # the input that is the source; default: the `text` input of kinds that have one
@@ -25,6 +25,36 @@ LANGUAGES = ("en", "zh")
 # A headline reads best at 6-12 words; further from that, it ranks lower.
 HEADLINE_IDEAL_WORDS = (6, 12)
 _SENTENCE = re.compile(r"[^.!?。！？]+(?:[.!?。！？]+[\"'”’)\]]*|$)\s*")
+
+# A one-line candidate that talks about the task instead of doing it: the model's introduction ("Here's a
+# rewritten headline for the story:"), its comment on its own work ("This headline is accurate and catchy"), or
+# a line that ends by announcing what follows. As data: (rule, pattern, reason); the first match is the finding.
+_TASK_WORD = r"(?:headline|title|option|version|rewrite|suggestion|alternative)s?\b"
+CHATTER = (
+    (
+        "introduction",
+        re.compile(
+            rf"^\W*(?:(?:here|below)(?:'|’)?s?\s+(?:is\s+|are\s+)?(?:\w+\s+){{0,4}}?{_TASK_WORD}"
+            r"|(?:sure|certainly|of\s+course|okay|ok|absolutely)\s*[!,.]|as\s+an\s+ai\b"
+            r"|以下是|这是(?:一个|一条)?(?:新的?)?标题|(?:好的|当然)[，,！!])",
+            re.IGNORECASE,
+        ),
+        "An introduction to a headline, not a headline.",
+    ),
+    (
+        "comment",
+        re.compile(
+            r"^\W*(?:(?:this|my|your|that)\s+(?:\w+\s+)?headlines?\b"
+            r"|(?:rewritten|revised|suggested|alternative|possible)\s+(?:headline|title)s?\b)(?!\s*[:：])"
+            r"|^\W*(?:note\s*[:：]|这个标题|该标题)",
+            re.IGNORECASE,
+        ),
+        "A comment on the headline, not a headline.",
+    ),
+    ("announcement", re.compile(r"[:：]\s*\Z"), "Ends in a colon: it announces a headline rather than being one."),
+)
+# Chatter ranks below any real headline, however many claims that one gets wrong (see score).
+CHATTER_PENALTY = 2.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +112,24 @@ def source_of(checks: Checks, kind: str, inputs: dict) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+# The source languages the claim check reads (grounding.py): names and figures in English, figures in Chinese.
+GROUNDED_LANGUAGES = ("en", "zh")
+
+
+def unjudged(checks: Checks, fmt: formats.OutputFormat, kind: str, inputs: dict) -> dict[str, str]:
+    """The checks that cannot judge a job's outputs, each with why: "no_source" (nothing to match claims
+    against), "source_language" (a source the claim check does not read), "code" (code gets none of the text
+    checks). Pages say "not checked" for these, so that no finding is never read as a clean bill."""
+    if fmt.code:
+        return {"grounding": "code", "language": "code", "style": "code"}
+    source = source_of(checks, kind, inputs)
+    if source is None:
+        return {"grounding": "no_source"}
+    if language.language_of(source) not in GROUNDED_LANGUAGES:
+        return {"grounding": "source_language"}
+    return {}
+
+
 def prompt_lines(checks: Checks) -> list[str]:
     """What the system prompt states: the house style's rules that can be put in words, and the language."""
     lines = style.prompt_lines(checks.style)
@@ -122,11 +170,19 @@ def version_messages(version, inputs: dict, house: dict | None = None) -> list[d
 class Verdict:
     text: str  # the candidate after the safe style fixes (and, for prose, without unsupported sentences)
     findings: list[Finding]
-    rejected: str | None = None  # why it should be re-sampled: "grounding", "language"
+    rejected: str | None = None  # why it should be re-sampled: "chatter", "grounding", "language"
 
     @property
     def unsupported(self) -> list[Finding]:
         return [f for f in self.findings if f.check == "grounding"]
+
+
+def chatter(text: str) -> Finding | None:
+    """A finding for the whole line when a one-line candidate is the model talking (see CHATTER)."""
+    for rule, pattern, reason in CHATTER:
+        if pattern.search(text):
+            return Finding("chatter", rule, 0, len(text), text, reason)
+    return None
 
 
 def review(checks: Checks, fmt: formats.OutputFormat, kind: str, text: str, inputs: dict) -> Verdict:
@@ -139,10 +195,13 @@ def review(checks: Checks, fmt: formats.OutputFormat, kind: str, text: str, inpu
     text, styled = style.apply(checks.style, text, headline=headline, names=names)
     findings: list[Finding] = []
     rejected = None
+    if headline and (found := chatter(text)) is not None:
+        findings.append(found)
+        rejected = "chatter"
     if source is not None:
         if (found := language.language_finding(source, text, checks.language)) is not None:
             findings.append(found)
-            rejected = "language"
+            rejected = rejected or "language"
         unsupported = grounding.check(source, text)
         if unsupported and checks.grounding and not fmt.many and not fmt.bulleted:
             kept, unsupported = _drop_unsupported_sentences(source, text, unsupported)
@@ -153,7 +212,7 @@ def review(checks: Checks, fmt: formats.OutputFormat, kind: str, text: str, inpu
             rejected = "grounding"
     elif checks.language and (found := language.language_finding(text, text, checks.language)) is not None:
         findings.append(found)
-        rejected = "language"
+        rejected = rejected or "language"
     findings += styled
     return Verdict(text, sorted(findings, key=lambda f: (f.start, f.end)), rejected)
 
@@ -169,11 +228,12 @@ def _drop_unsupported_sentences(source: str, text: str, unsupported: list[Findin
 
 
 def score(fmt: formats.OutputFormat, verdict: Verdict, others: list[str]) -> float:
-    """Where a candidate ranks among its siblings (higher first): grounded, in house style, near the ideal
-    length, and unlike the others. Deterministic, so a seed gives one order."""
+    """Where a candidate ranks among its siblings (higher first): a headline rather than chatter, grounded, in
+    house style, near the ideal length, and unlike the others. Deterministic, so a seed gives one order."""
     value = 1.0
     value -= 0.4 * min(len(verdict.unsupported), 2)
     value -= 0.3 * any(f.check == "language" for f in verdict.findings)
+    value -= CHATTER_PENALTY * any(f.check == "chatter" for f in verdict.findings)
     value -= 0.05 * min(sum(f.check == "style" and not f.fixed for f in verdict.findings), 4)
     if fmt.many:
         low, high = HEADLINE_IDEAL_WORDS

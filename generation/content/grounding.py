@@ -8,6 +8,9 @@ figure, "12%" and "12 per cent" one percent, "$40m" and "40 million dollars" one
 different currency or a name the source never mentions is a finding. False alarms cost more than misses here
 (people stop reading the marks), so when the text leaves room for doubt the claim counts as supported.
 
+In a Title Case headline capitals say little, so names there are runs of capitalised words the source lacks
+(see _RARE_ZIPF): "Amber Ruiz" and "Ports Authority of Sydney" are findings, "Bold" alone is a headline's word.
+
 Known limits: names are matched by spelling only (no transliteration: "Paris" against "巴黎" is a finding);
 Chinese names are not claims; fractions ("half a million") and colloquial Chinese ("两万五") are not parsed.
 """
@@ -38,6 +41,7 @@ class Claim:
     value: str
     amount: Decimal | None = None
     unit: str | None = None
+    headline: bool = False  # a run of capitalised words from a Title Case line, judged word by word
 
 
 # --- vocabulary ----------------------------------------------------------------------------------------------
@@ -71,7 +75,15 @@ _HEADLINE_WORDS = frozenset(
     company firm plan project bridge road school work worker job home house price cost money fund budget
     tax law bill rule study poll green light ok nod probe row bid talk crash fire storm flood death toll
     die dead kill hurt injure arrest charge jail sue loss lose beat surge slump soar plunge jump climb rally
-    crisis threat fear hope help aid rate hike"""
+    crisis threat fear hope help aid rate hike hail praise welcome criticise criticize defend support oppose
+    secure seal sign ink clear greenlight greenlit weigh mull consider ease spur spark fuel trigger shake lift curb
+    halt stall scrap axe ditch pledge promise commit expand overhaul revamp reshape transform tackle mark celebrate
+    honour honor mourn tout split divide confirm deny admit claim insist question investigate review block stop
+    save spend invest build return resume unlock deliver lead join leave quit resign name appoint elect hire
+    historic unanimous bold sweeping massive landmark controversial ambitious vital crucial fresh tough rare shock
+    stunning dramatic bitter fierce heated quiet final early late full latest backing opposition commute
+    commuter traffic voter scandal outcry fury anger concern answer future blow setback victory defeat step
+    upgrade milestone become reality dream cash flow"""
     )
 )
 # Titles before a name: not the name ("Minister Clément Beaune" -> "Clément Beaune" is what must be in the source).
@@ -231,6 +243,9 @@ _CN_DATE = re.compile(
 _SENTENCE_END = ".!?…;:。！？；："
 _OPENERS = "\"'“‘「『(（[—–-•*#>"
 _SEGMENT = re.compile(r"[^\n.!?…。！？]+(?:[.!?…。！？]+|$)", re.MULTILINE)
+# What may stand between two words of one name: a space, or a particle ("Bank of England", "Charles de Gaulle").
+_JOIN = r" (?:of |de |du |la |le |van |von |der |da |di |del )?"
+_JOINED = re.compile(_JOIN, re.IGNORECASE)  # Title Case may capitalise the particle too ("Bank Of England")
 
 
 # --- small helpers -------------------------------------------------------------------------------------------
@@ -262,15 +277,43 @@ def _is_common(word: str) -> bool:
     return any(f in _FUNCTION_WORDS or f in _HEADLINE_WORDS for f in _stems(_fold(word)))
 
 
-# A Title Case headline capitalises every word, so there only a rare word is taken for a name: below this Zipf
-# frequency (wordfreq's English lists; 3.3 is about once in two million words). "Completion" (4.2) and
-# "Approves" (3.4) are words; "Seine" (3.2), "Doucet" (2.2), "Yasui" (1.6) are names. The cost, accepted: a
-# frequent name the source lacks ("Paris", 4.8) passes in Title Case, and is still caught in running text.
+# A Title Case headline capitalises every word, so its capitals say little: there a run of capitalised words
+# the source lacks is a name when it is several words long ("Amber Ruiz", "Ports Authority of Sydney"), follows
+# a title ("Mayor Ruiz") or holds a rare word, one below this Zipf frequency (wordfreq's English lists; 3.3 is
+# about once in two million words). "Completion" (4.2) and "Approves" (3.4) are words; "Seine" (3.2), "Doucet"
+# (2.2), "Yasui" (1.6) are names. The costs, accepted: one frequent word alone ("Paris", 4.8) passes in Title
+# Case (running text still catches it), and two ordinary new words side by side ("Golden Curry" and "Sunny
+# Outlook" alike) are reported.
 _RARE_ZIPF = 3.3
+# Words that read as derived from a common word ("Sweeping", "Mixed", "Completion") are not parts of a name in
+# Title Case: names seldom take these endings, and headlines use them all the time.
+_DERIVED_ALWAYS = ("tion", "sion", "ment", "ness")
+_DERIVED_FROM_BASE = ("ing", "ed", "ly")
+_COMMON_BASE_ZIPF = 3.5
 
 
 def _is_rare(word: str) -> bool:
     return zipf_frequency(word, "en") < _RARE_ZIPF
+
+
+def _is_derived(word: str) -> bool:
+    """Whether a word is a common word with an ending ("Sweeping", "Mixed", "Completion"): "Beijing", "Kelly"
+    and "Ealing" are not, since "beij", "kel" and "eal" are no words."""
+    folded = _fold(word)
+    if folded.endswith(_DERIVED_ALWAYS) and len(folded) > 6:
+        return True
+    for ending in _DERIVED_FROM_BASE:
+        base = folded[: -len(ending)]
+        if folded.endswith(ending) and len(base) >= 3:
+            bases = {base, base + "e", base[:-1] if len(base) > 3 and base[-1] == base[-2] else base}
+            return any(zipf_frequency(b, "en") >= _COMMON_BASE_ZIPF for b in bases)
+    return False
+
+
+def _is_name_part(word: str) -> bool:
+    """Whether a capitalised word of a Title Case line may be part of a name: not a function word, a common
+    headline word or a derived word."""
+    return not _is_common(word) and not _is_derived(word)
 
 
 def _free(spans: Iterable[tuple[int, int]], start: int, end: int) -> bool:
@@ -537,23 +580,39 @@ def _can_be_name(word: str) -> bool:
     return len(folded) > 1 and word[0].isupper() and not common
 
 
+def _title_case_runs(text: str, words: list[tuple[int, int, str]]) -> list[Claim]:
+    """The runs of words of a Title Case line that may be names, common headline words left out: "Amber Ruiz",
+    "Ports Authority of Sydney", "Golden Curry". Which of their words are names depends on the source
+    (see _title_case_findings)."""
+    runs: list[list[tuple[int, int, str]]] = []
+    for word in words:
+        if not _is_name_part(word[2]):
+            continue
+        if runs and _JOINED.fullmatch(text, runs[-1][-1][1], word[0]):
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    return [
+        Claim("name", r[0][0], r[-1][1], text[r[0][0] : r[-1][1]], _fold(text[r[0][0] : r[-1][1]]), headline=True)
+        for r in runs
+    ]
+
+
 def _names(text: str, taken: list[tuple[int, int]]) -> list[Claim]:
     """Proper names in English. In running text: capitalised words and runs of them ("Elm River"), except a
-    lone capitalised word opening a sentence ("The", "New", "Construction"). In a Title Case headline: each
-    capitalised word that is rare in English (see _RARE_ZIPF) and not a common headline word."""
+    lone capitalised word opening a sentence ("The", "New", "Construction"). In a Title Case headline: the runs
+    of capitalised words that are not common headline words (see _RARE_ZIPF)."""
     found = []
     for segment in _SEGMENT.finditer(text):
         title = _is_title_case(segment.group())
         words = [_name_word(m) for m in _WORD.finditer(text, segment.start(), segment.end())]
         words = [w for w in words if _can_be_name(w[2]) and _free(taken, w[0], w[1])]
         if title:
-            found += [Claim("name", s, e, w, _fold(w)) for s, e, w in words if not _is_common(w) and _is_rare(w)]
+            found += _title_case_runs(text, words)
             continue
         runs: list[list[tuple[int, int, str]]] = []
         for word in words:  # words next to each other, or joined by "of"/"de"/..., make one name
-            if runs and re.fullmatch(
-                r" (?:of |de |du |la |le |van |von |der |da |di |del )?", text[runs[-1][-1][1] : word[0]]
-            ):
+            if runs and re.fullmatch(_JOIN, text[runs[-1][-1][1] : word[0]]):
                 runs[-1].append(word)
             else:
                 runs.append([word])
@@ -710,9 +769,35 @@ def _name_findings(claim: Claim, source: _Source) -> list[Finding]:
     return findings
 
 
+_AFTER_TITLE = re.compile(rf"\b(?:{'|'.join(sorted(_TITLES))})\.?(?: of)? \Z", re.IGNORECASE)
+
+
+def _title_case_findings(claim: Claim, source: _Source, output: str) -> list[Finding]:
+    """One finding per stretch of a Title Case run that the source lacks (in any case) and that reads as a
+    name: several words ("Golden Curry"), a word after a title ("Mayor Ruiz", "Mayor of Riverton"), or
+    a rare word ("Riverton"). One ordinary word alone ("Bold", "Increase") is taken for a headline's wording."""
+    parts = [m for m in _WORD.finditer(claim.text) if _fold(m.group()) not in _FUNCTION_WORDS]
+    after_title = bool(_AFTER_TITLE.search(output, 0, claim.start))
+    stretches: list[list[re.Match]] = [[]]
+    for m in parts:
+        if source.has_word(m.group()):
+            stretches.append([])
+        else:
+            stretches[-1].append(m)
+    findings = []
+    for group in (g for g in stretches if g):
+        words = [_POSSESSIVE.sub("", m.group()) for m in group]
+        if len(group) > 1 or any(_is_rare(w) for w in words) or (group[0] is parts[0] and after_title):
+            start = claim.start + group[0].start()
+            end = claim.start + group[-1].start() + len(words[-1])
+            text = output[start:end]
+            findings.append(Finding("grounding", "name", start, end, text, f'"{text}" is not named in the source.'))
+    return findings
+
+
 def _findings_for(claim: Claim, source: _Source, output: str) -> list[Finding]:
     if claim.rule == "name":
-        return _name_findings(claim, source)
+        return _title_case_findings(claim, source, output) if claim.headline else _name_findings(claim, source)
     if claim.rule == "quote":
         reason = None if f" {claim.value} " in source.quote_text else f"The source does not say {claim.text}."
     elif claim.rule == "date":

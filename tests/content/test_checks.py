@@ -118,3 +118,64 @@ def test_grounded_distinct_headlines_near_the_ideal_length_rank_first_and_the_sc
     assert scores[0] == min(scores) and scores[3] == max(scores)
     alone = checks.score(HEADLINE, verdicts[1], [texts[1]])
     assert scores[1] < alone  # a near-repeat of a sibling ranks lower than it would alone
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Here's a rewritten headline for the story:",
+        "Here is a headline for the council's bridge",
+        "This headline is accurate and catchy. But the bridge costs $40 million",
+        "Sure! Council backs $40 million bridge",
+        "Council backs the Elm River bridge:",
+    ],
+)
+def test_chatter_is_no_headline_and_is_refused(text):
+    verdict = checks.review(checks.parse({}), HEADLINE, "headline", text, {"text": STORY})
+    assert verdict.rejected == "chatter"
+    assert [(f.check, f.start, f.end) for f in verdict.findings if f.check == "chatter"] == [("chatter", 0, len(text))]
+
+
+def test_chatter_ranks_below_every_real_headline():
+    rules = checks.parse({})
+    texts = [
+        "Here's a rewritten headline for the story:",
+        "This headline is accurate and catchy. But the bridge costs $40 million",
+        "Bridge will open in 2030 and cost 50 million euros says mayor",  # two claims the story never gives
+        "Council agrees to build new bridge over Elm River",
+    ]
+    verdicts = [checks.review(rules, HEADLINE, "headline", t, {"text": STORY}) for t in texts]
+    scores = [checks.score(HEADLINE, v, texts) for v in verdicts]
+    assert max(scores[:2]) < min(scores[2:]), scores
+
+
+def test_headlines_that_only_mention_here_or_a_colon_inside_are_not_chatter():
+    for text in (
+        "Elm River bridge: council backs $40 million plan",
+        "Bridge here by 2028, council says",
+        "Here's why the Elm River bridge matters",
+        "The title of the bridge fight goes to the council",
+    ):
+        verdict = checks.review(checks.parse({}), HEADLINE, "headline", text, {"text": STORY})
+        assert verdict.rejected is None and not any(f.check == "chatter" for f in verdict.findings), text
+
+
+def test_summaries_are_not_read_as_headline_chatter():
+    text = "Here is the plan: the council agreed to build a bridge."
+    assert checks.review(checks.parse({}), TEXT, "summary", text, {"text": STORY}).rejected is None
+
+
+def test_what_the_checks_cannot_judge_is_named():
+    rules = checks.parse({})
+    assert checks.unjudged(rules, HEADLINE, "headline", {"text": STORY}) == {}
+    assert checks.unjudged(rules, HEADLINE, "headline", {"text": "市议会周二同意修建新桥。"}) == {}
+    assert checks.unjudged(rules, TEXT, "writing", {"topic": "bridges"}) == {"grounding": "no_source"}
+    assert checks.unjudged(rules, HEADLINE, "headline", {"text": "  "}) == {"grounding": "no_source"}
+    assert checks.unjudged(rules, HEADLINE, "headline", {"text": "東京で新しい橋が開通した。"}) == {
+        "grounding": "source_language"
+    }
+    assert checks.unjudged(rules, formats.spec("code"), "code", {"text": STORY}) == {
+        "grounding": "code",
+        "language": "code",
+        "style": "code",
+    }
