@@ -266,6 +266,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # No badge image from the online validator: the docs page loads nothing from outside (and CSP would refuse it).
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # Tools authenticate with an API key; the studio's session cookie also works on the API (the browser's own
+    # requests) but is no credential to paste anywhere: the schema, and the docs' Authorize dialog, offer the key.
+    "AUTHENTICATION_WHITELIST": ["generation.api.authentication.ApiKeyAuthentication"],
     # Jobs and evaluation runs both have a `status`, with different choices: each set keeps its own name.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "generation.models.JobStatus",

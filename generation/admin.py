@@ -397,7 +397,7 @@ class LabelMoveAdmin(admin.ModelAdmin):
 class JobOutputInline(admin.TabularInline):
     model = JobOutput
     extra = 0
-    readonly_fields = ("index", "text", "finish_reason", "final_text", "edited_at")
+    readonly_fields = ("index", "text", "finish_reason", "final_text", "edited_at", "chosen")
     can_delete = False
 
 

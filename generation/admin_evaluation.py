@@ -161,6 +161,10 @@ class DatasetItemInline(admin.TabularInline):
     readonly_fields = ("source_job",)
     ordering = ("index",)
 
+    def get_queryset(self, request):
+        # Each row is titled by its case ("case 3 of headline/gate v1"): the dataset and template in one query.
+        return super().get_queryset(request).select_related("dataset__template")
+
     @staticmethod
     def _editable(obj) -> bool:
         return obj is None or not obj.frozen

@@ -10,7 +10,7 @@ import math
 from dataclasses import fields
 
 from django import forms
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
@@ -18,7 +18,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from . import selectors, services
-from .admin_evaluation import _ExternalForm, _template_for_change, desk_source_fields, experiment_url, template_view
+from .admin_evaluation import (
+    ReadOnlyAdmin,
+    _ExternalForm,
+    _template_for_change,
+    desk_source_fields,
+    experiment_url,
+    template_view,
+)
 from .engine.lora import LoraParams
 from .models import PromptTemplate, TrainingRun
 from .services.training import MIN_TRAIN_PAIRS
@@ -335,3 +342,40 @@ def training_run_view(model_admin, request, pk, run_id):
         "experiment_url": experiment_url(run.experiment) if run.experiment_id else "",
     }
     return TemplateResponse(request, "admin/generation/prompttemplate/training_run.html", context)
+
+
+# --- the list of every run -------------------------------------------------------------------------------------
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyAdmin):
+    """Every training run in the admin's index, read-only (a run is started from its template's page); opening
+    one leads to its own page under the template, with the progress and the loss chart."""
+
+    list_display = ("run", "template", "state", "source", "pairs", "created_by", "created_at", "finished_at")
+    list_display_links = ("run",)
+    list_filter = ("status", "template")
+    list_select_related = ("template", "desk", "created_by")
+    search_fields = ("template__slug",)
+
+    @admin.display(description="run")
+    def run(self, obj):
+        return str(obj.pk)[:8]
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj):
+        return obj.get_status_display()
+
+    @admin.display(description="approved edits of")
+    def source(self, obj):
+        return "every desk" if obj.all_desks or obj.desk is None else obj.desk.slug
+
+    @admin.display(description="pairs (train + held out)")
+    def pairs(self, obj):
+        return f"{obj.train_pairs} + {obj.heldout_pairs}"
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        if run is None:
+            raise Http404
+        return redirect(run_url(run))

@@ -425,6 +425,8 @@ class Job(models.Model):
     review_state = models.CharField(
         max_length=16, choices=ReviewState.choices, default=ReviewState.DRAFT, db_index=True
     )
+    # When it was last approved (None unless approved): the approved feed a CMS polls reads from here.
+    approved_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Liveness: the worker running a job touches heartbeat_at every few seconds; the reconciler re-sends a
     # running job whose heartbeat stopped (its worker died) and a queued job sent long ago (a lost message).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -484,6 +486,9 @@ class JobOutput(models.Model):
     finish_reason = models.CharField(max_length=16, blank=True)
     final_text = models.TextField(blank=True, help_text="The editor's version; empty until edited.")
     edited_at = models.DateTimeField(null=True, blank=True)
+    # The candidate(s) an editor chose (a reviewer may change the choice): what approval, exports, webhooks and
+    # training take, never simply the first output.
+    chosen = models.BooleanField(default=False)
     # The findings of the checks on `text` (content/findings.py, as JSON) and its rank score among siblings.
     checks = models.JSONField(default=list, blank=True)
     score = models.FloatField(null=True, blank=True)
@@ -708,6 +713,9 @@ class DatasetItem(models.Model):
     class Meta:
         ordering = ["dataset", "index"]
         constraints = [models.UniqueConstraint(fields=["dataset", "index"], name="one_item_per_index")]
+
+    def __str__(self) -> str:
+        return f"case {self.index} of {self.dataset}"
 
     def save(self, *args, **kwargs):
         if self.dataset.frozen:

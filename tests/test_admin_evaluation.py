@@ -460,3 +460,10 @@ def test_a_test_run_needs_the_change_permission_and_a_dataset_from_jobs_the_add_
         {"ds-name": "approved", "ds-limit": "5"},
     )
     assert response.status_code == 302 and Dataset.objects.get(template=brief).items.count() == 1
+
+
+def test_a_case_is_titled_by_its_place_in_its_dataset(staff, chief, brief):
+    data = dataset(brief, chief)
+    assert str(data.items.get(index=1)) == "case 1 of brief/gate v1"
+    page = staff.get(reverse("admin:generation_dataset_change", args=[data.pk])).content.decode()
+    assert "case 1 of brief/gate v1" in page and "DatasetItem object" not in page

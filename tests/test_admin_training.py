@@ -354,3 +354,16 @@ def test_desks_shares_are_shown_and_mixing_them_is_a_choice(
     page = staff.get(run_url(run)).content.decode()
     row = re.search(r'<tr id="training-desk-pairs">.*?</tr>', page, re.S)[0]
     assert "mixed by choice" in row and f"{default}: 2, sport: 3" in row
+
+
+def test_the_admin_index_lists_training_runs_read_only_and_a_row_opens_the_run_page(staff, chief, headline):
+    run = a_run(headline, chief, status=TrainingStatus.RUNNING, train_pairs=8, heldout_pairs=2)
+    changelist = reverse("admin:generation_trainingrun_changelist")
+    assert changelist in staff.get(reverse("admin:index")).content.decode()
+    page = staff.get(changelist)
+    html = page.content.decode()
+    assert page.status_code == 200 and str(run.pk)[:8] in html and "headline" in html and "8 + 2" in html
+    assert reverse("admin:generation_trainingrun_add") not in html  # started from the template's page only
+    opened = staff.get(reverse("admin:generation_trainingrun_change", args=[run.pk]))
+    assert opened.status_code == 302 and opened["Location"] == run_url(run)
+    assert staff.get(reverse("admin:generation_trainingrun_change", args=["not-a-run"])).status_code == 404

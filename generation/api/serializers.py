@@ -2,7 +2,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from .. import selectors
-from ..models import Job, JobStatus, Kind, PromptTemplate, TemplateLabel, TemplateVersion
+from ..models import Job, JobStatus, Kind, PromptTemplate, ReviewState, TemplateLabel, TemplateVersion
 
 
 class StrictSerializer(serializers.Serializer):
@@ -42,6 +42,7 @@ class JobListQuerySerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
     kind = serializers.ChoiceField(choices=Kind.choices, required=False)
     template = serializers.SlugField(required=False)
+    review_state = serializers.ChoiceField(choices=ReviewState.choices, required=False)
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive.")
     cursor = serializers.CharField(required=False, help_text="From `next` / `previous` of the previous page.")
@@ -95,7 +96,12 @@ class FindingSerializer(serializers.Serializer):
 
 class JobOutputSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    text = serializers.CharField()
+    text = serializers.CharField(help_text="What the model wrote; never changed.")
+    final_text = serializers.CharField(
+        source="current_text", read_only=True, help_text="The editor's version where edited, else the model's text."
+    )
+    edited_at = serializers.DateTimeField(allow_null=True, read_only=True, help_text="Null until an editor edits it.")
+    chosen = serializers.BooleanField(read_only=True, help_text="Chosen by the editor (or reviewer) to publish.")
     checks = FindingSerializer(many=True, read_only=True, help_text="Grounding, language and house-style findings.")
     score = serializers.FloatField(
         allow_null=True, read_only=True, help_text="Its rank among the candidates (higher first); null if unranked."
@@ -118,12 +124,18 @@ class JobSerializer(serializers.ModelSerializer):
     budget_notices = serializers.SerializerMethodField()
     desk = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     html_url = serializers.SerializerMethodField()
+    chosen = serializers.SerializerMethodField()
+    final_texts = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
         fields = [
             "id",
             "status",
+            "review_state",
+            "approved_at",
+            "chosen",
+            "final_texts",
             "desk",
             "kind",
             "template",
@@ -151,6 +163,14 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
             "html_url",
         ]
+
+    def get_chosen(self, job) -> list[int]:
+        """The indexes of the chosen candidates."""
+        return [o.index for o in selectors.chosen_outputs(job)]
+
+    def get_final_texts(self, job) -> list[str]:
+        """The chosen candidates' final text, by index: what approval approves and a CMS publishes."""
+        return [o.current_text for o in selectors.chosen_outputs(job)]
 
     def get_usage(self, job) -> dict:
         return {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
@@ -320,3 +340,78 @@ class BatchSerializer(serializers.Serializer):
     counts = serializers.DictField(child=serializers.IntegerField())
     created_at = serializers.DateTimeField()
     jobs = JobSerializer(many=True)
+
+
+# --- review -----------------------------------------------------------------------------------------------------
+
+
+class OutputChangeSerializer(StrictSerializer):
+    """A change to one candidate: its final text, and/or your rating of it."""
+
+    final_text = serializers.CharField(
+        required=False, trim_whitespace=False, help_text="The editor's version (the owner, while a draft)."
+    )
+    rating = serializers.ChoiceField(choices=[1, -1], required=False, help_text="1: good, -1: bad.")
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="With a rating: why (optional)."
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError({"final_text": ["Send final_text, or a rating (with a comment)."]})
+        if "comment" in attrs and "rating" not in attrs:
+            raise serializers.ValidationError({"rating": ["A comment goes with a rating."]})
+        return attrs
+
+
+REVIEW_ACTIONS = {
+    "submit": ReviewState.IN_REVIEW,
+    "approve": ReviewState.APPROVED,
+    "send_back": ReviewState.DRAFT,
+}
+
+
+class ReviewActionSerializer(StrictSerializer):
+    action = serializers.ChoiceField(
+        choices=list(REVIEW_ACTIONS),
+        help_text="submit (the owner, a draft with a chosen candidate), approve (a reviewer of the job's desk, not "
+        "its owner), send_back (to a draft: a reviewer sending it back or reopening it, or the owner withdrawing it).",
+    )
+    note = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, help_text="Why: kept in the job's review log."
+    )
+
+
+class ApprovedQuerySerializer(StrictSerializer):
+    desk = serializers.SlugField(required=False, help_text="Only this desk's jobs (its slug).")
+    since = serializers.DateTimeField(
+        required=False, help_text="ISO 8601: only jobs approved after this instant (exclusive)."
+    )
+    cursor = serializers.CharField(required=False, help_text="From `next` / `previous` of the previous page.")
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+
+class ApprovedJobSerializer(serializers.ModelSerializer):
+    """One approved job as a CMS takes it: where it came from and the chosen final text(s)."""
+
+    template = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    desk = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    chosen = serializers.SerializerMethodField()
+    final_texts = serializers.SerializerMethodField()
+    html_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "template", "desk", "approved_at", "chosen", "final_texts", "html_url"]
+
+    get_chosen = JobSerializer.get_chosen
+    get_final_texts = JobSerializer.get_final_texts
+    get_html_url = JobSerializer.get_html_url
+
+
+class ApprovedPageSerializer(serializers.Serializer):
+    """A cursor page of the approved feed, oldest approval first."""
+
+    next = serializers.URLField(allow_null=True, help_text="The next page; null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page; null on the first.")
+    results = ApprovedJobSerializer(many=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import streams, views
+from . import review, streams, views
 from .burden import TemplateBurdenApi
 from .desks import DeskUsageApi
 from .evaluation import ExperimentDetailApi, ExperimentListCreateApi
@@ -11,6 +11,12 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.JobDetailApi.as_view(), name="api-job-detail"),
     path("jobs/<uuid:job_id>/cancel/", views.JobCancelApi.as_view(), name="api-job-cancel"),
     path("jobs/<uuid:job_id>/events/", streams.job_events, name="api-job-events"),
+    path("jobs/<uuid:job_id>/review/", review.JobReviewApi.as_view(), name="api-job-review"),
+    path("jobs/<uuid:job_id>/outputs/<int:index>/", review.OutputDetailApi.as_view(), name="api-job-output"),
+    path(
+        "jobs/<uuid:job_id>/outputs/<int:index>/choose/", review.OutputChooseApi.as_view(), name="api-job-output-choose"
+    ),
+    path("approved/", review.ApprovedFeedApi.as_view(), name="api-approved"),
     path("usage/", views.UsageApi.as_view(), name="api-usage"),
     path("usage/templates/", TemplateBurdenApi.as_view(), name="api-usage-templates"),
     path("desks/<slug:slug>/usage/", DeskUsageApi.as_view(), name="api-desk-usage"),

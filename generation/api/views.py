@@ -66,14 +66,30 @@ CREATE_EXAMPLE = OpenApiExample(
 JOB = {
     "id": "7eb0c1de-4a57-4c4e-9a86-0f4c8d2b9e11",
     "status": "succeeded",
+    "review_state": "draft",
+    "approved_at": None,
+    "chosen": [],
+    "final_texts": [],
     "kind": "headline",
     "template": "headline",
     "template_version": 1,
     "inputs": {"text": "The city council voted on Tuesday to build a new bridge."},
     "params": {"max_new_tokens": 32, "temperature": 0.8, "top_p": 0.95, "n": 2, "seed": 7},
     "outputs": [
-        {"index": 0, "text": "Council approves new Elm River bridge"},
-        {"index": 1, "text": "A bridge for the city"},
+        {
+            "index": 0,
+            "text": "Council approves new Elm River bridge",
+            "final_text": "Council approves new Elm River bridge",
+            "edited_at": None,
+            "chosen": False,
+        },
+        {
+            "index": 1,
+            "text": "A bridge for the city",
+            "final_text": "A bridge for the city",
+            "edited_at": None,
+            "chosen": False,
+        },
     ],
     "usage": {"prompt_tokens": 93, "completion_tokens": 21},
     "timings": {"total_s": 2.4, "first_token_s": 0.6},
@@ -187,9 +203,16 @@ class JobListCreateApi(APIView):
 
 
 class JobDetailApi(APIView):
-    @extend_schema(responses=JobSerializer, examples=[JOB_EXAMPLE], summary="Get a job")
+    @extend_schema(
+        responses=JobSerializer,
+        examples=[JOB_EXAMPLE],
+        summary="Get a job (yours, or, as a reviewer, one of your desks' in review or approved)",
+    )
     def get(self, request, job_id):
-        return Response(JobSerializer(_own_job(request, job_id), context={"request": request}).data)
+        job = selectors.job_for_page(request.user, job_id)
+        if job is None:
+            raise Http404
+        return Response(JobSerializer(job, context={"request": request}).data)
 
 
 class JobCancelApi(APIView):

@@ -96,6 +96,7 @@ def version_burden(
     decisions = {
         r["job__template_version_id"]: r
         for r in ReviewEvent.objects.filter(job__in=jobs, from_state=ReviewState.IN_REVIEW)
+        .exclude(to_state=ReviewState.IN_REVIEW)  # a reviewer's change of the chosen candidate: no decision
         .exclude(actor_id=F("job__owner_id"))
         .values("job__template_version_id")
         .annotate(

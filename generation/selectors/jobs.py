@@ -55,6 +55,33 @@ def job_for_page(user, job_id) -> Job | None:
     return job
 
 
+def chosen_outputs(job: Job) -> list:
+    """The candidates an editor chose, by index: what approval, exports, webhooks and training take."""
+    return [o for o in job.outputs.all() if o.chosen]
+
+
+def outputs_for_export(job: Job) -> list:
+    """What a download carries: the chosen candidates once there are any, else every candidate (a draft
+    nobody has chosen from yet)."""
+    return chosen_outputs(job) or list(job.outputs.all())
+
+
+def approved_jobs(user, *, desk: str = "", since=None) -> QuerySet[Job]:
+    """The approved feed a CMS polls: approved jobs the user may see (their own, and those of the desks they
+    review), optionally of one desk (its slug) and approved after `since`, oldest approval first."""
+    jobs = (
+        Job.objects.filter(purpose=JobPurpose.USER, review_state=ReviewState.APPROVED, approved_at__isnull=False)
+        .filter(Q(owner=user) | Q(desk_id__in=review_desk_ids(user)))
+        .select_related("template", "desk")
+        .prefetch_related("outputs")
+    )
+    if desk:
+        jobs = jobs.filter(desk__slug=desk)
+    if since is not None:
+        jobs = jobs.filter(approved_at__gt=since)
+    return jobs
+
+
 def queue_position(job: Job) -> int | None:
     """1 for the next job to run; None when the job is not waiting."""
     if job.status != JobStatus.QUEUED:
@@ -129,13 +156,16 @@ def search_jobs(
     return jobs
 
 
-def api_jobs(user, *, status=None, kind=None, template=None, created_after=None, created_before=None) -> QuerySet[Job]:
+def api_jobs(
+    user, *, status=None, kind=None, template=None, review_state=None, created_after=None, created_before=None
+) -> QuerySet[Job]:
     """The API's job list filters, over the user's own jobs."""
     jobs = jobs_visible_to(user)
     filters = {
         "status": status,
         "kind": kind,
         "template__slug": template,
+        "review_state": review_state,
         "created_at__gte": created_after,
         "created_at__lt": created_before,
     }

@@ -1,5 +1,5 @@
 """Training data from the newsroom's approved edits: for a template, the pairs of the exact chat messages a job ran
-with and the approved final text, deduplicated, with a held-out split, and whose work they are.
+with and the approved final text (of the chosen candidate), deduplicated, with a held-out split, and whose work they are.
 
 The split is decided by a hash of each pair's prompt, not by position or chance: a case stays on its side as
 more approved work arrives, so an adapter is never measured on a prompt it was trained on.
@@ -113,12 +113,14 @@ def _approved(template, desk: Desk | None):
 
 
 def _answer(job: Job, edited_only: bool) -> tuple[str, bool] | None:
-    """The approved text of the job's first output and whether an editor changed it; None: not a pair."""
-    first = next(iter(job.outputs.all()), None)
-    if first is None:
+    """The approved text (the final text of the job's chosen candidate, the first chosen where several were)
+    and whether an editor changed it; None: not a pair (nothing chosen, or nothing edited when only edits
+    count). Never an unchosen candidate: a fabricated first candidate is not what the newsroom approved."""
+    chosen = next((o for o in job.outputs.all() if o.chosen), None)
+    if chosen is None:
         return None
-    answer = first.current_text.strip()
-    edited = bool(first.edited_at) and first.final_text.strip() != first.text.strip()
+    answer = chosen.current_text.strip()
+    edited = bool(chosen.edited_at) and chosen.final_text.strip() != chosen.text.strip()
     if not answer or (edited_only and not edited):
         return None
     return answer, edited
@@ -156,8 +158,8 @@ def _hold_one_out(pairs: list) -> list:
 
 def training_pairs(template, *, desk=None, edited_only: bool = True, limit: int | None = None) -> list[Pair]:
     """The template's approved jobs (of `desk`, when given; else of every desk) as pairs, oldest first. A prompt
-    approved twice is one pair, with the newest approved text; `edited_only` keeps the jobs whose first output an
-    editor changed (the lessons), else every approved one; `limit` keeps the newest that many."""
+    approved twice is one pair, with the newest approved text; `edited_only` keeps the jobs whose chosen candidate
+    an editor changed (the lessons), else every approved one; `limit` keeps the newest that many."""
     newest = [
         Pair(
             job_id=str(job.pk),

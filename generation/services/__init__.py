@@ -31,7 +31,7 @@ from .evaluation import (
 )
 from .intake import job_create, job_rerun
 from .reconcile import reconcile_jobs
-from .review import feedback_set, is_reviewer, job_cancel, output_edit, review_move, review_moves
+from .review import feedback_set, is_reviewer, job_cancel, output_choose, output_edit, review_move, review_moves
 from .running import job_run
 from .templates import (
     GateRefused,
@@ -85,6 +85,7 @@ __all__ = [
     "member_remove",
     "member_update",
     "model_info_publish",
+    "output_choose",
     "output_edit",
     "parse_upload",
     "reconcile_jobs",

@@ -18,7 +18,7 @@ from collections import Counter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from ..content import checks, evaluation, formats, gating, prompts, safeparse
@@ -32,6 +32,7 @@ from ..models import (
     EvaluationRun,
     Experiment,
     Job,
+    JobOutput,
     JobPurpose,
     JobStatus,
     PromptTemplate,
@@ -150,11 +151,17 @@ def dataset_from_approved_jobs(
     all_desks: bool = False,
 ) -> Dataset:
     """One action: the template's approved jobs (the newest `limit`, or those named) become cases. Each keeps its
-    inputs and seed, and the approved final text of its first output becomes the case's reference. The jobs are
+    inputs and seed, and the approved final text of its chosen candidate (the first chosen, where several were)
+    becomes the case's reference; a job with nothing chosen approved no text and is left out. The jobs are
     one desk's (the template's own desk, `desk`, or the only desk with approved jobs) unless the curator chose
     `all_desks`; the dataset records how many cases each desk gave (desk_cases)."""
     reading = source_desk(template, desk=desk, all_desks=all_desks)
-    jobs = Job.objects.filter(template=template, purpose=JobPurpose.USER, review_state=ReviewState.APPROVED)
+    jobs = Job.objects.filter(
+        Exists(JobOutput.objects.filter(job=OuterRef("pk"), chosen=True)),
+        template=template,
+        purpose=JobPurpose.USER,
+        review_state=ReviewState.APPROVED,
+    )
     if reading is not None:
         jobs = jobs.filter(desk=reading)
     if job_ids is not None:
@@ -170,8 +177,8 @@ def dataset_from_approved_jobs(
     jobs.reverse()  # oldest first: the cases keep the order the work was done in
     cases = []
     for job in jobs:
-        first = next(iter(job.outputs.all()), None)
-        case = {"inputs": job.inputs, "reference": first.current_text if first else ""}
+        chosen = next((o for o in job.outputs.all() if o.chosen), None)
+        case = {"inputs": job.inputs, "reference": chosen.current_text if chosen else ""}
         if isinstance(job.params.get("seed"), int):
             case["seed"] = job.params["seed"]
         cases.append(case)

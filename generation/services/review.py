@@ -1,5 +1,9 @@
-"""What editors and reviewers do with a finished job: rate outputs, edit them into final text, move the job
-through review. Also cancelling. Each verb checks who may do it, so no view can forget to."""
+"""What editors and reviewers do with a finished job: rate outputs, edit them into final text, choose the
+candidate(s) to publish, move the job through review. Also cancelling. Each verb checks who may do it, so no view
+can forget to.
+
+A job with several candidates goes to review, and is approved, only with a choice made; a job with one candidate
+chooses it by itself. What approval approves is the chosen candidates' final text, never simply the first."""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from django.utils import timezone
 from ..infra import events
 from ..models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
 from ..selectors.desks import may_review, review_desk_ids
-from .webhooks import webhook_enqueue
+from .webhooks import APPROVED_EVENT, webhook_enqueue
 
 MAX_FINAL_TEXT = 100_000
+MAX_NOTE = 2000
 
 # (from, to) -> who may move it: the owner, or a reviewer of the job's desk; approving takes a reviewer other
 # than the owner (a reviewer's own job needs a second pair of eyes, like anyone else's).
@@ -110,8 +115,59 @@ def output_edit(output: JobOutput, *, user, text: str) -> JobOutput:
     return output
 
 
+def output_choose(output: JobOutput, *, user, chosen: bool = True) -> JobOutput:
+    """Choose a candidate (or take the choice back); several may be chosen. The owner chooses while the job is a
+    draft; a reviewer of its desk may change the choice while it is in review, and that change is logged as a
+    ReviewEvent (from and to "in review", the note saying what changed). Nobody changes an approved choice
+    without reopening the job."""
+    job = output.job
+    owner, reviewer = job.owner_id == user.pk, may_review(user, job.desk_id)
+    state = job.review_state
+    if not (owner or (reviewer and state != ReviewState.DRAFT)):
+        raise PermissionDenied
+    if job.status != JobStatus.SUCCEEDED:
+        raise ValidationError({"chosen": "Only the candidates of a job that succeeded can be chosen."})
+    if state == ReviewState.APPROVED:
+        raise ValidationError(
+            {"chosen": "This job is approved; ask a reviewer to reopen it before changing the choice."}
+        )
+    if state == ReviewState.IN_REVIEW and not reviewer:
+        raise ValidationError({"chosen": "This job is in review; withdraw it to a draft to change the choice."})
+    was = JobOutput.objects.filter(pk=output.pk).values_list("chosen", flat=True).first()
+    with transaction.atomic():
+        # Written only while the job is still in the state judged above: a move at the same moment wins.
+        saved = JobOutput.objects.filter(pk=output.pk, job__review_state=state).update(chosen=chosen)
+        if not saved:
+            raise ValidationError({"chosen": "Someone else moved this job just now; reload the page."})
+        if state == ReviewState.IN_REVIEW and was != chosen:
+            verb = "Chose" if chosen else "Took back the choice of"
+            ReviewEvent.objects.create(
+                job=job, actor=user, from_state=state, to_state=state, note=f"{verb} candidate {output.index + 1}."
+            )
+    output.chosen = chosen
+    return output
+
+
+def _settle_choice(job: Job, verb: str) -> None:
+    """Before a submit or an approval: a job with one candidate chooses it; one with several needs a choice."""
+    outputs = list(JobOutput.objects.filter(job=job).values_list("pk", "chosen"))
+    if any(chosen for _, chosen in outputs):
+        return
+    if len(outputs) == 1:
+        JobOutput.objects.filter(pk=outputs[0][0]).update(chosen=True)
+    elif outputs:
+        raise ValidationError(
+            {
+                "chosen": f"Choose the candidate to {verb} first: this job has {len(outputs)} candidates and none "
+                "is chosen."
+            }
+        )
+
+
 def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
-    """Move a job through review, if this user may make this move; recorded as a ReviewEvent."""
+    """Move a job through review, if this user may make this move; recorded as a ReviewEvent. Submitting and
+    approving need a chosen candidate (see _settle_choice); approving also dates the approval and owes the
+    job.approved webhook, in the same transaction."""
     who = MOVES.get((job.review_state, to_state))
     if who is None:
         raise ValidationError({"to_state": f"A job cannot go from {job.get_review_state_display()} to {to_state}."})
@@ -121,12 +177,24 @@ def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
         raise PermissionDenied
     if job.status != JobStatus.SUCCEEDED:
         raise ValidationError({"to_state": "Only a job that succeeded can be reviewed."})
+    if len(note) > MAX_NOTE:
+        raise ValidationError({"note": f"Keep the note under {MAX_NOTE} characters."})
+    fields = {"review_state": to_state}
+    if to_state == ReviewState.APPROVED:
+        fields["approved_at"] = timezone.now()
+    elif job.review_state == ReviewState.APPROVED:
+        fields["approved_at"] = None  # reopened: no longer in the approved feed
     with transaction.atomic():
-        moved = Job.objects.filter(pk=job.pk, review_state=job.review_state).update(review_state=to_state)
+        if to_state in (ReviewState.IN_REVIEW, ReviewState.APPROVED):
+            _settle_choice(job, "submit" if to_state == ReviewState.IN_REVIEW else "approve")
+        moved = Job.objects.filter(pk=job.pk, review_state=job.review_state).update(**fields)
         if not moved:
             raise ValidationError({"to_state": "Someone else moved this job just now; reload the page."})
         ReviewEvent.objects.create(
             job=job, actor=user, from_state=job.review_state, to_state=to_state, note=note.strip()
         )
-    job.review_state = to_state
+        if to_state == ReviewState.APPROVED:
+            webhook_enqueue(job.pk, APPROVED_EVENT)
+    for name, value in fields.items():
+        setattr(job, name, value)
     return job

@@ -1,5 +1,6 @@
-"""Outgoing webhooks: when a job ends, its JSON is POSTed to the job's callback_url, signed with the webhook secret of
-the API key that created it, and retried with a doubling backoff. Every attempt is kept (WebhookDelivery).
+"""Outgoing webhooks: when a job ends (event job.finished), and again when it is approved (job.approved, carrying
+the chosen final text), its JSON is POSTed to the job's callback_url, signed with the webhook secret of the API
+key that created it, and retried with a doubling backoff. Every attempt is kept (WebhookDelivery).
 
 Nothing is lost between the commit and the send. The delivery is a row (WebhookOutbox) written in the very
 transaction that ends the job; once committed, a kick asks the webhooks worker to send it now, and the sweeper
@@ -38,13 +39,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import ApiKey, Job, JobStatus, WebhookDelivery, WebhookOutbox, WebhookOutboxState
+from ..models import ApiKey, Job, JobStatus, ReviewState, WebhookDelivery, WebhookOutbox, WebhookOutboxState
 from . import dispatch
 
 log = logging.getLogger("generation.webhooks")
 
 WEBHOOK_QUEUE = "webhooks"
 EVENT = "job.finished"
+APPROVED_EVENT = "job.approved"  # the job's JSON again, once approved: its chosen final text for the CMS
 USER_AGENT = "aigc-studio-webhooks"
 FINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 ERROR_MAX_CHARS = 1000
@@ -282,22 +284,26 @@ def _post(
 # --- The outbox ---------------------------------------------------------------------------------------------
 
 
-def webhook_enqueue(job_id) -> WebhookOutbox | None:
-    """Called inside the transaction that ends a job (finish, fail, cancel): write the callback it owes, if it
-    asked for one, so that the callback commits or rolls back with the final state. Once committed, a kick asks a
-    webhooks worker to send it now; losing the kick (a broker down, a process killed at that instant) only leaves
-    the row for the sweeper.
+def webhook_enqueue(job_id, event: str = EVENT) -> WebhookOutbox | None:
+    """Called inside the transaction that ends a job (finish, fail, cancel), or that approves it (APPROVED_EVENT):
+    write the callback it owes, if it asked for one, so that the callback commits or rolls back with that state.
+    Once committed, a kick asks a webhooks worker to send it now; losing the kick (a broker down, a process
+    killed at that instant) only leaves the row for the sweeper. One delivery per job and event: a job approved
+    again after a reopen is not called back again (the approved feed has it).
 
     (A job's own run_job message needs no outbox: the job row is its own record, and the reconciler sends again
     any queued job whose message was never sent or was lost: see enqueued_at in services.reconcile_jobs.)"""
-    job = Job.objects.filter(pk=job_id, status__in=FINAL).exclude(callback_url="").values("api_key_id").first()
+    jobs = Job.objects.filter(pk=job_id, status__in=FINAL).exclude(callback_url="")
+    if event == APPROVED_EVENT:
+        jobs = jobs.filter(review_state=ReviewState.APPROVED)
+    job = jobs.values("api_key_id").first()
     if job is None:
         return None
     if job["api_key_id"] is None:  # the API only takes a callback_url from a key; its key was deleted since
         log.warning("job %s: callback_url without an API key to sign it; not delivered", job_id)
         return None
     row, created = WebhookOutbox.objects.get_or_create(
-        job_id=job_id, event=EVENT, defaults={"api_key_id": job["api_key_id"]}
+        job_id=job_id, event=event, defaults={"api_key_id": job["api_key_id"]}
     )
     if created:
         transaction.on_commit(lambda: _kick(row.pk))

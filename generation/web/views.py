@@ -14,9 +14,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import selectors, services
-from ..content import formats
+from ..content import checks, formats
 from ..content.diffing import word_diff
 from ..content.findings import Finding
+from ..content.prompts import InvalidInput
 from ..content.shaping import count_words
 from ..models import Feedback, Kind, ReviewState
 from ..services.limits import LimitExceeded, check_request_rate
@@ -165,11 +166,12 @@ def job_cancel(request, job_id):
 
 @login_required
 def job_download(request, job_id, fmt: str):
-    """The job's text (final text where edited) as Markdown or plain text."""
+    """The job's text (final text where edited) as Markdown or plain text: the chosen candidates once any is
+    chosen, else every candidate."""
     if fmt not in ("md", "txt"):
         raise Http404
     job = _page_job(request, job_id)
-    texts = [o.current_text for o in job.outputs.all()]
+    texts = [o.current_text for o in selectors.outputs_for_export(job)]
     output_format = formats.spec(job.template_version.output_format)
     body = output_format.download(texts, markdown=fmt == "md", language=str(job.inputs.get("language", "python")))
     if fmt == "md":
@@ -267,38 +269,71 @@ def review_queue(request):
         else selectors.jobs_for_review(request.user)
     )
     page = Paginator(jobs.order_by("-created_at"), 20).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    for job in page.object_list:
+        job.not_checked = _not_checked(job)
     return render(
         request, "generation/review_queue.html", {"page": page, "state": state, "states": ReviewState.choices}
     )
 
 
-@never_cache  # Cache-Control: no-store: the page holds webhook secrets, and a new key on its creation
+def _not_checked(job) -> str:
+    """Why the checks could not judge a job's outputs ("" where they all could): the queue says "not checked"
+    there, so that a job without findings is never read as cleared when no check could look at it."""
+    try:
+        rules = checks.parse(job.template_version.checks)
+    except InvalidInput:
+        rules = checks.parse(None)
+    output_format = formats.spec(job.template_version.output_format)
+    reasons = {
+        "no_source": _("no source to check the claims against"),
+        "source_language": _("the claim check does not read the source's language"),
+        "code": _("code gets no text checks"),
+    }
+    return "; ".join(
+        sorted({reasons[why] for why in checks.unjudged(rules, output_format, job.kind, job.inputs).values()})
+    )
+
+
+# The full key between its creation (a POST) and the one page that shows it (the GET the POST redirects to).
+NEW_KEY_SESSION = "api_key_shown_once"
+
+
+@never_cache  # Cache-Control: no-store: the page holds webhook secrets, and a new key once after its creation
 @login_required
 def api_keys(request):
-    """Create, name and revoke API keys. A new key is shown once, on the response to its creation; each key's
-    webhook secret stays visible to its owner (only the user's own keys are listed), to verify callbacks."""
+    """Create, name and revoke API keys. Creation is POST/redirect/GET: reloading the page shows the key list
+    and creates nothing. The new key is kept in the session for exactly one display, the redirected GET; each
+    key's webhook secret stays visible to its owner (only the user's own keys are listed), to verify callbacks."""
     form = ApiKeyForm(request.POST or None)
-    new_key = None
     if request.method == "POST" and form.is_valid():
         try:
-            _, new_key = services.api_key_create(request.user, name=form.cleaned_data["name"])
+            _, raw = services.api_key_create(request.user, name=form.cleaned_data["name"])
         except ValidationError as exc:
             form.add_error("name", exc.message_dict["name"])
         else:
-            form = ApiKeyForm()
+            request.session[NEW_KEY_SESSION] = raw
+            return redirect("api-keys")
+    new_key = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
     keys = request.user.api_keys.all()
     return render(request, "generation/api_keys.html", {"form": form, "keys": keys, "new_key": new_key})
 
 
+@never_cache
 @login_required
-@require_POST
 def api_key_revoke(request, key_id: int):
+    """GET asks for confirmation (a page, so it works without script); only a POST carrying `confirm` revokes,
+    so a stray or replayed bare POST revokes nothing."""
     key = request.user.api_keys.filter(pk=key_id).first()
     if key is None:
         raise Http404
-    services.api_key_revoke(key)
-    messages.success(request, _("Key revoked: requests with it are refused from now on."))
-    return redirect("api-keys")
+    if key.revoked_at is not None:
+        return redirect("api-keys")
+    if request.method == "POST" and request.POST.get("confirm") == "yes":
+        services.api_key_revoke(key)
+        messages.success(request, _("Key revoked: requests with it are refused from now on."))
+        return redirect("api-keys")
+    return render(request, "generation/api_keys_revoke.html", {"key": key})
 
 
 def home(request):

@@ -113,7 +113,19 @@ def test_get_returns_the_full_contract(api, user):
     ):
         assert key in body
     assert body["status"] == "succeeded"
-    assert body["outputs"] == [{"index": i, "text": f"Headline {i}", "checks": [], "score": None} for i in range(5)]
+    assert body["outputs"] == [
+        {
+            "index": i,
+            "text": f"Headline {i}",
+            "final_text": f"Headline {i}",
+            "edited_at": None,
+            "chosen": False,
+            "checks": [],
+            "score": None,
+        }
+        for i in range(5)
+    ]
+    assert (body["review_state"], body["approved_at"], body["chosen"], body["final_texts"]) == ("draft", None, [], [])
     assert body["usage"] == {"prompt_tokens": 90, "completion_tokens": 40}
 
 

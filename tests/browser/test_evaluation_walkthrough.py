@@ -73,6 +73,7 @@ def approved_through_the_worker(owner, reviewer, stories) -> list[Job]:
     for pk in ids:
         job = Job.objects.get(pk=pk)
         assert job.status == JobStatus.SUCCEEDED, f"job {pk}: {job.status} {job.error}"
+        services.output_choose(job.outputs.get(index=0), user=owner)
         services.review_move(job, user=owner, to_state=ReviewState.IN_REVIEW)
         approved.append(services.review_move(Job.objects.get(pk=pk), user=reviewer, to_state=ReviewState.APPROVED))
     return approved

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
+from generation import services
 from generation.infra import events
 from generation.models import Feedback, Job, JobOutput, JobStatus, PromptTemplate, ReviewState
 from tests.browser.conftest import shot
@@ -79,6 +80,11 @@ def test_write_watch_refresh_rate_edit_and_approve(live_server_url, page, browse
     expect(page.locator("#output-1 .diff-body ins").first).to_be_visible()
     assert JobOutput.objects.get(job=job, index=1).text == outputs[1].text
 
+    # Five candidates: submitting needs the chosen one (the page says so), then goes through.
+    page.get_by_role("button", name="Submit for review").click()
+    expect(page.locator("#review-state")).to_have_text("Draft")
+    expect(page.get_by_text("Choose the candidate to submit first")).to_be_visible()
+    services.output_choose(JobOutput.objects.get(job=job, index=1), user=job.owner)  # the studio's choosing is to come
     page.get_by_role("button", name="Submit for review").click()
     expect(page.locator("#review-state")).to_have_text("In review")
     shot(page, "studio-in-review")
@@ -94,6 +100,8 @@ def test_write_watch_refresh_rate_edit_and_approve(live_server_url, page, browse
     shot(reviewer, "studio-approved")
     context.close()
     assert Job.objects.get(pk=job.pk).review_state == ReviewState.APPROVED
+    approved = JobOutput.objects.get(job=job, chosen=True)
+    assert approved.current_text == "Elm River bridge approved: work starts in spring"
 
     # The history finds it by its words and by its state.
     page.goto(f"{live_server_url}/jobs/?q=Elm+River&review=approved")

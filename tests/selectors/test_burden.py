@@ -55,3 +55,21 @@ def test_since_keeps_recent_jobs_and_the_versions_that_have_them(scenario):
 def test_no_versions_no_queries_beyond_the_first(django_assert_max_num_queries):
     with django_assert_max_num_queries(1):
         assert selectors.version_burden(version_ids=[]) == []
+
+
+def test_a_reviewer_changing_the_choice_is_no_review_decision(user, reviewer):
+    """Only moves out of review are decisions: the logged change of a chosen candidate is not one."""
+    from generation import services
+    from generation.models import Job, JobOutput, JobStatus, ReviewState
+
+    job = services.job_create(user=user, kind="headline", inputs={"text": "A council votes for a bridge."})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    JobOutput.objects.bulk_create(JobOutput(job=job, index=i, text=f"Headline {i}") for i in range(2))
+    job = Job.objects.get(pk=job.pk)
+    services.output_choose(job.outputs.get(index=0), user=user)
+    services.review_move(job, user=user, to_state=ReviewState.IN_REVIEW)
+    services.output_choose(job.outputs.get(index=1), user=reviewer)
+    services.output_choose(job.outputs.get(index=0), user=reviewer, chosen=False)
+    services.review_move(Job.objects.get(pk=job.pk), user=reviewer, to_state=ReviewState.DRAFT, note="Check it.")
+    (row,) = selectors.version_burden(version_ids=[job.template_version_id])
+    assert (row["review"]["decisions"], row["review"]["sent_back"], row["review"]["rejection_rate"]) == (1, 1, 1.0)

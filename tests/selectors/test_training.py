@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 
 from generation import selectors
-from generation.models import DeskRole, Membership, PromptTemplate
+from generation.models import DeskRole, JobOutput, Membership, PromptTemplate
 from generation.selectors import training
 from tests.support.desks import desk, join
-from tests.support.training import approved
+from tests.support.training import approved, approved_choosing
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +96,22 @@ def test_the_streamed_lines_are_the_pairs_read_a_few_jobs_at_a_time(user, review
     for split in (None, *selectors.TRAINING_SPLITS):
         assert "".join(selectors.training_lines(refs, split)) == selectors.training_jsonl(pairs, split)
     assert selectors.desk_shares(refs) == {pairs[0].desk: 7}
+
+
+INVENTED = "Amber Ruiz, Mayor of Riverton, Opens Bridge"
+
+
+def test_the_pair_is_the_chosen_candidate_s_final_text_never_the_first(user, reviewer, headline):
+    edited = approved_choosing(
+        user, reviewer, STORIES[0], wrote=[INVENTED, "Council Votes On Bridge."], choose=1, edit="Council backs bridge"
+    )
+    as_written = approved_choosing(user, reviewer, STORIES[1], wrote=[INVENTED, "Bridge plan passes"], choose=1)
+    (pair,) = selectors.training_pairs(headline)
+    assert (pair.job_id, pair.answer, pair.edited) == (str(edited.pk), "Council backs bridge", True)
+    answers = {p.job_id: p.answer for p in selectors.training_pairs(headline, edited_only=False)}
+    assert answers == {str(edited.pk): "Council backs bridge", str(as_written.pk): "Bridge plan passes"}
+    lines = "".join(training.training_lines(selectors.training_index(headline, edited_only=False), edited_only=False))
+    assert "Council backs bridge" in lines and "Bridge plan passes" in lines and "Amber Ruiz" not in lines
+    # Approved with nothing chosen (no such approval is made now): no approved text, so no pair.
+    JobOutput.objects.filter(job=as_written).update(chosen=False)
+    assert [p.job_id for p in selectors.training_pairs(headline, edited_only=False)] == [str(edited.pk)]

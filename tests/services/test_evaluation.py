@@ -56,6 +56,24 @@ def test_a_dataset_from_approved_jobs_keeps_inputs_seeds_and_the_approved_text(
     assert "jobs" in err.value.message_dict
 
 
+def test_a_dataset_from_approved_jobs_takes_the_chosen_candidate_s_edited_text(user, reviewer, curator):
+    """The reference is what the newsroom approved (the chosen candidate as edited), not the first candidate."""
+    from tests.support.training import approved_choosing
+
+    headline = PromptTemplate.objects.get(slug="headline")
+    invented = "Amber Ruiz, Mayor of Riverton, Opens Bridge"
+    job = approved_choosing(
+        user, reviewer, STORIES[0], wrote=[invented, "Council backs bridge"], choose=1, edit="Council backs Elm bridge"
+    )
+    dataset = services.dataset_from_approved_jobs(template=headline, name="chosen", user=curator)
+    (item,) = dataset.items.all()
+    assert (item.source_job_id, item.reference) == (job.pk, "Council backs Elm bridge")
+    JobOutput.objects.filter(job=job).update(chosen=False)  # approved with nothing chosen: nothing to take
+    with pytest.raises(ValidationError) as err:
+        services.dataset_from_approved_jobs(template=headline, name="none", user=curator)
+    assert "jobs" in err.value.message_dict
+
+
 def test_uploaded_cases_are_checked_and_a_bad_one_writes_nothing(curator, fast_headline):
     rows = services.parse_upload(
         "cases.csv",

@@ -144,3 +144,82 @@ def test_an_edit_is_refused_when_the_job_left_draft_since_it_was_read(done_job, 
     with pytest.raises(ValidationError):
         services.output_edit(output, user=user, text="Slipped in")
     assert JobOutput.objects.get(pk=output.pk).final_text == ""
+
+
+@pytest.fixture
+def candidates_job(user):
+    """A finished job with three candidates, as a headline job has several."""
+    job = services.job_create(user=user, kind="headline", inputs={"text": "A council votes for a bridge."})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    JobOutput.objects.bulk_create(
+        JobOutput(job=job, index=i, text=t)
+        for i, t in enumerate(["Amber Ruiz, Mayor of Riverton, backs bridge", "Bridge vote", "Council backs bridge"])
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+def chosen(job) -> list[int]:
+    return list(JobOutput.objects.filter(job=job, chosen=True).values_list("index", flat=True))
+
+
+def test_a_job_with_several_candidates_is_submitted_only_with_one_chosen(candidates_job, user):
+    with pytest.raises(ValidationError) as err:
+        services.review_move(candidates_job, user=user, to_state=ReviewState.IN_REVIEW)
+    assert "none is chosen" in err.value.message_dict["chosen"][0]
+    assert Job.objects.get(pk=candidates_job.pk).review_state == ReviewState.DRAFT and not ReviewEvent.objects.exists()
+    services.output_choose(candidates_job.outputs.get(index=2), user=user)
+    services.output_choose(candidates_job.outputs.get(index=1), user=user)
+    services.output_choose(candidates_job.outputs.get(index=1), user=user, chosen=False)  # changed their mind
+    assert chosen(candidates_job) == [2]
+    services.review_move(candidates_job, user=user, to_state=ReviewState.IN_REVIEW)
+    assert Job.objects.get(pk=candidates_job.pk).review_state == ReviewState.IN_REVIEW
+
+
+def test_a_job_with_one_candidate_chooses_it_when_submitted(done_job, user):
+    assert chosen(done_job) == []
+    services.review_move(done_job, user=user, to_state=ReviewState.IN_REVIEW)
+    assert chosen(done_job) == [0]
+
+
+def test_who_may_choose_when_and_a_reviewers_change_is_logged(candidates_job, user, reviewer, other_user):
+    with pytest.raises(PermissionDenied):
+        services.output_choose(candidates_job.outputs.get(index=0), user=reviewer)  # a draft is the owner's
+    with pytest.raises(PermissionDenied):
+        services.output_choose(candidates_job.outputs.get(index=0), user=other_user)
+    services.output_choose(candidates_job.outputs.get(index=0), user=user)
+    services.review_move(candidates_job, user=user, to_state=ReviewState.IN_REVIEW)
+    job = Job.objects.get(pk=candidates_job.pk)
+    with pytest.raises(ValidationError) as err:
+        services.output_choose(job.outputs.get(index=2), user=user)  # not under the reviewer's eyes
+    assert "chosen" in err.value.message_dict
+    # The reviewer prefers the grounded headline to the invented one.
+    services.output_choose(job.outputs.get(index=2), user=reviewer)
+    services.output_choose(job.outputs.get(index=0), user=reviewer, chosen=False)
+    assert chosen(job) == [2]
+    log = list(ReviewEvent.objects.values_list("from_state", "to_state", "actor__username", "note"))
+    assert log[1:] == [
+        ("in_review", "in_review", "reviewer", "Chose candidate 3."),
+        ("in_review", "in_review", "reviewer", "Took back the choice of candidate 1."),
+    ]
+    services.review_move(job, user=reviewer, to_state=ReviewState.APPROVED)
+    with pytest.raises(ValidationError):
+        services.output_choose(job.outputs.get(index=1), user=reviewer)  # approved: reopen first
+    assert chosen(job) == [2]
+
+
+def test_approval_needs_a_choice_dates_the_job_and_a_reopen_clears_the_date(candidates_job, user, reviewer):
+    # Submitted before choices existed: the reviewer must choose before approving.
+    Job.objects.filter(pk=candidates_job.pk).update(review_state=ReviewState.IN_REVIEW)
+    job = Job.objects.get(pk=candidates_job.pk)
+    with pytest.raises(ValidationError) as err:
+        services.review_move(job, user=reviewer, to_state=ReviewState.APPROVED)
+    assert "chosen" in err.value.message_dict and Job.objects.get(pk=job.pk).approved_at is None
+    services.output_choose(job.outputs.get(index=1), user=reviewer)
+    services.review_move(job, user=reviewer, to_state=ReviewState.APPROVED)
+    approved = Job.objects.get(pk=job.pk)
+    assert approved.review_state == ReviewState.APPROVED and approved.approved_at is not None
+    services.review_move(approved, user=reviewer, to_state=ReviewState.DRAFT, note="One more fact to check.")
+    assert Job.objects.get(pk=job.pk).approved_at is None
+    with pytest.raises(ValidationError) as err:
+        services.review_move(Job.objects.get(pk=job.pk), user=user, to_state=ReviewState.IN_REVIEW, note="x" * 2001)
+    assert "note" in err.value.message_dict

@@ -23,7 +23,7 @@ from django.utils import timezone
 from generation import services, tasks
 from generation.api.serializers import JobSerializer
 from generation.api.webhooks import job_body
-from generation.models import Job, JobOutput, JobStatus, WebhookDelivery, WebhookOutbox
+from generation.models import Job, JobOutput, JobStatus, ReviewState, WebhookDelivery, WebhookOutbox
 from generation.services import dispatch, webhooks
 from generation.services.webhooks import WEBHOOK_QUEUE
 from tests.support.receivers import Receiver, Trickler
@@ -224,6 +224,29 @@ def test_nothing_is_owed_without_a_callback_url_a_key_or_a_final_status(job_fact
     row = owe(job_factory(callback_url="ftp://127.0.0.1/x"))
     assert send(row.pk) is False
     assert "http" in WebhookDelivery.objects.get().error and WebhookOutbox.objects.get().state == "failed"
+
+
+def test_an_approval_is_called_back_with_the_chosen_final_text(job_factory, receiver, user, reviewer):
+    """The CMS hears of the approval (event job.approved) with the text approved: the chosen candidate as edited,
+    not the first one. Nothing is owed before the approval."""
+    job = job_factory(callback_url=receiver.url)
+    chosen = job.outputs.get(index=1)
+    services.output_choose(chosen, user=user)
+    services.output_edit(chosen, user=user, text="Elm River bridge to cost €40m")
+    services.review_move(job, user=user, to_state=ReviewState.IN_REVIEW)
+    assert services.webhook_enqueue(job.pk, webhooks.APPROVED_EVENT) is None  # in review: not approved yet
+    services.review_move(Job.objects.get(pk=job.pk), user=reviewer, to_state=ReviewState.APPROVED)
+    row = WebhookOutbox.objects.get(job=job, event="job.approved")
+    assert send(row.pk) is True
+    [request] = receiver.requests
+    assert request["headers"]["X-AIGC-Event"] == "job.approved"
+    data = json.loads(request["body"])
+    assert (data["review_state"], data["chosen"], data["final_texts"]) == (
+        "approved",
+        [1],
+        ["Elm River bridge to cost €40m"],
+    )
+    assert data["outputs"][0]["final_text"] == HEADLINES[0] and data["outputs"][1]["text"] == HEADLINES[1]
 
 
 def test_a_deleted_key_gives_up_with_the_reason(job_factory, receiver, user):

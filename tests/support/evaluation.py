@@ -68,6 +68,7 @@ def approved_job(user, reviewer, engine, text, *, edit=None):
     assert job.status == JobStatus.SUCCEEDED, job.error
     if edit is not None:
         services.output_edit(job.outputs.get(index=0), user=user, text=edit)
+    services.output_choose(job.outputs.get(index=0), user=user)
     services.review_move(job, user=user, to_state=ReviewState.IN_REVIEW)
     return services.review_move(Job.objects.get(pk=job.pk), user=reviewer, to_state=ReviewState.APPROVED)
 

@@ -25,6 +25,20 @@ def approved(
     return services.review_move(Job.objects.get(pk=job.pk), user=reviewer, to_state=ReviewState.APPROVED)
 
 
+def approved_choosing(owner, reviewer, text: str, *, wrote: list[str], choose: int, edit: str | None = None) -> Job:
+    """A job on `text` whose model wrote the candidates `wrote`; the editor chose the one at `choose`, changed it
+    to `edit` (None: left as written), and a reviewer approved it."""
+    job = services.job_create(user=owner, kind="headline", inputs={"text": text})
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED)
+    JobOutput.objects.bulk_create(JobOutput(job=job, index=i, text=t) for i, t in enumerate(wrote))
+    job.refresh_from_db()
+    services.output_choose(job.outputs.get(index=choose), user=owner)
+    if edit is not None:
+        services.output_edit(job.outputs.get(index=choose), user=owner, text=edit)
+    services.review_move(job, user=owner, to_state=ReviewState.IN_REVIEW)
+    return services.review_move(Job.objects.get(pk=job.pk), user=reviewer, to_state=ReviewState.APPROVED)
+
+
 def serve_adapters(settings, cache_dir=None, **entry) -> dict:
     """Add the adapter alias ("tuned": the transformers backend) to the registry, and a model cache of the test's
     own; returns the registry."""
