@@ -20,6 +20,15 @@ class Kind(models.TextChoices):
     CODE = "code", _("Code")
 
 
+class Audience(models.TextChoices):
+    """Who sees a template in the studio. The API serves any template its caller may use; the audience only
+    decides where the studio offers it."""
+
+    EVERYONE = "everyone", _("Everyone: a tab in the studio")
+    STAFF = "staff", _("Staff only: a template being tried out")
+    API = "api", _("API only: never a studio tab (the OpenAI-compatible chat, say)")
+
+
 class PromptTemplate(models.Model):
     """A named task prompt. Its content lives in immutable versions; labels say which version is live.
 
@@ -32,6 +41,14 @@ class PromptTemplate(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     is_default = models.BooleanField(default=False, help_text="The template used for jobs that name only this kind.")
+    audience = models.CharField(
+        max_length=16,
+        choices=Audience.choices,
+        default=Audience.EVERYONE,
+        help_text="Where the studio offers this template; the API serves it to whoever may use it.",
+    )
+    # {"zh-hans": {"name": "...", "description": "..."}}: shown in that language, the fields above otherwise.
+    translations = models.JSONField(default=dict, blank=True)
     desk = models.ForeignKey(
         "Desk",
         on_delete=models.PROTECT,
@@ -438,6 +455,8 @@ class Job(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
     batch = models.ForeignKey("JobBatch", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    # The job this one ran again (a replay with the same seed, or a regeneration with a new one).
+    rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
     purpose = models.CharField(max_length=16, choices=JobPurpose.choices, default=JobPurpose.USER, db_index=True)
     desk = models.ForeignKey(Desk, on_delete=models.PROTECT, default=default_desk_id, related_name="jobs")
     house_style = models.JSONField(
@@ -530,6 +549,26 @@ class ReviewEvent(models.Model):
 
     class Meta:
         ordering = ["created_at"]
+
+
+class Notification(models.Model):
+    """An in-app notice to one user about one job: submitted for their review, approved, sent back. Read once
+    opened; the webhooks tell the tools, this tells the people."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="notifications")
+    event = models.ForeignKey(ReviewEvent, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    verb = models.CharField(max_length=32)  # submitted | approved | sent_back | reopened | choice_changed | edited
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "read_at"], name="notification_unread")]
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _webhook_secret() -> str:
