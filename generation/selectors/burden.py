@@ -4,8 +4,9 @@ what template curators compare versions on.
 
 Each figure comes with the number of jobs it rests on, and is None when there is nothing to rest on:
 
-- edits: over the outputs of the version's *approved* jobs (review_state approved now). Edits are allowed only
-  in draft and an approved job is locked, so every edit of these was made before the approval that stands.
+- edits: over the chosen outputs of the version's *approved* jobs (review_state approved now): what was
+  published, not the candidates left aside. Edits are made in draft (the author) or in review (a reviewer's
+  fix) and an approved job is locked, so every edit of these was made before the approval that stands.
   `edited_share`: outputs whose edited_at is set / all their outputs. `change_ratio`: the mean, over the
   edited outputs, of sacrebleu's TER of final_text against text (content/burden.change_ratio; 0.1 = one word
   in ten; past 64 tokens without TER's shift search, see SHIFT_SEARCH_TOKENS there). `jobs` the approved
@@ -64,7 +65,7 @@ def version_burden(
 
     outputs = {
         r["job__template_version_id"]: r
-        for r in JobOutput.objects.filter(job__in=approved)
+        for r in JobOutput.objects.filter(job__in=approved, chosen=True)
         .values("job__template_version_id")
         .annotate(
             outputs=Count("pk"),
@@ -76,7 +77,7 @@ def version_burden(
     }
     changes = defaultdict(list)
     for version_id, text, final_text in (
-        JobOutput.objects.filter(edited, job__in=approved)
+        JobOutput.objects.filter(edited, job__in=approved, chosen=True)
         .values_list("job__template_version_id", "text", "final_text")
         .order_by()
     ):

@@ -30,7 +30,8 @@ def _version(template: PromptTemplate, number: int) -> TemplateVersion:
 
 
 def _job(owner, version: TemplateVersion, state: str, *, finished_at, outputs=(), created_at=None) -> Job:
-    """A succeeded job finished at `finished_at`; `outputs`: (text, final_text or None) pairs."""
+    """A succeeded job finished at `finished_at`; `outputs`: (text, final_text or None[, chosen]) tuples, chosen
+    unless the third item says otherwise (an approved job always has a choice)."""
     job = Job.objects.create(
         owner=owner,
         kind=version.template.kind,
@@ -42,11 +43,12 @@ def _job(owner, version: TemplateVersion, state: str, *, finished_at, outputs=()
     )
     if created_at is not None:
         Job.objects.filter(pk=job.pk).update(created_at=created_at)
-    for index, (text, final) in enumerate(outputs):
+    for index, (text, final, *chosen) in enumerate(outputs):
         JobOutput.objects.create(
             job=job,
             index=index,
             text=text,
+            chosen=chosen[0] if chosen else True,
             final_text=final or "",
             edited_at=finished_at + timedelta(seconds=5) if final is not None else None,
         )
@@ -68,8 +70,11 @@ def build(owner, reviewer) -> dict:
     other = PromptTemplate.objects.create(kind="summary", slug="burden-other", name="Burden other")
     o1 = _version(other, 1)
 
-    # v1, approved after being sent back once: edited output (0.1) beside an unedited one; approved at +400 s.
-    j1 = _job(owner, v1, APPROVED, finished_at=t0, outputs=[(TEN, ONE_CHANGED), (TEN, None)])
+    # v1, approved after being sent back once: edited output (0.1) beside an unedited one, both chosen, and a
+    # candidate left aside (edited, but not published: no part of the figures); approved at +400 s.
+    j1 = _job(
+        owner, v1, APPROVED, finished_at=t0, outputs=[(TEN, ONE_CHANGED), (TEN, None), (TEN, THREE_CHANGED, False)]
+    )
     _moves(
         j1,
         t0,
