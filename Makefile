@@ -9,7 +9,7 @@ BWRAP    := /usr/bin/bwrap
 APT_GET  := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install llama chromium sandbox run lint test clean
+.PHONY: install llama chromium sandbox gettext run lint test clean
 
 $(STAMP): requirements/*.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -55,6 +55,15 @@ $(BWRAP):
 
 sandbox: $(BWRAP)
 
+# GNU gettext: makemessages and compilemessages, and tests/test_translations.py, which fails on a studio string
+# without its Chinese translation. Installed only when missing, as chromium is.
+MSGFMT := /usr/bin/msgfmt
+$(MSGFMT):
+	$(APT_GET) install -y --no-install-recommends gettext \
+		|| { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends gettext; }
+
+gettext: $(MSGFMT)
+
 # axe-core for the accessibility browser test (tests/browser/test_accessibility.py), pinned in package.json and
 # package-lock.json; installed only when missing, with Debian's node and npm only when npm is missing.
 AXE := node_modules/axe-core/axe.min.js
@@ -64,6 +73,7 @@ $(AXE):
 	npm ci --no-audit --no-fund
 
 run: install sandbox
+	@echo "DEBUG is on: development only (error pages show internals)"
 	DJANGO_DEBUG=1 $(BIN)/python manage.py run_local
 
 # Lint and format check (ruff, configured in pyproject.toml); `make test` runs it before the suite.
@@ -71,7 +81,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install chromium sandbox $(AXE) lint
+test: install chromium sandbox gettext $(AXE) lint
 	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-insecure-test-only-key} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -273,7 +273,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "generation.models.JobStatus",
         "RunStatusEnum": "generation.models.RunStatus",
+        "KindEnum": "generation.models.Kind",
     },
+    # The event stream and /v1/* are plain async views drf-spectacular cannot see: added by this hook.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "generation.api.schema.add_plain_views",
+    ],
 }
 
 # --- Redis and Celery -------------------------------------------------------------------------------------

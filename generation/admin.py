@@ -4,6 +4,7 @@ edited; each version has a preview (the exact text the model receives and its to
 import difflib
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
@@ -17,6 +18,7 @@ from . import admin_desks, admin_evaluation, admin_training, selectors, services
 from .content import safeparse
 from .models import (
     ApiKey,
+    Audience,
     Feedback,
     Job,
     JobOutput,
@@ -30,6 +32,46 @@ from .models import (
 )
 from .services.limits import LimitExceeded
 from .web.forms import InputsForm, LabelMoveForm, TemplateAdminForm
+
+# The template's own words per studio language, edited as fields: (form field, key in translations[language]).
+TRANSLATED_FIELDS = {"zh-hans": (("name_zh", "name"), ("description_zh", "description"))}
+
+
+class TemplateTranslatedForm(TemplateAdminForm):
+    """Who sees the template in the studio (audience), and its name and description in Chinese, kept in
+    PromptTemplate.translations ({"zh-hans": {"name": ..., "description": ...}}; empty: the English is shown)."""
+
+    name_zh = forms.CharField(required=False, max_length=120, label="Name (简体中文)")
+    description_zh = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 100}), label="Description (简体中文)"
+    )
+
+    class Meta(TemplateAdminForm.Meta):
+        fields = [*TemplateAdminForm.Meta.fields, "audience"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["audience"].required = False  # not sent (a script's post): the template keeps its audience
+        translations = self.instance.translations if isinstance(self.instance.translations, dict) else {}
+        for language, pairs in TRANSLATED_FIELDS.items():
+            entry = translations.get(language) if isinstance(translations.get(language), dict) else {}
+            for field, key in pairs:
+                self.initial.setdefault(field, entry.get(key, ""))
+
+    def clean_audience(self):
+        return self.cleaned_data.get("audience") or self.instance.audience or Audience.EVERYONE
+
+    def clean(self):
+        cleaned = super().clean()
+        translations = dict(self.instance.translations) if isinstance(self.instance.translations, dict) else {}
+        for language, pairs in TRANSLATED_FIELDS.items():
+            entry = {key: said for field, key in pairs if (said := (cleaned.get(field) or "").strip())}
+            if entry:
+                translations[language] = entry
+            else:
+                translations.pop(language, None)
+        self.instance.translations = translations
+        return cleaned
 
 
 class LabelFilter(admin.SimpleListFilter):
@@ -46,13 +88,14 @@ class LabelFilter(admin.SimpleListFilter):
 
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(admin.ModelAdmin):
-    form = TemplateAdminForm
-    list_display = ("slug", "name", "kind", "is_default", "label_summary", "version_count")
-    list_filter = ("kind", LabelFilter, "is_default", "desk")
+    form = TemplateTranslatedForm
+    list_display = ("slug", "name", "kind", "audience", "is_default", "label_summary", "version_count")
+    list_filter = ("kind", "audience", LabelFilter, "is_default", "desk")
     search_fields = ("slug", "name", "description", "versions__user_template", "versions__system_prompt")
     change_form_template = "admin/generation/prompttemplate/change_form.html"
     fieldsets = (
-        (None, {"fields": ("slug", "kind", "name", "description", "is_default", "desk")}),
+        (None, {"fields": ("slug", "kind", "name", "description", "is_default", "desk", "audience")}),
+        ("In Chinese (empty: the English is shown)", {"fields": ("name_zh", "description_zh")}),
         (
             "Content (saving a change creates a new version)",
             {"fields": (*TemplateAdminForm.CONTENT_FIELDS, "note")},
@@ -96,6 +139,8 @@ class PromptTemplateAdmin(admin.ModelAdmin):
                 **form.content(),
             )
             obj.pk = created.pk
+            # Who sees it and its translations: the template's own fields, not content; set on the new row.
+            PromptTemplate.objects.filter(pk=created.pk).update(audience=obj.audience, translations=obj.translations)
             return
         gate_dataset, gate = obj.gate_dataset, obj.gate
         # The gate changes through its service, which keeps every change with who made it.

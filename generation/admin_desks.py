@@ -1,11 +1,13 @@
 """The admin for the organisation, its desks, their members and budgets (staff; desk admins manage their own
 desk's members from the studio)."""
 
+from django import forms
 from django.contrib import admin
 from django.db.models import JSONField
 
 from .models import Desk, Membership, Organisation
 from .web.forms import SafeJSONField
+from .web.style_forms import HouseStyleField
 
 
 @admin.register(Organisation)
@@ -21,6 +23,16 @@ class MembershipInline(admin.TabularInline):
     extra = 1
     autocomplete_fields = ("user",)
     fields = ("user", "role", "tokens_per_day", "tokens_per_month")
+
+
+class DeskAdminForm(forms.ModelForm):
+    """The house style in the same structured editor as the desk's own style page, saving the same JSON."""
+
+    style = HouseStyleField()
+
+    class Meta:
+        model = Desk
+        fields = "__all__"
 
 
 @admin.register(Desk)
@@ -42,5 +54,6 @@ class DeskAdmin(admin.ModelAdmin):
     list_filter = ("organisation",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+    form = DeskAdminForm
     formfield_overrides = {JSONField: {"form_class": SafeJSONField}}  # the house style: read by the safe parser
     inlines = [MembershipInline]

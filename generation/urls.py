@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .web import desks, views
+from .web import desks, review, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,12 +10,17 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<uuid:job_id>/state/", views.job_state, name="job-state"),
     path("jobs/<uuid:job_id>/rerun/", views.job_rerun, name="job-rerun"),
+    path("jobs/<uuid:job_id>/regenerate/", views.job_regenerate, name="job-regenerate"),
     path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<uuid:job_id>/review/", views.job_review, name="job-review"),
     path("jobs/<uuid:job_id>/download.<str:fmt>", views.job_download, name="job-download"),
     path("jobs/<uuid:job_id>/outputs/<int:index>/feedback/", views.output_feedback, name="output-feedback"),
     path("jobs/<uuid:job_id>/outputs/<int:index>/edit/", views.output_edit, name="output-edit"),
-    path("review/", views.review_queue, name="review-queue"),
+    path("jobs/<uuid:job_id>/outputs/<int:index>/choose/", views.output_choose, name="output-choose"),
+    path("review/", review.review_queue, name="review-queue"),
+    path("notices/", review.notifications, name="notifications"),
+    path("notices/read/", review.notifications_read, name="notifications-read"),
+    path("notices/<int:notification_id>/", review.notification_open, name="notification-open"),
     path("desks/", desks.desk_list, name="desk-list"),
     path("desks/<slug:slug>/", desks.desk_detail, name="desk-detail"),
     path("desks/<slug:slug>/budgets/", desks.desk_budgets, name="desk-budgets"),

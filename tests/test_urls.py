@@ -18,7 +18,7 @@ from django.urls.resolvers import RoutePattern
 from rest_framework.views import APIView
 
 from generation import services
-from generation.models import ApiKey, Job, JobBatch, JobOutput, JobStatus
+from generation.models import ApiKey, Job, JobBatch, JobOutput, JobStatus, Notification
 
 
 class Route(NamedTuple):
@@ -49,7 +49,7 @@ def _walk(patterns, prefix="", namespace="", params=()):
 ROUTES = list(_walk(get_resolver().url_patterns))
 
 # Parameters that name an object one user owns (the `objects` fixture makes the victim's), and its parts.
-OWNED_PARAMS = {"job_id", "batch_id", "key_id"}
+OWNED_PARAMS = {"job_id", "batch_id", "key_id", "notification_id"}
 DETAIL_PARAMS = {"index", "fmt"}  # an output of the job, a download format
 # Routes with a parameter that names nothing one user owns.
 SHARED = {
@@ -146,8 +146,10 @@ def objects(user, api_key):
     job = services.job_create(user=user, kind="writing", inputs={"topic": "our secret plans"})
     Job.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, batch=batch)
     JobOutput.objects.create(job=job, index=0, text="The plans, in full.")
+    notice = Notification.objects.create(user=user, job=job, verb="approved", message="Your plans were approved.")
     return {
         "job_id": job.pk,
+        "notification_id": notice.pk,
         "batch_id": batch.pk,
         "key_id": user.api_keys.get().pk,
         "index": 0,

@@ -342,6 +342,8 @@ class _Shape:
             event, data, _ = entry
             if event in ("done", "error"):
                 break
+            if event not in ("delta", "replace"):  # discard/status/progress: the job page's, no chunk says them
+                continue
             item = json.loads(data)
             index, text = item["index"], item["text"]
             if event == "replace":  # a client cannot take text back: send only what extends what it has

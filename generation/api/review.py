@@ -11,7 +11,6 @@ from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,15 +19,14 @@ from ..models import Job
 from .parsers import SafeJSONParser
 from .serializers import (
     REVIEW_ACTIONS,
-    ApprovedJobSerializer,
-    ApprovedPageSerializer,
     ApprovedQuerySerializer,
     JobOutputSerializer,
+    JobPageSerializer,
     JobSerializer,
     OutputChangeSerializer,
     ReviewActionSerializer,
 )
-from .views import JOB, JobCursorPagination
+from .views import JOB, approved_feed
 
 INDEX = OpenApiParameter(
     "index", {"type": "integer", "minimum": 0}, OpenApiParameter.PATH, description="The candidate's index."
@@ -132,7 +130,7 @@ class OutputDetailApi(APIView):
             ),
             OpenApiExample("Edited", value=CHOSEN_JOB, response_only=True),
         ],
-        summary="Edit a candidate's final text (the owner, in a draft) and/or rate it",
+        summary="Edit a candidate's final text (the owner in a draft, a reviewer in review: logged) and/or rate it",
     )
     def patch(self, request, job_id, index):
         job = _job(request, job_id)  # before the body is read: a job not yours is a 404 whatever was sent
@@ -184,17 +182,11 @@ class JobReviewApi(APIView):
         return _fresh(job, request)
 
 
-class ApprovedPagination(JobCursorPagination):
-    """Oldest approval first, so a CMS reads forward and polls again with the last `approved_at` as `since`."""
-
-    ordering = ("approved_at", "id")
-
-
 class ApprovedFeedApi(APIView):
     @extend_schema(
         operation_id="v1_approved_list",
         parameters=[ApprovedQuerySerializer],
-        responses=ApprovedPageSerializer,
+        responses=JobPageSerializer,
         examples=[
             OpenApiExample(
                 "Approved since the last poll",
@@ -202,32 +194,17 @@ class ApprovedFeedApi(APIView):
                 value={
                     "next": None,
                     "previous": None,
-                    "results": [
-                        {
-                            "id": JOB["id"],
-                            "kind": "headline",
-                            "template": "headline",
-                            "desk": "newsroom",
-                            "approved_at": "2026-11-23T09:30:00Z",
-                            "chosen": [1],
-                            "final_texts": ["Elm River bridge approved: work starts in spring"],
-                            "html_url": JOB["html_url"],
-                        }
-                    ],
+                    "results": [{**CHOSEN_JOB, "review_state": "approved", "approved_at": "2026-11-23T09:30:00Z"}],
                 },
             )
         ],
-        summary="Approved jobs you may see (yours, and your desks' as a reviewer), oldest approval first",
+        summary="The approved feed (the same as GET /api/v1/jobs/?review_state=approved): oldest approval first",
+        description="Approved jobs you may see (yours, and your desks' as a reviewer), approved after `since` "
+        "(exclusive), oldest approval first; each job's `final_texts` are its chosen candidates' final text. "
+        "Poll again with the last job's `approved_at` as `since`.",
     )
     def get(self, request):
         query = ApprovedQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        desk = query.validated_data.get("desk", "")
-        if desk and not selectors.desks_of(request.user).filter(slug=desk).exists():
-            raise ValidationError({"desk": [f"You are not a member of a desk {desk!r}."]})
-        jobs = selectors.approved_jobs(request.user, desk=desk, since=query.validated_data.get("since"))
-        paginator: CursorPagination = ApprovedPagination()
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(
-            ApprovedJobSerializer(page, many=True, context={"request": request}).data
-        )
+        filters = {k: v for k, v in query.validated_data.items() if k not in ("cursor", "page_size")}
+        return approved_feed(request, self, **filters)

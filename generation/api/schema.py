@@ -1,34 +1,27 @@
-"""The OpenAPI schema as strict as the validation, so that generated clients and fuzzers send what is accepted.
+"""The OpenAPI schema: what generated clients and fuzzers rely on, stable while templates change.
 
-- A job body is one of: a kind (its default template), or a template slug, each with that template's own
-  inputs (names, types, lengths, ranges, choices and which are required), versions and labels; read from
-  the database when the schema is generated, so it is the truth of this deployment at that moment (a version
-  pinned by number may take other inputs than the production one the schema shows).
+- A job body is one object for every template: `kind` or `template` (a slug), `inputs` as an object of strings
+  and numbers, `params`, `desk`, `label`, `version`, `callback_url`. A template's own inputs are listed by
+  GET /api/v1/templates/ and checked when the job is created (errors name `inputs.<name>`), never enumerated
+  here: a schema that listed today's templates would break every generated client when one changed.
 - params are the known ones with this deployment's bounds (prompts.clean_params, settings AIGC).
+- The views drf-spectacular cannot see (plain async Django views: the job's event stream and the
+  OpenAI-compatible /v1/*) are added by `add_plain_views`, a postprocessing hook.
 - StrictSerializer bodies refuse unknown fields: additionalProperties false.
 - Every operation documents the error envelope for the 4xx it can answer.
 """
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
-from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 
-from .. import selectors
 from ..content import prompts
-from ..models import Kind, TemplateLabel
 from .serializers import ErrorSerializer, StrictSerializer
 
-logger = logging.getLogger(__name__)
-
 SLUG = "^[-a-zA-Z0-9_]+$"
-NO_NUL = "^[^\\u0000]*$"
-SOME_TEXT = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"  # a required input counts as missing when only whitespace
 
 
 class ApiSchema(AutoSchema):
@@ -71,12 +64,6 @@ class ApiSchema(AutoSchema):
         return codes
 
 
-def _enum(kind: str, values: list) -> dict:
-    """An enum kept where it is written: drf-spectacular's enum hook would hoist it into a shared component,
-    and it mixes up same-named properties of oneOf branches (each branch's `kind` and `template` differ)."""
-    return {"allOf": [{"type": kind, "enum": values}]}
-
-
 def params_schema() -> dict:
     """prompts.clean_params' rules, with this deployment's caps."""
     stop = {"type": "string", "minLength": 1, "maxLength": 64}
@@ -109,128 +96,63 @@ def params_schema() -> dict:
     }
 
 
-def _input_schema(spec: dict) -> dict:
-    kind = spec.get("type", "text")
-    if kind == "number":
-        schema = {"type": "number"}
-        if spec.get("min") is not None:
-            schema["minimum"] = spec["min"]
-        if spec.get("max") is not None:
-            schema["maximum"] = spec["max"]
-    elif kind == "choice":
-        schema = _enum("string", list(spec.get("choices") or []))
-    else:
-        schema = {"type": "string", "pattern": SOME_TEXT if spec.get("required") else NO_NUL}
-        if spec.get("max_length"):
-            schema["maxLength"] = spec["max_length"]
-    description = " ".join(str(spec[k]) for k in ("label", "help") if spec.get(k))
-    return {**schema, "description": description} if description else schema
-
-
-def inputs_schema(variables: list[dict]) -> dict:
-    schema = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {v["name"]: _input_schema(v) for v in variables},
-    }
-    required = [v["name"] for v in variables if v.get("required")]
-    return {**schema, "required": required} if required else schema
-
-
-GENERIC_INPUTS = {
+INPUTS = {
     "type": "object",
     "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}]},
-    "description": "Values for the template's variables (GET /api/v1/templates/{slug}/ lists them).",
+    "description": "Values for the template's variables, by name: GET /api/v1/templates/{slug}/ lists them (type, "
+    "required, max_length, min/max, choices). Checked against the version that runs: an error names `inputs.<name>`.",
 }
 
 
-def _common(params_ref: dict, versions: list[int] | None, labels: list[str] | None) -> dict:
-    version = {"type": "integer", "minimum": 1, "description": "Pin a version of the template (not with label)."}
-    label = {"type": "string", "pattern": SLUG, "description": "Run the version a label points at; default production."}
-    return {
-        "version": {**_enum("integer", versions), "description": version["description"]} if versions else version,
-        "label": {**_enum("string", labels), "description": label["description"]} if labels else label,
-        "params": params_ref,
-        "callback_url": {
-            "type": "string",
-            "format": "uri",
-            "pattern": "^https?://",
-            "maxLength": 2000,
-            "description": "POSTed the job's JSON when it ends, signed; needs an API key.",
-        },
-    }
-
-
-def _branch(title: str, selector: dict, required: list[str], inputs: dict, common: dict) -> dict:
-    required = required + (["inputs"] if inputs.get("required") else [])
-    return {
-        "type": "object",
-        "title": title,
-        "additionalProperties": False,
-        "required": required,
-        "properties": {**selector, "inputs": inputs, **common},
-        "not": {"required": ["version", "label"]},  # "Give a version or a label, not both."
-    }
-
-
 def job_create_schema(auto_schema) -> dict:
+    """One object for every template: the template's own inputs are checked when the job is created, not
+    enumerated here, so a client generated from this schema goes on working when a template changes."""
     params = ResolvedComponent(
         name="JobParams", type=ResolvedComponent.SCHEMA, object="JobParams", schema=params_schema()
     )
     auto_schema.registry.register_on_missing(params)
-    try:
-        branches = _template_branches(params.ref)
-    except DatabaseError:  # generated without a database (offline): the shape without the templates' details
-        logger.warning("The job schema is generated without templates: the database cannot be read.")
-        branches = []
-    if not branches:
-        common = _common(params.ref, None, None)
-        kinds = {"kind": _enum("string", list(Kind.values))}
-        branches = [
-            _branch("By kind", kinds, ["kind"], GENERIC_INPUTS, common),
-            _branch(
-                "By template",
-                {"template": {"type": "string", "pattern": SLUG}, **kinds},
-                ["template"],
-                GENERIC_INPUTS,
-                common,
-            ),
-        ]
     return {
-        "oneOf": branches,
+        "type": "object",
+        "additionalProperties": False,
         "description": "A job: a `kind` (its default template) or a `template` slug, with that template's inputs. "
-        "Unknown fields are refused; every error names its field.",
+        "Give a version or a label, not both. Unknown fields are refused; every error names its field.",
+        "properties": {
+            "kind": {
+                "allOf": [{"$ref": "#/components/schemas/KindEnum"}],  # the job's `kind` (ENUM_NAME_OVERRIDES)
+                "description": "Runs that kind's default template; with `template`, must be the template's kind.",
+            },
+            "template": {
+                "type": "string",
+                "pattern": SLUG,
+                "description": "A template's slug (GET /api/v1/templates/).",
+            },
+            "inputs": INPUTS,
+            "params": params.ref,
+            "desk": {
+                "type": "string",
+                "pattern": SLUG,
+                "description": "One of your desks (its slug); default: the key's desk, else your own. "
+                "Its budgets hold the job, its reviewers review it.",
+            },
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Pin a version of the template (not with label).",
+            },
+            "label": {
+                "type": "string",
+                "pattern": SLUG,
+                "description": "Run the version a label points at (not with version); default production.",
+            },
+            "callback_url": {
+                "type": "string",
+                "format": "uri",
+                "pattern": "^https?://",
+                "maxLength": 2000,
+                "description": "POSTed the job's JSON when it ends, signed; needs an API key.",
+            },
+        },
     }
-
-
-def _template_branches(params_ref: dict) -> list[dict]:
-    kind_branches, template_branches = [], []
-    # Shared templates only: the schema is public, and a desk's own templates are its members' alone.
-    defaults = {
-        kind: t.pk for kind in Kind.values if (t := selectors.template_default_for_kind(kind)) and not t.desk_id
-    }
-    for template in selectors.templates_listed().filter(desk__isnull=True).order_by("kind", "slug"):
-        labels = {label.name: label.version for label in template.labels.all()}
-        production = labels.get(TemplateLabel.PRODUCTION)
-        if production is None:
-            continue  # no job can run it without a version: left to the generic description
-        inputs = inputs_schema(production.variables)
-        common = _common(params_ref, [v.number for v in template.versions.all()], sorted(labels))
-        kind = _enum("string", [template.kind])
-        template_branches.append(
-            _branch(
-                f"Template {template.slug}",
-                {"template": _enum("string", [template.slug]), "kind": kind},
-                ["template"],
-                inputs,
-                common,
-            )
-        )
-        if defaults.get(template.kind) == template.pk:
-            kind_branches.append(
-                _branch(f"Kind {template.kind} (template {template.slug})", {"kind": kind}, ["kind"], inputs, common)
-            )
-    return kind_branches + template_branches
 
 
 class JobCreateSchema(OpenApiSerializerExtension):
@@ -266,3 +188,341 @@ BATCH_FILE = {
         }
     },
 }
+
+
+# --- the plain views: the job's event stream and the OpenAI-compatible API ------------------------------------
+# drf-spectacular documents DRF views only; these are async Django views (an open stream holds no thread), so
+# their operations are written out here and added to the generated schema by `add_plain_views`.
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+BEARER = [{"ApiKey": []}]
+
+
+def _error(description: str, ref: dict = ERROR_REF) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def _json(ref: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": ref}}}}
+
+
+SSE_DESCRIPTION = """A job's progress as server-sent events (`text/event-stream`). Each event carries `id:` (its
+stream entry, `<ms>-<seq>`; `db-<n>` and `db-end` when the text comes from the database), `event:` and one JSON
+`data:` line (a client ignores the event types it does not know):
+
+- `delta`: `{"index": <candidate>, "text": "<new text>", "tokens": <the candidate's tokens so far>}` (`tokens`
+  while it runs). Joining the deltas of an index gives that candidate's text.
+- `replace`: `{"index": <candidate>, "text": "<its whole text>"}`: checks or house style changed text already
+  streamed (or a reader resuming after the stream expired gets the stored text): replace, do not append.
+- `discard`: `{"index": <candidate>, "reason": "grounding|chatter|contract|language|repeat|..."}`: a first-round
+  candidate the checks refused (show it greyed); a later `delta`/`replace` of that index is its replacement.
+- `status`: `{"phase": "resampling", "round": 1, "of": 4, "rejected": [2, 4], "missing": 2, "want": 5}`: refused
+  candidates are being re-written.
+- `progress`: `{"round": 1, "tokens": 212}`: the job's tokens so far while a re-sampling round runs.
+- `done`: `{"status": "succeeded|cancelled"}`: the last event.
+- `error`: `{"status": "failed", "error": "<why>"}`: the last event of a failed job.
+
+Lines starting with `:` are comments: `: waiting` every keep-alive while nothing happens, and `: closed: <code>:
+<why>` with a `retry:` when the stream must stop before the job ends (its maximum lifetime, a revoked key, Redis
+unreachable): reconnect with `Last-Event-ID` to go on. A reconnecting reader gets exactly the events after the id
+it sends. Opening a stream counts as a request against the rate limit; each user has a few streams open at most."""
+
+SSE_EXAMPLE = (
+    'id: 1732352400000-0\nevent: delta\ndata: {"index": 0, "text": "Council approves", "tokens": 2}\n\n'
+    'id: 1732352400000-1\nevent: delta\ndata: {"index": 0, "text": " new bridge", "tokens": 4}\n\n'
+    'id: 1732352400000-2\nevent: done\ndata: {"status": "succeeded"}\n\n'
+)
+
+JOB_EVENTS = {
+    "get": {
+        "operationId": "v1_jobs_events",
+        "summary": "Stream a job's text as server-sent events (resumable with Last-Event-ID)",
+        "description": SSE_DESCRIPTION,
+        "tags": ["v1"],
+        "security": BEARER,
+        "parameters": [
+            {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Resume after this event (the `id:` of the last one read); EventSource sends it itself.",
+            },
+            {
+                "name": "last_event_id",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The same as the header, for clients that cannot set one.",
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "The event stream: `delta` and `replace` events, then `done` or `error`.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
+            },
+            "400": _error("Last-Event-ID is not an event id of this stream (`param` says Last-Event-ID)."),
+            "401": _error("No valid API key or session."),
+            "404": {"description": "No such job, or not yours."},
+            "429": _error("Too many requests a minute, or too many open streams; Retry-After says when to retry."),
+        },
+    }
+}
+
+_OPENAI_COMMON = {
+    "model": {"type": "string", "description": "A model id of GET /v1/models."},
+    "n": {"type": "integer", "minimum": 1, "default": 1, "description": "Choices (candidates)."},
+    "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
+    "max_completion_tokens": {"type": "integer", "minimum": 1, "nullable": True, "description": "As max_tokens."},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
+    "stop": {
+        "nullable": True,
+        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "description": "Generation stops before any of these strings.",
+    },
+    "seed": {"type": "integer", "minimum": 0, "nullable": True},
+    "stream": {
+        "type": "boolean",
+        "default": False,
+        "description": "Answer as server-sent events: `data: <chunk JSON>` lines, then `data: [DONE]`.",
+    },
+    "stream_options": {
+        "type": "object",
+        "nullable": True,
+        "properties": {"include_usage": {"type": "boolean"}},
+        "description": "`include_usage`: a last chunk with the usage.",
+    },
+}
+_USAGE = {
+    "type": "object",
+    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+    "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+}
+_FINISH = {"type": "string", "enum": ["stop", "length"], "nullable": True}
+
+
+def _openai_answer(kind: str, choice: dict) -> dict:
+    return {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": [kind]},
+            "created": {"type": "integer", "description": "Unix time."},
+            "model": {"type": "string"},
+            "system_fingerprint": {"type": "string", "nullable": True, "description": "The weights' hash, shortened."},
+            "choices": {"type": "array", "items": choice},
+            "usage": _USAGE,
+        },
+    }
+
+
+OPENAI_COMPONENTS = {
+    "OpenAIError": {
+        "type": "object",
+        "required": ["error"],
+        "description": "The API's error envelope as OpenAI's errors read: `code` and `param` may be null.",
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "code", "param"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "code": {"type": "string", "nullable": True},
+                    "param": {"type": "string", "nullable": True},
+                    "fields": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            }
+        },
+    },
+    "ChatMessage": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+            "content": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "text"],
+                            "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string"}},
+                        },
+                    },
+                ],
+                "description": "Text, or text content parts (no images).",
+            },
+        },
+    },
+    "ChatCompletionRequest": {
+        "type": "object",
+        "required": ["model", "messages"],
+        "description": "OpenAI's chat request; fields not listed (tools, logprobs, response_format...) are ignored.",
+        "properties": {
+            **_OPENAI_COMMON,
+            "messages": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/ChatMessage"}},
+        },
+    },
+    "CompletionRequest": {
+        "type": "object",
+        "required": ["model", "prompt"],
+        "description": "OpenAI's completion request; the prompt goes through the model's chat template.",
+        "properties": {
+            **_OPENAI_COMMON,
+            "prompt": {
+                "oneOf": [
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string", "minLength": 1}},
+                ],
+                "description": "One prompt (a list of one is taken too).",
+            },
+        },
+    },
+    "ChatCompletion": _openai_answer(
+        "chat.completion",
+        {
+            "type": "object",
+            "required": ["index", "message", "finish_reason"],
+            "properties": {
+                "index": {"type": "integer"},
+                "message": {
+                    "type": "object",
+                    "required": ["role", "content"],
+                    "properties": {
+                        "role": {"type": "string", "enum": ["assistant"]},
+                        "content": {"type": "string", "nullable": True},
+                    },
+                },
+                "logprobs": {"type": "object", "nullable": True},
+                "finish_reason": _FINISH,
+            },
+        },
+    ),
+    "Completion": _openai_answer(
+        "text_completion",
+        {
+            "type": "object",
+            "required": ["index", "text", "finish_reason"],
+            "properties": {
+                "index": {"type": "integer"},
+                "text": {"type": "string"},
+                "logprobs": {"type": "object", "nullable": True},
+                "finish_reason": _FINISH,
+            },
+        },
+    ),
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"type": "string", "enum": ["list"]},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "object", "created", "owned_by"],
+                    "properties": {
+                        "id": {"type": "string", "description": "A registry alias, or the model's name."},
+                        "object": {"type": "string", "enum": ["model"]},
+                        "created": {"type": "integer"},
+                        "owned_by": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+OPENAI_ERROR = {"$ref": "#/components/schemas/OpenAIError"}
+_OPENAI_ERRORS = {
+    code: _error(description, OPENAI_ERROR)
+    for code, description in {
+        "400": "A bad request: `param` names the field (OpenAI's names: max_tokens, n, ...).",
+        "401": "No valid API key (these endpoints take only a bearer key), or it was revoked while waiting.",
+        "404": "No such model (`code`: model_not_found).",
+        "408": "The answer took longer than a stream may live (`code`: stream_lifetime).",
+        "409": "The job was cancelled before it ended.",
+        "413": "The request body is too large.",
+        "429": "A rate limit, a quota or a budget (`code` says which); Retry-After says when to retry.",
+        "500": "The job failed (`code`: failed).",
+        "503": "The job's stream could not be read (`code`: stream_unavailable); retry.",
+    }.items()
+}
+
+
+def _openai_post(operation_id: str, summary: str, request: str, answer: str) -> dict:
+    stream = (
+        "With `stream: true`: server-sent events, each `data: <a chunk JSON>` (object `chat.completion.chunk` or "
+        "`text_completion`, choices with `delta.content` or `text`), then `data: [DONE]`. An error after the "
+        '200 comes as `data: {"error": {...}}`.'
+    )
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": ["openai"],
+            "security": BEARER,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}},
+            },
+            "responses": {
+                "200": {
+                    "description": "The whole answer; " + stream,
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{answer}"}},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                **_OPENAI_ERRORS,
+            },
+        }
+    }
+
+
+OPENAI_PATHS = {
+    "/v1/models": {
+        "get": {
+            "operationId": "openai_models",
+            "summary": "The models you may name (OpenAI-compatible)",
+            "tags": ["openai"],
+            "security": BEARER,
+            "responses": {
+                "200": _json("#/components/schemas/ModelList", "The served models."),
+                "401": _OPENAI_ERRORS["401"],
+                "429": _OPENAI_ERRORS["429"],
+            },
+        }
+    },
+    "/v1/chat/completions": _openai_post(
+        "openai_chat_completions",
+        "Chat completion (OpenAI-compatible; runs as a job of the `chat` template)",
+        "ChatCompletionRequest",
+        "ChatCompletion",
+    ),
+    "/v1/completions": _openai_post(
+        "openai_completions",
+        "Text completion (OpenAI-compatible; the prompt goes through the model's chat template)",
+        "CompletionRequest",
+        "Completion",
+    ),
+}
+
+
+def add_plain_views(result, generator, request, public):
+    """A postprocessing hook (SPECTACULAR_SETTINGS): the event stream and the /v1/* operations, with their
+    components, in the schema drf-spectacular generated."""
+    paths = result.setdefault("paths", {})
+    paths["/api/v1/jobs/{job_id}/events/"] = JOB_EVENTS
+    paths.update(OPENAI_PATHS)
+    result.setdefault("components", {}).setdefault("schemas", {}).update(OPENAI_COMPONENTS)
+    result["paths"] = dict(sorted(paths.items()))
+    return result

@@ -42,7 +42,14 @@ class JobListQuerySerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
     kind = serializers.ChoiceField(choices=Kind.choices, required=False)
     template = serializers.SlugField(required=False)
-    review_state = serializers.ChoiceField(choices=ReviewState.choices, required=False)
+    review_state = serializers.ChoiceField(
+        choices=ReviewState.choices, required=False, help_text="approved: the approved feed (oldest approval first)."
+    )
+    desk = serializers.SlugField(required=False, help_text="Only this desk's jobs (its slug; one of your desks).")
+    since = serializers.DateTimeField(
+        required=False,
+        help_text="With review_state=approved: only jobs approved after this instant (ISO 8601, exclusive).",
+    )
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601, inclusive.")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601, exclusive.")
     cursor = serializers.CharField(required=False, help_text="From `next` / `previous` of the previous page.")
@@ -389,29 +396,3 @@ class ApprovedQuerySerializer(StrictSerializer):
     )
     cursor = serializers.CharField(required=False, help_text="From `next` / `previous` of the previous page.")
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=100)
-
-
-class ApprovedJobSerializer(serializers.ModelSerializer):
-    """One approved job as a CMS takes it: where it came from and the chosen final text(s)."""
-
-    template = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    desk = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    chosen = serializers.SerializerMethodField()
-    final_texts = serializers.SerializerMethodField()
-    html_url = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Job
-        fields = ["id", "kind", "template", "desk", "approved_at", "chosen", "final_texts", "html_url"]
-
-    get_chosen = JobSerializer.get_chosen
-    get_final_texts = JobSerializer.get_final_texts
-    get_html_url = JobSerializer.get_html_url
-
-
-class ApprovedPageSerializer(serializers.Serializer):
-    """A cursor page of the approved feed, oldest approval first."""
-
-    next = serializers.URLField(allow_null=True, help_text="The next page; null on the last.")
-    previous = serializers.URLField(allow_null=True, help_text="The previous page; null on the first.")
-    results = ApprovedJobSerializer(many=True)

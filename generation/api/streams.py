@@ -31,10 +31,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
 
 from .. import selectors
 from ..infra import events, redis_client
-from ..models import ApiKey, Job
+from ..models import ApiKey, Job, JobStatus
 from ..services import limits
 from .authentication import bearer_token, key_from_header
 from .errors import error_json
@@ -192,9 +193,25 @@ async def job_events(request, job_id):
     return event_stream_response(_stream(job.pk, last_id, guard))
 
 
+# A job cancelled while it ran is final at once, but its worker stops within a decoding step and then saves the
+# text written so far and the tokens used, and ends the stream: readers wait that long for it, not forever.
+SETTLE_S = 30
+
+
+def _settling(job: Job) -> bool:
+    """Cancelled while running, its worker not yet done saving (it settles the usage last)."""
+    return (
+        job.status == JobStatus.CANCELLED
+        and job.started_at is not None
+        and job.prompt_tokens is None
+        and job.finished_at is not None
+        and (timezone.now() - job.finished_at).total_seconds() < SETTLE_S
+    )
+
+
 def _final_job(job_id):
     job = Job.objects.filter(pk=job_id).prefetch_related("outputs").first()
-    if job is None or not job.is_final:
+    if job is None or not job.is_final or _settling(job):
         return None
     return job.status, job.error, [o.text for o in job.outputs.all()]
 

@@ -4,6 +4,7 @@ from . import review, streams, views
 from .burden import TemplateBurdenApi
 from .desks import DeskUsageApi
 from .evaluation import ExperimentDetailApi, ExperimentListCreateApi
+from .notifications import NotificationListApi, NotificationReadApi
 from .training import TrainingDataApi, TrainingRunCancelApi, TrainingRunDetailApi, TrainingRunListCreateApi
 
 urlpatterns = [
@@ -17,6 +18,8 @@ urlpatterns = [
         "jobs/<uuid:job_id>/outputs/<int:index>/choose/", review.OutputChooseApi.as_view(), name="api-job-output-choose"
     ),
     path("approved/", review.ApprovedFeedApi.as_view(), name="api-approved"),
+    path("notifications/", NotificationListApi.as_view(), name="api-notifications"),
+    path("notifications/read/", NotificationReadApi.as_view(), name="api-notifications-read"),
     path("usage/", views.UsageApi.as_view(), name="api-usage"),
     path("usage/templates/", TemplateBurdenApi.as_view(), name="api-usage-templates"),
     path("desks/<slug:slug>/usage/", DeskUsageApi.as_view(), name="api-desk-usage"),

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..models import ApiKey, Kind
+from ..models import ApiKey, Kind, ReviewState
 from ..services import limits
 from . import batches
 from . import schema as _schema
@@ -49,6 +49,39 @@ class JobCursorPagination(CursorPagination):
             return super().decode_cursor(request)
         except NotFound:  # DRF answers a bad cursor 404; it is a bad parameter
             raise ValidationError({"cursor": ["Invalid cursor: use the `next` or `previous` URL of a page."]}) from None
+
+
+class ApprovedPagination(JobCursorPagination):
+    """Oldest approval first, so a CMS reads forward and polls again with the last `approved_at` as `since`."""
+
+    ordering = ("approved_at", "id")
+
+
+# The job list's filters besides the feed's own (desk, since), as fields of a job.
+FEED_FILTERS = {
+    "status": "status",
+    "kind": "kind",
+    "template": "template__slug",
+    "created_after": "created_at__gte",
+    "created_before": "created_at__lt",
+}
+
+
+def _member_desk(request, desk: str) -> str:
+    if desk and not selectors.desks_of(request.user).filter(slug=desk).exists():
+        raise ValidationError({"desk": [f"You are not a member of a desk {desk!r}."]})
+    return desk
+
+
+def approved_feed(request, view, *, desk: str = "", since=None, **filters) -> Response:
+    """The approved feed a CMS polls, one implementation behind two URLs (GET /api/v1/jobs/?review_state=approved
+    and GET /api/v1/approved/): approved jobs the caller may see (their own, and as a reviewer their desks'),
+    approved after `since`, oldest approval first, each with its chosen candidates' final text."""
+    jobs = selectors.approved_jobs(request.user, desk=_member_desk(request, desk), since=since)
+    jobs = jobs.filter(**{FEED_FILTERS[k]: v for k, v in filters.items() if k in FEED_FILTERS and v})
+    paginator = ApprovedPagination()
+    page = paginator.paginate_queryset(jobs, request, view=view)
+    return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
 
 CREATE_EXAMPLE = OpenApiExample(
@@ -137,14 +170,25 @@ class JobListCreateApi(APIView):
         parameters=[JobListQuerySerializer],
         responses=JobPageSerializer,
         examples=[PAGE_EXAMPLE],
-        summary="List your jobs (a cursor page, newest first)",
+        summary="List your jobs (newest first); with review_state=approved, the approved feed (oldest approval first)",
+        description="A cursor page of your jobs, newest first. With `review_state=approved` it is the approved feed "
+        "a CMS polls (the same as GET /api/v1/approved/): approved jobs you may see, yours and, as a reviewer, "
+        "your desks', oldest approval first, `since` an approval time (exclusive); each job's `final_texts` are "
+        "its chosen candidates' final text. Poll again with the last job's `approved_at` as `since`.",
     )
     def get(self, request):
         query = JobListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = {k: v for k, v in query.validated_data.items() if k not in ("cursor", "page_size")}
+        if filters.get("review_state") == ReviewState.APPROVED:
+            del filters["review_state"]
+            return approved_feed(request, self, **filters)
+        if "since" in filters:
+            raise ValidationError({"since": ["An approval time: use it with review_state=approved."]})
+        desk = _member_desk(request, filters.pop("desk", ""))
+        jobs = selectors.api_jobs(request.user, **filters)
         paginator = JobCursorPagination()
-        page = paginator.paginate_queryset(selectors.api_jobs(request.user, **filters), request, view=self)
+        page = paginator.paginate_queryset(jobs.filter(desk__slug=desk) if desk else jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(

@@ -35,6 +35,9 @@ def placeholders(text: str) -> list[str]:
 
 
 VARIABLE_TYPES = ("text", "number", "choice")
+# A variable's label and help may carry a translation per studio language: "label_zh-hans", "help_zh-hans".
+TRANSLATED_KEYS = ("label", "help")
+TRANSLATED_LANGUAGES = ("zh-hans",)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -135,6 +138,7 @@ def check_variables(variables: object, texts: dict[str, str], length_variable: s
         "choices",
         "multiline",
         "help",
+        *(f"{key}_{lang}" for key in TRANSLATED_KEYS for lang in TRANSLATED_LANGUAGES),
     }
     for i, spec in enumerate(variables):
         where = f"variables.{i}"

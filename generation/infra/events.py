@@ -20,6 +20,7 @@ from .redis_client import async_client, client
 log = logging.getLogger("generation.events")
 
 STREAM_TTL_S = 3600
+PROGRESS_EVERY_S = 0.25  # a re-sampling round's token count: often enough to move, not one entry per token
 
 
 def stream_key(job_id) -> str:
@@ -90,6 +91,22 @@ def publish_delta(job_id, index: int, text: str, tokens: int | None = None) -> b
     )
 
 
+def publish_discard(job_id, index: int, reason: str) -> None:
+    """Candidate `index`, streamed in the first round, was refused by the checks (`reason`: grounding, chatter,
+    contract, repeat...): readers grey it out. A later `delta`/`replace` for that index is its replacement."""
+    _append(job_id, "discard", {"index": index, "reason": reason})
+
+
+def publish_status(job_id, phase: str, **details) -> None:
+    """What the job is doing while no text streams, e.g. `resampling` with its round and how many are missing."""
+    _append(job_id, "status", {"phase": phase, **details})
+
+
+def publish_progress(job_id, round_no: int, tokens: int) -> None:
+    """Tokens generated so far by the whole job (every round), while a re-sampling round runs without streaming."""
+    _append(job_id, "progress", {"round": round_no, "tokens": tokens})
+
+
 def publish_end(job_id, status: str, error: str = "") -> None:
     """The last entry of a stream: the job's final status. The stream then expires."""
     key = stream_key(job_id)
@@ -104,26 +121,33 @@ def publish_end(job_id, status: str, error: str = "") -> None:
         log.warning("could not end the stream of job %s", job_id, exc_info=True)
 
 
-def streamed_tokens(job_id) -> dict[int, int]:
-    """What the job's stream says was generated, per candidate: its last delta's token count, or one token per
-    delta where deltas do not say. Empty when nothing was streamed, or Redis lost the stream (or is away)."""
+def streamed_tokens(job_id) -> int:
+    """How many tokens the job's stream says were generated: each candidate's last delta's token count (or one
+    token per delta where deltas do not say), or the last `progress` count of a re-sampling round where that is
+    more (it counts every round). 0 when nothing was streamed, or Redis lost the stream (or is away)."""
     try:
         entries = client().xrange(stream_key(job_id))
     except redis.RedisError:
         log.warning("could not read the stream of job %s", job_id, exc_info=True)
-        return {}
+        return 0
     found: dict[int, int] = {}
+    progress = 0
     for _, fields in entries:
-        if fields.get(b"event") != b"delta":
+        event = fields.get(b"event")
+        if event not in (b"delta", b"progress"):
             continue
         try:
             data = json.loads(fields[b"data"])
             index, tokens = int(data.get("index", 0)), data.get("tokens")
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError, AttributeError):
+            continue
+        counted = isinstance(tokens, int) and tokens > 0
+        if event == b"progress":
+            progress = max(progress, tokens) if counted else progress
             continue
         so_far = found.get(index, 0)
-        found[index] = max(so_far, tokens) if isinstance(tokens, int) and tokens > 0 else so_far + 1
-    return found
+        found[index] = max(so_far, tokens) if counted else so_far + 1
+    return max(sum(found.values()), progress)
 
 
 def reset(job_id) -> None:
@@ -174,6 +198,31 @@ class JobStreamer:
             self.gap, self.appended = self.gap or not taken, self.appended + taken
             self.sent[index] = shown
             self.first_sent_at = self.first_sent_at or time.time()
+
+    def discard(self, index: int, reason: str) -> None:
+        if self.live:
+            publish_discard(self.job_id, index, reason)
+
+    def status(self, phase: str, **details) -> None:
+        if self.live:
+            publish_status(self.job_id, phase, **details)
+
+    def counter(self, round_no: int, before: int):
+        """The delta callback of a re-sampling round: its text is dropped (those candidates are judged before
+        anyone sees them), its token counts sent as `progress`, the job's total with the `before` of earlier
+        rounds, at most every PROGRESS_EVERY_S."""
+        counts: dict[int, int] = {}
+        last = 0.0
+
+        def on_delta(index: int, text: str, tokens: int | None = None) -> None:
+            nonlocal last
+            counts[index] = tokens if tokens is not None else counts.get(index, 0) + 1
+            now = time.monotonic()
+            if self.live and now - last >= PROGRESS_EVERY_S:
+                last = now
+                publish_progress(self.job_id, round_no, before + sum(counts.values()))
+
+        return on_delta
 
     def finish(self, outputs: list[str]) -> None:
         self.live = False

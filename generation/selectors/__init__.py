@@ -26,9 +26,14 @@ from .jobs import (
     search_jobs,
     usage_by_day,
 )
+from .notifications import desk_reviewer_ids, notifications_for, review_count, unread_counts
 from .prompts import prompt_counter
+from .review import review_queue
+from .studio import demo_model_serving
 from .templates import (
     desk_templates,
+    localized,
+    offered_in_studio,
     template_by_slug,
     template_default_for_kind,
     templates_for_kind,
@@ -66,6 +71,8 @@ __all__ = [
     "chosen_outputs",
     "datasets_for_template",
     "default_desk",
+    "demo_model_serving",
+    "desk_reviewer_ids",
     "desk_shares",
     "desk_templates",
     "desk_usage",
@@ -79,14 +86,19 @@ __all__ = [
     "job_notice",
     "jobs_for_review",
     "jobs_visible_to",
+    "localized",
     "managed_desks",
     "may_manage",
     "may_review",
     "model_health",
+    "notifications_for",
+    "offered_in_studio",
     "outputs_for_export",
     "prompt_counter",
     "queue_position",
+    "review_count",
     "review_desk_ids",
+    "review_queue",
     "run_progress",
     "search_jobs",
     "source_desk",
@@ -104,6 +116,7 @@ __all__ = [
     "training_pairs",
     "training_run",
     "training_runs_for_template",
+    "unread_counts",
     "usage_by_day",
     "usage_gauges",
     "version_burden",

@@ -4,13 +4,29 @@ templates, for its members only (another desk's is as unknown to them as a slug 
 from __future__ import annotations
 
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.utils.translation import get_language
 
 from ..models import (
+    Audience,
     DeskLabel,
     PromptTemplate,
     TemplateLabel,
     TemplateVersion,
 )
+
+
+def localized(item, field: str, language: str | None = None) -> str:
+    """A template's `name`/`description` (from its translations, {"zh-hans": {"name": ...}}) or a variable's
+    `label`/`help` (from its "label_zh-hans" key) in the active language, else as written: a missing or empty
+    translation falls back, never blanks the text."""
+    language = (language or get_language() or "").lower()
+    if isinstance(item, dict):  # a variable of a version
+        said = item.get(f"{field}_{language}") if language else None
+        return said if isinstance(said, str) and said.strip() else str(item.get(field) or "")
+    translations = getattr(item, "translations", None) or {}
+    entry = translations.get(language) if isinstance(translations, dict) and language else None
+    said = entry.get(field) if isinstance(entry, dict) else None
+    return said if isinstance(said, str) and said.strip() else str(getattr(item, field, "") or "")
 
 
 def template_default_for_kind(kind: str, desk=None) -> PromptTemplate | None:
@@ -23,6 +39,16 @@ def template_default_for_kind(kind: str, desk=None) -> PromptTemplate | None:
 def visible_to(user) -> Q:
     """Shared templates, and the own templates of the user's desks; another desk's is unknown to them."""
     return Q(desk__isnull=True) | Q(desk__memberships__user=user)
+
+
+def offered_in_studio(user) -> Q:
+    """The templates the studio offers this user as tabs and filters: for everyone, and staff's trials to staff.
+    API-only ones (the OpenAI-compatible chat) never appear there; the API and the jobs run on them still work
+    (template_by_slug does not look at the audience)."""
+    shown = Q(audience=Audience.EVERYONE)
+    if user is not None and getattr(user, "is_staff", False):
+        shown |= Q(audience=Audience.STAFF)
+    return shown
 
 
 def usable_by_desk(desk) -> Q:
@@ -60,10 +86,12 @@ def templates_with_versions(user=None) -> QuerySet[PromptTemplate]:
 VERSION_TEXTS = ("system_prompt", "user_template", "checks", "note")
 
 
-def templates_listed(user=None) -> QuerySet[PromptTemplate]:
+def templates_listed(user=None, *, studio: bool = False) -> QuerySet[PromptTemplate]:
     """Templates for a list (the history's filter, the API's template list, the schema): their labels with the
-    labelled versions' inputs and defaults, and their version numbers; no version's text is read."""
-    return _visible(user).prefetch_related(
+    labelled versions' inputs and defaults, and their version numbers; no version's text is read. `studio`: only
+    those the studio offers the user (offered_in_studio), for the history's filter."""
+    found = _visible(user).filter(offered_in_studio(user)) if studio else _visible(user)
+    return found.prefetch_related(
         Prefetch(
             "labels",
             queryset=TemplateLabel.objects.select_related("version").defer(*(f"version__{f}" for f in VERSION_TEXTS)),
@@ -73,8 +101,9 @@ def templates_listed(user=None) -> QuerySet[PromptTemplate]:
 
 
 def templates_for_kind(kind: str, user=None) -> QuerySet[PromptTemplate]:
-    """The published templates of a kind (with a user: those they may use), the default first."""
-    found = PromptTemplate.objects.filter(kind=kind, labels__name=TemplateLabel.PRODUCTION)
+    """The studio's tabs: the published templates of a kind that the studio offers (offered_in_studio; with a
+    user: those they may use), the default first."""
+    found = PromptTemplate.objects.filter(offered_in_studio(user), kind=kind, labels__name=TemplateLabel.PRODUCTION)
     if user is not None:
         found = found.filter(visible_to(user))
     return found.distinct().order_by("-is_default", "name")

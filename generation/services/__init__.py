@@ -29,7 +29,8 @@ from .evaluation import (
     run_cancel,
     run_start,
 )
-from .intake import job_create, job_rerun
+from .intake import job_create, job_regenerate, job_rerun
+from .notifications import notifications_read
 from .reconcile import reconcile_jobs
 from .review import feedback_set, is_reviewer, job_cancel, output_choose, output_edit, review_move, review_moves
 from .running import job_run
@@ -79,12 +80,14 @@ __all__ = [
     "job_cancel",
     "job_create",
     "job_create_idempotent",
+    "job_regenerate",
     "job_rerun",
     "job_run",
     "member_add",
     "member_remove",
     "member_update",
     "model_info_publish",
+    "notifications_read",
     "output_choose",
     "output_edit",
     "parse_upload",

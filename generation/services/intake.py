@@ -8,7 +8,7 @@ import logging
 import secrets
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from .. import selectors
@@ -119,13 +119,15 @@ def job_create(
     model_alias=None,
     purpose=JobPurpose.USER,
     desk=None,
+    rerun_of: Job | None = None,
 ) -> Job:
     """Validate, render the prompt, check the user's token quota, save the job as queued and, once committed,
     send it to a worker. `messages` (the OpenAI-compatible API) replaces the rendered prompt, and `model_alias`
     the template version's model. An evaluation job (`purpose`, services/evaluation.py) is not held against the
     owner's quota: it is the studio's work, not theirs; it spends the organisation's evaluation pool instead.
     `desk` (a slug) files the job under one of the user's desks (else the key's, else the user's own), whose
-    budgets it is held against; `job.budget_notices` then says which of them are nearly spent.
+    budgets it is held against; `job.budget_notices` then says which of them are nearly spent. `rerun_of`: the
+    job this one runs again (a replay, a regeneration or edited inputs), linked from the new job's page.
 
     Raises django ValidationError whose keys name each field at fault ("inputs.text", "params.n", ...), or
     limits.LimitExceeded; nothing is written then.
@@ -196,6 +198,7 @@ def job_create(
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             batch=batch,
+            rerun_of=rerun_of,
         )
         transaction.on_commit(lambda: dispatch.job_enqueue(job.pk, alias))
     job.budget_notices = selectors.budget_notices(standing)
@@ -261,13 +264,29 @@ def _docstrings_reservation(version: TemplateVersion, inputs: dict, params: dict
 
 
 def job_rerun(job: Job, *, user) -> Job:
-    """A new job with the same template version, inputs, params and seed, on the same desk: the same text,
-    replayed, and held against the same budgets."""
+    """Replay: a new job with the same template version, inputs, params and seed, on the same desk: the same text
+    again (for a check that a run reproduces), held against the same budgets."""
+    return _again(job, user=user, params=job.params)
+
+
+def job_regenerate(job: Job, *, user) -> Job:
+    """Regenerate: as job_rerun but with a new random seed, so the candidates are new variations."""
+    params = {**job.params, "seed": secrets.randbelow(prompts.MAX_SEED)}
+    while params["seed"] == job.params.get("seed"):  # one chance in MAX_SEED, but "new" must mean new
+        params["seed"] = secrets.randbelow(prompts.MAX_SEED)
+    return _again(job, user=user, params=params)
+
+
+def _again(job: Job, *, user, params: dict) -> Job:
+    """The job run again by its owner with these params, linked to it (rerun_of)."""
+    if job.owner_id != user.pk:
+        raise PermissionDenied
     return job_create(
         user=user,
         template=job.template.slug,
         version=job.template_version.number,
         inputs=job.inputs,
-        params=job.params,
+        params=params,
         desk=job.desk.slug,
+        rerun_of=job,
     )

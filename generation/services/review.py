@@ -14,6 +14,7 @@ from django.utils import timezone
 from ..infra import events
 from ..models import Feedback, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
 from ..selectors.desks import may_review, review_desk_ids
+from .notifications import notify, notify_move
 from .webhooks import APPROVED_EVENT, webhook_enqueue
 
 MAX_FINAL_TEXT = 100_000
@@ -84,18 +85,31 @@ def feedback_set(output: JobOutput, *, user, rating: int, comment: str = "") -> 
     return feedback
 
 
+def _fixes_in_review(job: Job, user) -> bool:
+    """A reviewer of the job's desk, not its owner, may fix its text while it is in review (a typo needs no send
+    back); logged, and the owner told."""
+    return job.review_state == ReviewState.IN_REVIEW and job.owner_id != user.pk and may_review(user, job.desk_id)
+
+
 def outputs_editable(job: Job, user) -> bool:
-    """Whether this user may edit the job's outputs now: the owner, of a job that succeeded, in draft. Not in
-    review (the reviewer would approve a text that changes under them) nor once approved."""
-    return job.owner_id == user.pk and job.status == JobStatus.SUCCEEDED and job.review_state == ReviewState.DRAFT
+    """Whether this user may edit the job's outputs now: the owner of a job that succeeded while it is a draft, or
+    a reviewer of its desk while it is in review. Not the owner in review (the reviewer would approve a text that
+    changes under them) and nobody once approved."""
+    if job.status != JobStatus.SUCCEEDED:
+        return False
+    owner_in_draft = job.owner_id == user.pk and job.review_state == ReviewState.DRAFT
+    return owner_in_draft or _fixes_in_review(job, user)
 
 
 def output_edit(output: JobOutput, *, user, text: str) -> JobOutput:
-    """The owner's final text for an output, kept beside the model's. Only while the job is a draft."""
+    """The final text for an output, kept beside the model's: the owner's while the job is a draft, or a
+    reviewer's fix while it is in review (a ReviewEvent "Edited candidate N" and a notice to the owner)."""
     job = output.job
-    if job.owner_id != user.pk:
-        raise PermissionDenied
-    if job.review_state == ReviewState.IN_REVIEW:
+    owner = job.owner_id == user.pk
+    if not (owner or (job.review_state != ReviewState.DRAFT and may_review(user, job.desk_id))):
+        raise PermissionDenied  # a draft is its owner's alone
+    fixing = not owner and job.review_state == ReviewState.IN_REVIEW
+    if job.review_state == ReviewState.IN_REVIEW and not fixing:
         raise ValidationError({"text": "This job is in review; withdraw it to a draft before editing."})
     if job.review_state == ReviewState.APPROVED:
         raise ValidationError({"text": "This job is approved; ask a reviewer to reopen it before editing."})
@@ -105,13 +119,24 @@ def output_edit(output: JobOutput, *, user, text: str) -> JobOutput:
         raise ValidationError({"text": "The final text cannot be empty."})
     if len(text) > MAX_FINAL_TEXT:
         raise ValidationError({"text": f"Keep the text under {MAX_FINAL_TEXT} characters."})
-    output.final_text, output.edited_at = text.replace("\r\n", "\n"), timezone.now()
-    # Written only if the job is still a draft: a submit for review at the same moment cannot let it through.
-    saved = JobOutput.objects.filter(pk=output.pk, job__review_state=ReviewState.DRAFT).update(
-        final_text=output.final_text, edited_at=output.edited_at
-    )
-    if not saved:
-        raise ValidationError({"text": "This job left the draft state just now; reload the page."})
+    text = text.replace("\r\n", "\n")
+    if fixing and text == output.current_text:
+        return output  # nothing changed: nothing to log or tell
+    state, edited_at = job.review_state, timezone.now()
+    with transaction.atomic():
+        # Written only if the job is still in the state judged above: a move at the same moment cannot let it
+        # through (an owner's edit racing a submit, a reviewer's racing an approval).
+        saved = JobOutput.objects.filter(pk=output.pk, job__review_state=state).update(
+            final_text=text, edited_at=edited_at
+        )
+        if not saved:
+            raise ValidationError({"text": "This job moved on just now; reload the page."})
+        if fixing:
+            event = ReviewEvent.objects.create(
+                job=job, actor=user, from_state=state, to_state=state, note=f"Edited candidate {output.index + 1}."
+            )
+            notify(event, "edited", [job.owner_id])
+    output.final_text, output.edited_at = text, edited_at
     return output
 
 
@@ -141,9 +166,10 @@ def output_choose(output: JobOutput, *, user, chosen: bool = True) -> JobOutput:
             raise ValidationError({"chosen": "Someone else moved this job just now; reload the page."})
         if state == ReviewState.IN_REVIEW and was != chosen:
             verb = "Chose" if chosen else "Took back the choice of"
-            ReviewEvent.objects.create(
+            event = ReviewEvent.objects.create(
                 job=job, actor=user, from_state=state, to_state=state, note=f"{verb} candidate {output.index + 1}."
             )
+            notify(event, "choice_changed", [job.owner_id])
     output.chosen = chosen
     return output
 
@@ -167,7 +193,7 @@ def _settle_choice(job: Job, verb: str) -> None:
 def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
     """Move a job through review, if this user may make this move; recorded as a ReviewEvent. Submitting and
     approving need a chosen candidate (see _settle_choice); approving also dates the approval and owes the
-    job.approved webhook, in the same transaction."""
+    job.approved webhook, and every move owes its notices (services.notifications), in the same transaction."""
     who = MOVES.get((job.review_state, to_state))
     if who is None:
         raise ValidationError({"to_state": f"A job cannot go from {job.get_review_state_display()} to {to_state}."})
@@ -190,9 +216,10 @@ def review_move(job: Job, *, user, to_state: str, note: str = "") -> Job:
         moved = Job.objects.filter(pk=job.pk, review_state=job.review_state).update(**fields)
         if not moved:
             raise ValidationError({"to_state": "Someone else moved this job just now; reload the page."})
-        ReviewEvent.objects.create(
+        event = ReviewEvent.objects.create(
             job=job, actor=user, from_state=job.review_state, to_state=to_state, note=note.strip()
         )
+        notify_move(event)  # the people who hear of it, in the same transaction
         if to_state == ReviewState.APPROVED:
             webhook_enqueue(job.pk, APPROVED_EVENT)
     for name, value in fields.items():

@@ -130,7 +130,7 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
     spent = Spent(settings.CELERY_TASK_SOFT_TIME_LIMIT)
     try:
         with _adapter(job, engine) as adapter:
-            outputs, timings, refused = _generate(job, engine, adapter, max_words, spent, streamer.on_delta)
+            outputs, timings, refused = _generate(job, engine, adapter, max_words, spent, streamer)
     except EngineError as exc:
         log.warning("job %s failed: %s", job.pk, exc)
         _fail(job.pk, attempt, str(exc), engine, spent)
@@ -158,22 +158,12 @@ def _run_claimed(job_id, attempt: int, engine, engine_for) -> None:
                 findings=sum(not f.fixed for c in outputs for f in c.findings),
             )
             if done:
-                JobOutput.objects.bulk_create(
-                    JobOutput(
-                        job_id=job.pk,
-                        index=i,
-                        text=c.text,
-                        finish_reason=c.finish_reason,
-                        checks=[f.as_json() for f in c.findings],
-                        score=c.score,
-                    )
-                    for i, c in enumerate(outputs)
-                )
+                _outputs_create(job.pk, outputs)
         if done:
             return JobStatus.SUCCEEDED
-        # Not done: cancelled meanwhile (it pays for what it generated), re-claimed by another worker, or saved
-        # by an earlier try whose answer the dropped connection lost.
-        _settle(job.pk, attempt, spent, engine)
+        # Not done: cancelled meanwhile (it pays for what it generated and keeps what it wrote), re-claimed by
+        # another worker, or saved by an earlier try whose answer the dropped connection lost.
+        _settle(job.pk, attempt, spent, engine, kept=Kept(outputs, timings, refused))
         return Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
 
     final = with_database(save, f"saving job {job.pk}")
@@ -230,21 +220,59 @@ def _charge_lost_attempt(job: Job, attempt: int, count_prompt) -> int:
     except Exception:  # an engine that cannot count it (a remote one, or none loads): what is known is the deltas
         log.warning("job %s: could not count the lost attempt's prompt", job.pk, exc_info=True)
         prompt = 0
-    lost = prompt + sum(streamed.values())
+    lost = prompt + streamed
     Job.objects.filter(pk=job.pk, attempts=attempt).update(lost_tokens=F("lost_tokens") + lost)
     log.warning("job %s: charged %d tokens its previous attempt used before its worker stopped", job.pk, lost)
     return lost
 
 
-def _settle(job_id, attempt: int, spent: Spent, engine) -> None:
+def _outputs_create(job_id, outputs: list[Candidate]) -> None:
+    JobOutput.objects.bulk_create(
+        JobOutput(
+            job_id=job_id,
+            index=i,
+            text=c.text,
+            finish_reason=c.finish_reason,
+            checks=[f.as_json() for f in c.findings],
+            score=c.score,
+        )
+        for i, c in enumerate(outputs)
+    )
+
+
+@dataclass
+class Kept:
+    """What a run had written when it was cancelled: kept on the job, with the checks' word on it."""
+
+    outputs: list[Candidate]
+    timings: dict
+    refused: dict
+
+
+@transaction.atomic
+def _settle(job_id, attempt: int, spent: Spent, engine, kept: Kept | None = None) -> None:
     """Record the usage of a run that ended without completing (cancelled, failed), unless another claim of
-    the job owns it now."""
-    Job.objects.filter(pk=job_id, attempts=attempt, status__in=FINAL_STATUSES).update(
+    the job owns it now. A job cancelled while it ran keeps the text written so far (`kept`): its outputs, a
+    candidate cut by the cancel marked with finish_reason "cancelled". Safe to repeat (a retried save)."""
+    settled = Job.objects.filter(pk=job_id, attempts=attempt, status__in=FINAL_STATUSES).update(
         prompt_tokens=spent.prompt_tokens,
         completion_tokens=spent.completion_tokens,
         model_name=engine.model_name,
         backend=engine.backend,
     )
+    if not settled or kept is None or not kept.outputs:
+        return
+    # The update above holds the row's lock: the status read here stays true until this commits.
+    cancelled = Job.objects.filter(pk=job_id, attempts=attempt, status=JobStatus.CANCELLED)
+    if not cancelled.exists() or JobOutput.objects.filter(job_id=job_id).exists():
+        return
+    cancelled.update(
+        weights_sha256=engine.weights_sha256,
+        timings=kept.timings,
+        rejections=kept.refused,
+        findings=sum(not f.fixed for c in kept.outputs for f in c.findings),
+    )
+    _outputs_create(job_id, kept.outputs)
 
 
 def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
@@ -266,6 +294,8 @@ def _fail(job_id, attempt: int, error: str, engine, spent: Spent) -> None:
 
     if with_database(fail, f"failing job {job_id}"):
         events.publish_end(job_id, JobStatus.FAILED, error)
+    elif Job.objects.filter(pk=job_id, attempts=attempt, status=JobStatus.CANCELLED).exists():
+        events.publish_end(job_id, JobStatus.CANCELLED)  # cancelled while running: no one else ends its stream
 
 
 @contextlib.contextmanager
@@ -302,9 +332,10 @@ class Candidate:
     finish_reason: str
     findings: list = field(default_factory=list)
     score: float | None = None
+    streamed: int | None = None  # the index it streamed under (first round only)
 
 
-def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spent: Spent, on_delta=None):
+def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spent: Spent, streamer=None):
     """Ask the engine for the job's candidates, shape them for the template's output format and check them.
 
     Candidates that miss the contract (a headline of the wrong length or a repeat, Python that does not
@@ -312,6 +343,10 @@ def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spen
     asked) are replaced by further sampled rounds, seeded from the job's seed so a replay gives the same result.
     If rounds run out (or the job's time does), the best available candidates are kept. Returns the candidates
     (ranked, for formats with several), the timings, and how many were refused, by why.
+
+    `streamer` (events.JobStreamer) streams the first round's text. Readers then learn which streamed candidates
+    were refused (`discard`), that others are being written (`status`), and the tokens of those rounds
+    (`progress`): their text is never shown, since it has not been checked yet.
     """
     from ..engine import EngineError, GenerationRequest, GenerationTimeout
 
@@ -343,6 +378,7 @@ def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spen
     total_s = 0.0
     first_timings = None
     out_of_time = False
+    discarded: list[int] = []
     for round_no in range(fmt.top_up_rounds + 1):
         if round_no:
             if request.cancelled():
@@ -351,8 +387,11 @@ def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spen
             request.n = min(2 * (want - len(good)), settings.AIGC["MAX_CANDIDATES"])
             request.temperature = max(p["temperature"], 0.7)  # greedy decoding would repeat the same text
         # The first round streams; later rounds only replace candidates that missed the contract.
+        on_delta = None
+        if streamer is not None:
+            on_delta = streamer.on_delta if round_no == 0 else streamer.counter(round_no, spent.completion_tokens)
         try:
-            result = spent.generate(engine, request, on_delta if round_no == 0 else None, again=round_no > 0)
+            result = spent.generate(engine, request, on_delta, again=round_no > 0)
         except GenerationTimeout:
             if round_no == 0:
                 raise
@@ -360,19 +399,27 @@ def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spen
             break
         first_timings = first_timings or result.timings
         total_s += result.timings["total_s"]
-        for text, reason in zip(result.texts, result.finish_reasons, strict=True):
+        judged: list[tuple[Candidate, str | None]] = []
+        for i, (text, reason) in enumerate(zip(result.texts, result.finish_reasons, strict=True)):
             verdict = checks.review(wanted, fmt, job.kind, fmt.shaped(text, reason, max_words=max_words), job.inputs)
-            candidate = Candidate(verdict.text, reason, verdict.findings)
+            candidate = Candidate(verdict.text, reason, verdict.findings, streamed=None if round_no else i)
             why = verdict.rejected
             if why is None and not fmt.acceptable(verdict.text, language=language, min_words=min_words):
                 why = "contract"
             (spare if why else good).append(candidate)
             refused.update([why] if why else [])
+            judged.append((candidate, why))
         kept = _distinct(fmt, good)
         refused["repeat"] += len(good) - len(kept)
         good = kept
         if len(good) >= want:
             break
+        if streamer is not None and round_no < fmt.top_up_rounds and not request.cancelled():
+            discarded += _discard(streamer, judged, kept) if round_no == 0 else []
+            missing = want - len(good)
+            streamer.status(
+                "resampling", round=round_no + 1, of=fmt.top_up_rounds, rejected=discarded, missing=missing, want=want
+            )
     outputs = list(good)
     for candidate in spare:  # rounds ran out: keep the best of the rest rather than return fewer
         if len(outputs) >= want:
@@ -384,6 +431,16 @@ def _generate(job: Job, engine, adapter: str | None, max_words: int | None, spen
         raise EngineError("The model produced no usable output; try again or change the inputs.")
     timings = {**first_timings, "total_s": round(total_s, 4), **({"time_limit_reached": True} if out_of_time else {})}
     return outputs, timings, {k: v for k, v in refused.items() if v}
+
+
+def _discard(streamer, judged: list[tuple[Candidate, str | None]], kept: list[Candidate]) -> list[int]:
+    """Tell readers which first-round candidates they saw were refused, and why; their indexes."""
+    out = []
+    for candidate, why in judged:
+        if why or not any(candidate is k for k in kept):
+            streamer.discard(candidate.streamed, why or "repeat")
+            out.append(candidate.streamed)
+    return out
 
 
 def _ranked(fmt: formats.OutputFormat, outputs: list[Candidate]) -> list[Candidate]:

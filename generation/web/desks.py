@@ -20,12 +20,12 @@ from ..services.limits import LimitExceeded, check_request_rate
 from .forms import (
     DeskBudgetForm,
     DeskLabelForm,
-    DeskStyleForm,
     DeskTemplateCreateForm,
     DeskTemplateEditForm,
     MemberAddForm,
     MembershipForm,
 )
+from .style_forms import DeskStyleForm, style_summary
 
 CHART_DAYS, CHART_W, CHART_H, CHART_TOP, CHART_LEFT = 14, 560, 160, 16, 56
 
@@ -78,6 +78,7 @@ def desk_detail(request, slug: str):
         "standings": selectors.standings(desk, None),
         "rows": rows,
         "chart": usage_chart(rows, desk.tokens_per_day),
+        "style_summary": style_summary(desk.style),
     }
     return render(request, "generation/desk_detail.html", context)
 
@@ -167,7 +168,8 @@ def _templates_page(request, desk: Desk, bound: dict | None = None):
     context = {
         "desk": desk,
         "rows": rows,
-        "style_form": bound.get("style") or DeskStyleForm(initial={"style": desk.style or None}),
+        "style_form": bound.get("style") or DeskStyleForm(initial={"style": desk.style or {}}),
+        "style_summary": style_summary(desk.style),
         "create_form": bound.get("create") or DeskTemplateCreateForm(templates=selectors.desk_templates(desk)),
     }
     return render(request, "generation/desk_templates.html", context, status=400 if bound else 200)

@@ -13,6 +13,7 @@ from ..content import formats, gating, safeparse
 from ..content.prompts import InvalidInput
 from ..models import DeskRole, JobStatus, Kind, PromptTemplate, ReviewState, TemplateVersion
 from ..selectors.budgets import MAX_BUDGET
+from ..selectors.templates import localized
 
 
 class _SafeDecoder(json.JSONDecoder):
@@ -44,10 +45,10 @@ class SafeJSONField(forms.JSONField):
 
 def variable_field(var: dict) -> forms.Field:
     common = dict(
-        label=var.get("label") or var["name"].replace("_", " ").capitalize(),
+        label=localized(var, "label") or var["name"].replace("_", " ").capitalize(),
         required=bool(var.get("required")),
         initial=var.get("default", ""),
-        help_text=var.get("help", ""),
+        help_text=localized(var, "help"),
     )
     kind = var.get("type", "text")
     if kind == "number":
@@ -96,33 +97,45 @@ class JobForm(InputsForm):
         defaults = version.default_params
         if len(desks) > 1:  # a member of one desk files every job there: nothing to choose
             self.fields["desk"] = forms.ChoiceField(
-                label="Desk",
+                label=_("Desk"),
                 choices=[(d.slug, d.name) for d in desks],
                 initial=(desk or desks[0]).slug,
-                help_text="The job is filed under this desk and held against its budgets.",
+                help_text=_("The job is filed under this desk and held against its budgets."),
             )
         self.fields["max_new_tokens"] = forms.IntegerField(
-            label="Max new tokens",
+            label=_("Max new tokens"),
             required=False,
             min_value=1,
             initial=None if version.length_variable else defaults.get("max_new_tokens"),
-            help_text="Empty: set from the template (and its length input, if any).",
+            help_text=_("Empty: set from the template (and its length input, if any)."),
         )
         self.fields["temperature"] = forms.FloatField(
-            label="Temperature",
+            label=_("Temperature"),
             required=False,
             min_value=0,
             max_value=2,
             initial=defaults.get("temperature"),
-            help_text="0 gives the same text every time.",
+            help_text=_("0 gives the same text every time."),
         )
         if formats.spec(version.output_format).many:
             self.fields["n"] = forms.IntegerField(
-                label="Candidates", required=False, min_value=1, initial=defaults.get("n")
+                label=_("Candidates"), required=False, min_value=1, initial=defaults.get("n")
             )
         self.fields["seed"] = forms.IntegerField(
-            label="Seed", required=False, min_value=0, help_text="Empty: a random one, recorded with the job."
+            label=_("Seed"), required=False, min_value=0, help_text=_("Empty: a random one, recorded with the job.")
         )
+
+    @staticmethod
+    def initial_from(job) -> dict:
+        """ "Edit inputs and run": the fields filled with what `job` ran with, to change before running anew. Not
+        its seed (a new job, new variations) nor, where a length input sets it, the token limit derived from it
+        (so that changing the length still counts)."""
+        initial = {f"in_{name}": value for name, value in job.inputs.items()}
+        skip = {"seed"} | ({"max_new_tokens"} if job.template_version.length_variable else set())
+        initial.update({k: job.params[k] for k in JobForm.PARAM_FIELDS if k not in skip and k in job.params})
+        if job.desk_id is not None:
+            initial["desk"] = job.desk.slug
+        return initial
 
     @property
     def param_fields(self):
@@ -301,7 +314,9 @@ class HistoryFilterForm(forms.Form):
 
     def __init__(self, *args, templates=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["template"].choices = [("", _("Any template"))] + [(t.slug, t.name) for t in templates]
+        self.fields["template"].choices = [("", _("Any template"))] + [
+            (t.slug, localized(t, "name")) for t in templates
+        ]
 
     def filters(self) -> dict:
         self.is_valid()  # fields that did not validate are left out of cleaned_data
@@ -309,48 +324,40 @@ class HistoryFilterForm(forms.Form):
 
 
 class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150, label="Username")
-    role = forms.ChoiceField(choices=DeskRole.choices, initial=DeskRole.EDITOR, label="Role")
+    username = forms.CharField(max_length=150, label=_("Username"))
+    role = forms.ChoiceField(choices=DeskRole.choices, initial=DeskRole.EDITOR, label=_("Role"))
 
 
 class MembershipForm(forms.Form):
     """A member's role and own shares; empty shares take the desk's member share."""
 
-    role = forms.ChoiceField(choices=DeskRole.choices, label="Role")
-    tokens_per_day = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Tokens a day")
-    tokens_per_month = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Tokens a month")
+    role = forms.ChoiceField(choices=DeskRole.choices, label=_("Role"))
+    tokens_per_day = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label=_("Tokens a day"))
+    tokens_per_month = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label=_("Tokens a month"))
 
 
 class DeskBudgetForm(forms.Form):
     """The desk's budgets and each member's default share, in tokens (prompt plus completion); empty: none. Staff's
     cap on the desk (the admin) bounds them all; the service refuses a figure above it."""
 
-    tokens_per_day = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Desk, a day")
-    tokens_per_month = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label="Desk, a month")
+    tokens_per_day = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label=_("Desk, a day"))
+    tokens_per_month = forms.IntegerField(required=False, min_value=0, max_value=MAX_BUDGET, label=_("Desk, a month"))
     member_tokens_per_day = forms.IntegerField(
-        required=False, min_value=0, max_value=MAX_BUDGET, label="Each member, a day"
+        required=False, min_value=0, max_value=MAX_BUDGET, label=_("Each member, a day")
     )
     member_tokens_per_month = forms.IntegerField(
-        required=False, min_value=0, max_value=MAX_BUDGET, label="Each member, a month"
-    )
-
-
-class DeskStyleForm(forms.Form):
-    style = SafeJSONField(
-        required=False,
-        label="House style",
-        widget=forms.Textarea(attrs={"rows": 8}),
-        help_text='Rules as in a template\'s checks.style, e.g. {"headline_case": "sentence", "banned": [{"phrase": '
-        '"slams", "replacement": "criticises"}]}; empty: none.',
+        required=False, min_value=0, max_value=MAX_BUDGET, label=_("Each member, a month")
     )
 
 
 class DeskTemplateCreateForm(forms.Form):
-    source = forms.ModelChoiceField(queryset=PromptTemplate.objects.none(), label="Start from", to_field_name="slug")
+    source = forms.ModelChoiceField(queryset=PromptTemplate.objects.none(), label=_("Start from"), to_field_name="slug")
     slug = forms.SlugField(
-        max_length=64, label="Slug", help_text="Saved under the desk's name: <desk>--<slug>, e.g. sport--match-report."
+        max_length=64,
+        label=_("Slug"),
+        help_text=_("Saved under the desk's name: <desk>--<slug>, e.g. sport--match-report."),
     )
-    name = forms.CharField(max_length=120, label="Name")
+    name = forms.CharField(max_length=120, label=_("Name"))
 
     def __init__(self, *args, templates=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -362,10 +369,10 @@ class DeskTemplateEditForm(forms.Form):
     """The prompts of a desk's own template; saving makes a new version (inputs, format and checks stay)."""
 
     system_prompt = forms.CharField(
-        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 3}), label="System prompt"
+        required=False, strip=False, widget=forms.Textarea(attrs={"rows": 3}), label=_("System prompt")
     )
-    user_template = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}), label="User message")
-    note = forms.CharField(required=False, max_length=200, label="What changed")
+    user_template = forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": 4}), label=_("User message"))
+    note = forms.CharField(required=False, max_length=200, label=_("What changed"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,5 +1,7 @@
 """Studio pages. Thin: forms validate the shape, services do the work, selectors scope reads to the user."""
 
+import uuid
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -14,38 +16,47 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import selectors, services
-from ..content import checks, formats
+from ..content import formats
 from ..content.diffing import word_diff
 from ..content.findings import Finding
-from ..content.prompts import InvalidInput
+from ..content.language import language_of
 from ..content.shaping import count_words
-from ..models import Feedback, Kind, ReviewState
+from ..models import Feedback, JobStatus, Kind, ReviewState
 from ..services.limits import LimitExceeded, check_request_rate
 from ..services.review import outputs_editable
-from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm
+from .forms import ApiKeyForm, FeedbackForm, HistoryFilterForm, JobForm, OutputEditForm, ReviewForm, variable_field
 from .rendering import render_output
+from .review import not_checked
 
 
 @login_required
 def job_new(request, kind: str = Kind.HEADLINE):
+    """The form for a new job; with ?from=<job id> ("edit inputs and run"), filled with what one of the user's own
+    jobs ran with (its template version, inputs, parameters and desk), and the new job linked to it."""
+    origin = _origin(request)
+    if origin is not None:
+        kind = origin.kind
     if kind not in Kind.values:
         raise Http404
     templates = list(selectors.templates_for_kind(kind, request.user))
-    slug = request.GET.get("template")
+    slug = origin.template.slug if origin is not None else request.GET.get("template")
     template = next((t for t in templates if t.slug == slug), None) or next(
         (t for t in templates if t.is_default), templates[0] if templates else None
     )
-    if template is None:
-        raise Http404
+    if template is None or (origin is not None and template.pk != origin.template_id):
+        raise Http404  # the template is no longer offered to this user: nothing to edit it in
     desks = list(selectors.desks_of(request.user))
     if template.desk_id is not None:  # a desk's own template runs on that desk only
         desks = [d for d in desks if d.pk == template.desk_id]
-    # The version shown is the one the chosen desk runs (its own label on a shared template first).
-    desk = next((d for d in desks if d.slug == request.POST.get("desk")), None) or next(
+    # The version shown is the one the chosen desk runs (its own label on a shared template first); editing a
+    # job's inputs keeps the version that job ran.
+    chosen_desk = request.POST.get("desk") or (origin.desk.slug if origin is not None else None)
+    desk = next((d for d in desks if d.slug == chosen_desk), None) or next(
         (d for d in desks if d.is_default), desks[0] if desks else None
     )
-    version = services.resolve_version(template, desk=desk)
-    form = JobForm(version, request.POST or None, desks=desks, desk=desk)
+    version = origin.template_version if origin is not None else services.resolve_version(template, desk=desk)
+    initial = JobForm.initial_from(origin) if origin is not None else None
+    form = JobForm(version, request.POST or None, desks=desks, desk=desk, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             check_request_rate(user=request.user)
@@ -56,6 +67,7 @@ def job_new(request, kind: str = Kind.HEADLINE):
                 inputs=form.inputs(),
                 params=form.params(),
                 desk=form.cleaned_data.get("desk") or (desk.slug if desk else None),
+                rerun_of=origin,
             )
         except ValidationError as exc:
             form.add_service_errors(exc.message_dict)
@@ -72,8 +84,25 @@ def job_new(request, kind: str = Kind.HEADLINE):
         "template": template,
         "templates": templates,
         "version": version,
+        "origin": origin,
+        "demo_model": selectors.demo_model_serving(),
     }
     return render(request, "generation/job_new.html", context)
+
+
+def _origin(request):
+    """The job named by ?from=: the user's own, else a 404 (never another's inputs)."""
+    raw = request.GET.get("from")
+    if not raw:
+        return None
+    try:
+        job_id = uuid.UUID(raw)
+    except ValueError:
+        raise Http404 from None
+    job = selectors.job_for_user(request.user, job_id)
+    if job is None:
+        raise Http404
+    return job
 
 
 def _page_job(request, job_id):
@@ -94,6 +123,7 @@ def _own_job(request, job_id):
 def job_detail(request, job_id):
     job = _page_job(request, job_id)
     is_owner = job.owner_id == request.user.pk
+    services.notifications_read(request.user, job=job)  # seen here: its notices are read, however one came
     mine = {f.output_id: f for f in Feedback.objects.filter(output__job=job, user=request.user)}
     output_format = formats.spec(job.template_version.output_format)
     language = str(job.inputs.get("language", "python"))
@@ -107,23 +137,79 @@ def job_detail(request, job_id):
                 "output": o,
                 "feedback": mine.get(o.pk),
                 "diff": word_diff(o.text, o.final_text) if o.edited_at else None,
-                "words": count_words(o.current_text),  # CJK-aware: each Chinese character counts as a word
+                "length": _length(o.current_text, code=output_format.code),
                 "html": render_output(o.current_text, output_format.display, language, shown, f"finding-{o.index}"),
                 "findings": [(i, f) for i, f in enumerate(shown)] if shown else [(None, f) for f in findings],
             }
         )
+    review_moves = services.review_moves(job, request.user)
+    chose = any(item["output"].chosen for item in outputs)
     context = {
         "job": job,
         "outputs": outputs,
         "is_owner": is_owner,
         "can_edit": outputs_editable(job, request.user),  # only in draft: what the service allows
-        "review_moves": [(to, ReviewState(to).label) for to in services.review_moves(job, request.user)],
+        "can_choose": _may_choose(job, request.user),
+        "chose": chose,
+        # Submitting a job with several candidates takes a choice (the service refuses without one): say so.
+        "choose_first": not chose and len(outputs) > 1 and ReviewState.IN_REVIEW in review_moves,
+        "review_moves": [(to, ReviewState(to).label) for to in review_moves],
         "review_events": job.review_events.select_related("actor"),
+        "not_checked": not_checked(job) if job.status == JobStatus.SUCCEEDED else "",
         "queue_position": selectors.queue_position(job),
         "notice": selectors.job_notice(job),
         "feedback_form": FeedbackForm(),
+        "source": _source(job),
+        "code_outputs": output_format.code,  # code needs the page's width: its (short) source goes above it
+        "origin": _origin_of(job),
     }
     return render(request, "generation/job_detail.html", context)
+
+
+def _length(text: str, *, code: bool) -> dict:
+    """How long an output is, as a reader counts it: code in lines; Chinese, Japanese or Korean text in characters
+    (count_words counts each of them as one); other text in words."""
+    if code:
+        return {"n": len(text.strip("\n").splitlines()), "unit": "lines"}
+    return {"n": count_words(text), "unit": "characters" if language_of(text) in ("zh", "ja", "ko") else "words"}
+
+
+def _may_choose(job, user) -> bool:
+    """Whether output_choose would let this user change the choice now: the owner of a draft, a reviewer of the
+    job's desk while it is in review. Only to show the buttons; the service decides."""
+    if job.status != JobStatus.SUCCEEDED:
+        return False
+    if job.review_state == ReviewState.DRAFT:
+        return job.owner_id == user.pk
+    return job.review_state == ReviewState.IN_REVIEW and selectors.may_review(user, job.desk_id)
+
+
+def _source(job) -> list[dict]:
+    """The job's inputs labelled as the form asked for them, in the template's order; long or multi-line text is
+    shown in a scrolling panel."""
+    declared = {v["name"]: v for v in job.template_version.variables}
+    names = [n for n in declared if job.inputs.get(n) not in (None, "")]
+    names += [n for n in job.inputs if n not in declared]
+    rows = []
+    for name in names:
+        value = str(job.inputs[name])
+        label = variable_field(declared[name]).label if name in declared else name
+        rows.append({"name": name, "label": label, "value": value, "long": len(value) > 280 or "\n" in value})
+    return rows
+
+
+def _origin_of(job) -> dict | None:
+    """The job this one ran again, and how: a replay (same seed), a regeneration (a new seed) or edited inputs."""
+    origin = job.rerun_of
+    if origin is None:
+        return None
+    if origin.inputs != job.inputs or origin.template_version_id != job.template_version_id:
+        how = "edited"
+    elif origin.params.get("seed") == job.params.get("seed"):
+        how = "replay"
+    else:
+        how = "regenerated"
+    return {"job": origin, "how": how}
 
 
 @login_required
@@ -138,11 +224,22 @@ def job_state(request, job_id):
 @login_required
 @require_POST
 def job_rerun(request, job_id):
-    """Run again: the same template version, inputs, params and seed."""
+    """Replay: the same template version, inputs, params and seed."""
+    return _run_again(request, job_id, services.job_rerun)
+
+
+@login_required
+@require_POST
+def job_regenerate(request, job_id):
+    """Regenerate: the same template version, inputs and params with a new seed: new candidates."""
+    return _run_again(request, job_id, services.job_regenerate)
+
+
+def _run_again(request, job_id, verb):
     job = _own_job(request, job_id)
     try:
         check_request_rate(user=request.user)
-        again = services.job_rerun(job, user=request.user)
+        again = verb(job, user=request.user)
         for notice in again.budget_notices:
             messages.warning(request, notice)
         return redirect("job-detail", job_id=again.pk)
@@ -208,14 +305,33 @@ def output_feedback(request, job_id, index: int):
 
 
 @login_required
+@require_POST
+def output_choose(request, job_id, index: int):
+    """ "Use this" (chosen=1) or take the choice back (chosen=0), as services.output_choose allows."""
+    job, output = _output(request, job_id, index)
+    chosen = request.POST.get("chosen", "1") != "0"
+    try:
+        services.output_choose(output, user=request.user, chosen=chosen)
+    except PermissionDenied:
+        raise Http404 from None
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for ms in exc.message_dict.values() for m in ms))
+    return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
+
+
+@login_required
 def output_edit(request, job_id, index: int):
     job, output = _output(request, job_id, index)
-    if job.owner_id != request.user.pk:
-        raise Http404
-    if not outputs_editable(job, request.user):  # in review or approved: say why instead of a form that fails
-        messages.error(
-            request, _("Only a draft can be edited: withdraw the job from review, or ask a reviewer to reopen it.")
+    # The job page shows the owner their job, and a reviewer their desk's jobs in review (which they may fix: logged,
+    # and the owner told) or approved.
+    fixing = job.owner_id != request.user.pk
+    if not outputs_editable(job, request.user):  # say why instead of a form that fails
+        why = (
+            _("An approved job is not edited: reopen it first.")
+            if fixing
+            else _("Only a draft can be edited: withdraw the job from review, or ask a reviewer to reopen it.")
         )
+        messages.error(request, why)
         return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
     form = OutputEditForm(request.POST or None, initial={"text": output.current_text})
     if request.method == "POST" and form.is_valid():
@@ -226,7 +342,9 @@ def output_edit(request, job_id, index: int):
         else:
             messages.success(request, _("Final text saved."))
             return redirect(reverse("job-detail", args=[job.pk]) + f"#output-{index}")
-    return render(request, "generation/output_edit.html", {"job": job, "output": output, "form": form})
+    return render(
+        request, "generation/output_edit.html", {"job": job, "output": output, "form": form, "fixing": fixing}
+    )
 
 
 @login_required
@@ -250,49 +368,12 @@ def job_review(request, job_id):
 
 @login_required
 def job_list(request):
-    form = HistoryFilterForm(request.GET, templates=selectors.templates_listed(request.user))
+    form = HistoryFilterForm(request.GET, templates=selectors.templates_listed(request.user, studio=True))
     jobs = selectors.search_jobs(selectors.jobs_visible_to(request.user), **form.filters())
     page = Paginator(jobs, 20).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "generation/job_list.html", {"page": page, "form": form, "query": query.urlencode()})
-
-
-@login_required
-def review_queue(request):
-    if not services.is_reviewer(request.user):
-        raise Http404
-    state = request.GET.get("state", ReviewState.IN_REVIEW)
-    jobs = (
-        selectors.jobs_for_review(request.user).filter(review_state=state)
-        if state in ReviewState.values
-        else selectors.jobs_for_review(request.user)
-    )
-    page = Paginator(jobs.order_by("-created_at"), 20).get_page(request.GET.get("page"))
-    page.object_list = list(page.object_list)
-    for job in page.object_list:
-        job.not_checked = _not_checked(job)
-    return render(
-        request, "generation/review_queue.html", {"page": page, "state": state, "states": ReviewState.choices}
-    )
-
-
-def _not_checked(job) -> str:
-    """Why the checks could not judge a job's outputs ("" where they all could): the queue says "not checked"
-    there, so that a job without findings is never read as cleared when no check could look at it."""
-    try:
-        rules = checks.parse(job.template_version.checks)
-    except InvalidInput:
-        rules = checks.parse(None)
-    output_format = formats.spec(job.template_version.output_format)
-    reasons = {
-        "no_source": _("no source to check the claims against"),
-        "source_language": _("the claim check does not read the source's language"),
-        "code": _("code gets no text checks"),
-    }
-    return "; ".join(
-        sorted({reasons[why] for why in checks.unjudged(rules, output_format, job.kind, job.inputs).values()})
-    )
 
 
 # The full key between its creation (a POST) and the one page that shows it (the GET the POST redirects to).
@@ -316,7 +397,8 @@ def api_keys(request):
             return redirect("api-keys")
     new_key = request.session.pop(NEW_KEY_SESSION, None) if request.method == "GET" else None
     keys = request.user.api_keys.all()
-    return render(request, "generation/api_keys.html", {"form": form, "keys": keys, "new_key": new_key})
+    context = {"form": form, "keys": keys, "new_key": new_key, "budgets": selectors.budgets_of(request.user)}
+    return render(request, "generation/api_keys.html", context)
 
 
 @never_cache

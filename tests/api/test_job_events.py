@@ -1,17 +1,21 @@
 """The job event stream (SSE) over a real Redis Stream: replay, resume, fallback, ownership."""
 
 import json
+import threading
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import Client
+from django.utils import timezone
 
 from generation import services
 from generation.api import streams
 from generation.infra import events, redis_client
-from generation.models import Job
+from generation.models import Job, JobStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -145,3 +149,31 @@ def test_a_finished_job_whose_stream_lacks_its_end_is_ended_from_the_database(ap
     entries = read(Client(), finished_job, HTTP_AUTHORIZATION=f"Bearer {api_key}")
     assert entries[-1] == ("db-end", "done", {"status": "succeeded"})
     assert [joined(entries, i) for i in range(3)] == list(finished_job.outputs.values_list("text", flat=True))
+
+
+def test_a_job_cancelled_while_running_is_followed_until_its_worker_saved_what_it_wrote(api_key, user, settings):
+    """The cancel makes the job final at once; the worker then saves the text written so far and ends the stream.
+    A reader (the job page after the cancel) waits for that end rather than end at once with nothing."""
+    settings.AIGC = {**settings.AIGC, "STREAM_KEEPALIVE_S": 0.2}
+    job = services.job_create(user=user, kind="headline", inputs={"text": STORY}, params={"n": 1})
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED, started_at=now, finished_at=now, attempts=1)
+    events.publish_delta(job.pk, 0, "Council backs", tokens=2)
+    assert streams._final_job(job.pk) is None  # not final to readers while its worker saves
+
+    def worker_settles():
+        time.sleep(1)
+        events.publish_delta(job.pk, 0, " the bridge", tokens=4)
+        events.publish_end(job.pk, JobStatus.CANCELLED)
+
+    threading.Thread(target=worker_settles).start()
+    entries = read(Client(), job, HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    assert joined(entries) == "Council backs the bridge"
+    assert entries[-1][1:] == ("done", {"status": "cancelled"}) and not entries[-1][0].startswith("db-")
+    Job.objects.filter(pk=job.pk).update(prompt_tokens=20, completion_tokens=4)  # what the worker settles
+    assert streams._final_job(job.pk) == (JobStatus.CANCELLED, "", [])
+    # A worker that never settles (it died) is waited for only so long: then the database ends the stream.
+    Job.objects.filter(pk=job.pk).update(prompt_tokens=None, completion_tokens=None)
+    Job.objects.filter(pk=job.pk).update(finished_at=now - timedelta(seconds=streams.SETTLE_S + 1))
+    events.reset(job.pk)
+    assert read(Client(), job, HTTP_AUTHORIZATION=f"Bearer {api_key}")[-1][:2] == ("db-end", "done")

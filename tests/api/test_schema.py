@@ -1,10 +1,14 @@
 """The OpenAPI schema, fuzzed: schemathesis generates requests for every operation from the schema itself
 (bounded examples), on a key whose rate limit does not interfere, and every answer must be what the schema
-says (status code, content type, headers, body), never a server error; and the two POSTs must accept a fair
-share of what their schema allows (a schema looser than the validation would have most of it refused)."""
+says (status code, content type, headers, body), never a server error. A job body is described generically
+(a template's inputs are checked by the server, not enumerated), so what a client relies on is checked
+directly: each listed template's inputs, as GET /api/v1/templates/ gives them, make a body the schema allows
+and the server accepts."""
 
+import json
 from collections import Counter
 
+import jsonschema
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
@@ -19,7 +23,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from generation.models import Job
+from generation.models import Job, Kind, PromptTemplate
 
 CHECKS = [
     not_a_server_error,
@@ -29,6 +33,9 @@ CHECKS = [
     response_schema_conformance,
 ]
 POSTS = {("POST", "/api/v1/jobs/"), ("POST", "/api/v1/jobs/batch/")}
+# These answer when a worker has run the job (tests/api/test_openai_compat.py runs them): fuzzed, a body naming a
+# served model would wait for one. Their schema is checked below.
+WAITS_FOR_A_WORKER = {"/v1/chat/completions", "/v1/completions"}
 
 
 @pytest.fixture
@@ -54,7 +61,9 @@ def test_every_operation_answers_as_its_schema_says(api_schema, api_key, unthrot
     """Each operation in turn (schemathesis' pytest plugin does not run under this pytest, so its strategies
     drive hypothesis here directly), with every response-conformance check."""
     operations = [result.ok() for result in api_schema.get_all_operations()]
+    operations = [o for o in operations if o.path not in WAITS_FOR_A_WORKER]
     assert len(operations) >= 9
+    assert ("GET", "/api/v1/jobs/{job_id}/events/") in {(o.method.upper(), o.path) for o in operations}
     answers: dict[tuple[str, str], Counter] = {}
 
     for operation in operations:
@@ -80,11 +89,7 @@ def test_every_operation_answers_as_its_schema_says(api_schema, api_key, unthrot
         check()
 
     for operation in POSTS:
-        counts = answers[operation]
-        share = counts["accepted"] / (counts["accepted"] + counts["refused"])
-        assert share >= 0.5, (
-            f"{operation}: only {share:.0%} of the requests its schema allows are accepted ({dict(counts)})"
-        )
+        assert answers[operation]["accepted"] + answers[operation]["refused"] > 0
     assert Job.objects.exists()
 
 
@@ -101,18 +106,105 @@ def test_an_empty_job_page_matches_the_schema(api, api_schema):
     assert set(component["required"]) == {"next", "previous", "results"}
 
 
-def test_the_job_body_schema_is_the_templates(api_schema):
-    """Kinds and templates with their own inputs, known params with this deployment's bounds, no other field."""
+def test_the_job_body_schema_names_no_template(api_schema):
+    """One object for every template (a client generated today survives tomorrow's templates), with every field
+    the server takes (desk included), known params with this deployment's bounds, no other field."""
     schemas = api_schema.raw_schema["components"]["schemas"]
-    branches = {branch["title"]: branch for branch in schemas["JobCreate"]["oneOf"]}
-    headline = branches["Kind headline (template headline)"]
-    assert headline["required"] == ["kind", "inputs"] and headline["additionalProperties"] is False
-    assert headline["properties"]["inputs"]["required"] == ["text"]
-    assert headline["properties"]["inputs"]["additionalProperties"] is False
-    assert "Template seo-title" in branches
+    job = schemas["JobCreate"]
+    assert "oneOf" not in job and job["additionalProperties"] is False
+    assert set(job["properties"]) == {
+        "kind",
+        "template",
+        "inputs",
+        "params",
+        "desk",
+        "label",
+        "version",
+        "callback_url",
+    }
+    assert job["properties"]["inputs"]["additionalProperties"] == {"oneOf": [{"type": "string"}, {"type": "number"}]}
+    slugs = set(PromptTemplate.objects.values_list("slug", flat=True)) - {kind for kind, _ in Kind.choices}
+    assert slugs and not any(f'"{slug}"' in json.dumps(api_schema.raw_schema) for slug in slugs)
     params = schemas["JobParams"]
     assert params["additionalProperties"] is False
     assert set(params["properties"]) == {"max_new_tokens", "temperature", "top_p", "n", "seed", "stop"}
     assert params["properties"]["n"]["maximum"] == 8 and params["properties"]["temperature"]["maximum"] == 2
     batch = api_schema["/api/v1/jobs/batch/"]["POST"].definition.raw["requestBody"]
     assert batch["required"] is True and set(batch["content"]) == {"application/json", "multipart/form-data"}
+
+
+def _valid_value(variable: dict):
+    if variable["type"] == "number":
+        return variable.get("min", 1)
+    if variable["type"] == "choice":
+        return variable["choices"][0]
+    if variable["name"] == "code":  # the docstring template parses its code as Python
+        return "def bridge():\n    return 1\n"
+    return "The council voted to build a bridge."[: variable.get("max_length") or None]
+
+
+def test_each_listed_template_takes_the_body_its_listing_describes(api, api_schema, unthrottled):
+    """What a client does with the generic schema: read a template's variables from GET /api/v1/templates/, send
+    them as `inputs`. The body is one the schema allows, and the server accepts it; a missing required input is
+    a 400 naming `inputs.<name>`."""
+    validator = jsonschema.Draft4Validator(
+        {"$ref": "#/components/schemas/JobCreate", "components": api_schema.raw_schema["components"]}
+    )
+    templates = api.get("/api/v1/templates/").json()
+    assert len(templates) >= 4
+    for template in templates:
+        inputs = {v["name"]: _valid_value(v) for v in template["variables"] if v["required"]}
+        body = {"template": template["slug"], "inputs": inputs, "params": {"max_new_tokens": 8}}
+        validator.validate(body)
+        response = api.post("/api/v1/jobs/", body, format="json")
+        assert response.status_code == 202, (template["slug"], response.json())
+        if inputs:
+            missing = next(iter(inputs))
+            body["inputs"] = {k: v for k, v in inputs.items() if k != missing}
+            validator.validate(body)
+            response = api.post("/api/v1/jobs/", body, format="json")
+            assert response.status_code == 400 and response.json()["error"]["param"] == f"inputs.{missing}"
+
+
+def test_the_schema_documents_the_event_stream_and_the_openai_api(api_schema):
+    raw = api_schema.raw_schema
+    events = raw["paths"]["/api/v1/jobs/{job_id}/events/"]["get"]
+    assert "text/event-stream" in events["responses"]["200"]["content"]
+    assert {("header", "Last-Event-ID"), ("query", "last_event_id")} <= {
+        (p["in"], p["name"]) for p in events["parameters"]
+    }
+    assert all(f"`{event}`" in events["description"] for event in ("delta", "replace", "done", "error"))
+    chat = raw["paths"]["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChatCompletionRequest"
+    }
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert raw["paths"]["/v1/completions"]["post"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Completion"
+    }
+    assert raw["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ModelList"
+    }
+    components = raw["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "CompletionRequest", "ChatCompletion", "Completion", "ModelList"):
+        assert name in components
+    for operation in (events, chat):
+        assert operation["security"] == [{"ApiKey": []}]
+
+
+def test_the_openai_error_answers_are_the_documented_ones(api_schema, api_key, unthrottled):
+    """The /v1 answers that need no worker, against their schema: a bad body, an unknown model, no key."""
+    for path, body in (
+        ("/v1/chat/completions", {"model": "gpt-nothing", "messages": [{"role": "user", "content": "Hi"}]}),
+        ("/v1/chat/completions", {"model": "x", "messages": []}),
+        ("/v1/completions", {"model": "gpt-nothing", "prompt": "Hi"}),
+    ):
+        operation = api_schema[path]["POST"]
+        case = operation.Case(body=body, media_type="application/json")
+        response = case.call(headers={"Authorization": f"Bearer {api_key}"})
+        assert response.status_code in (400, 404)
+        case.validate_response(response, checks=CHECKS)
+    case = api_schema["/v1/models"]["GET"].Case()
+    response = case.call(headers={"Authorization": f"Bearer {api_key}"})
+    assert response.status_code == 200
+    case.validate_response(response, checks=CHECKS)

@@ -17,6 +17,7 @@ from generation.models import (
     JobOutput,
     JobStatus,
     Membership,
+    Notification,
     PromptTemplate,
     ReviewEvent,
     ReviewState,
@@ -179,12 +180,17 @@ def studio(django_user_model):
     Feedback.objects.create(
         output=edited, user=desk, template_version=headline.template_version, rating=1, comment="Clear"
     )
-    ReviewEvent.objects.create(
+    submitted = ReviewEvent.objects.create(
         job=headline, actor=desk, from_state=ReviewState.DRAFT, to_state=ReviewState.IN_REVIEW, note="Please check"
     )
+    Notification.objects.create(user=chief, job=headline, event=submitted, verb="submitted", message="submitted")
 
     article = job(desk, "article", {"topic": "The Elm River bridge"}, JobStatus.SUCCEEDED, **done)
     Job.objects.filter(pk=article.pk).update(review_state=ReviewState.APPROVED)
+    approved = ReviewEvent.objects.create(
+        job=article, actor=chief, from_state=ReviewState.IN_REVIEW, to_state=ReviewState.APPROVED
+    )
+    Notification.objects.create(user=desk, job=article, event=approved, verb="approved", message="approved")
     JobOutput.objects.create(job=article, index=0, text=ARTICLE)
     code = job(desk, "code", {"task": "A bridge class", "language": "python"}, JobStatus.SUCCEEDED, **done)
     JobOutput.objects.create(job=code, index=0, text=CODE)
@@ -253,6 +259,7 @@ def test_every_page_passes_axe_wcag21_aa(live_server_url, browser, studio, mode)
     check(page, "new job with errors")
     visit(page, "history", "/jobs/")
     visit(page, "history filtered", "/jobs/?findings=on&status=succeeded")
+    visit(page, "notices", "/notices/")  # and the nav's counts, on every page
     # What the styles under test are on: the finding's <mark>, the edit's diff, a rating, highlighted code.
     covers = {
         "headline": "#output-0 mark.finding, #output-1 .diff-body ins, #output-1 .thumb.chosen",
@@ -288,6 +295,7 @@ def test_every_page_passes_axe_wcag21_aa(live_server_url, browser, studio, mode)
     log_in(page, base, "chief", "pw-chief-12345")
     visit(page, "review queue", "/review/")
     visit(page, "review queue: approved", "/review/?state=approved")
+    visit(page, "notices as a reviewer", "/notices/")
     visit(page, "job page as a reviewer", f"/jobs/{studio['headline'].pk}/")
     visit(page, "health", "/health/")
     visit(page, "desk page", "/desks/newsroom/")  # the chief is the default desk's admin (the fixture)
@@ -298,5 +306,5 @@ def test_every_page_passes_axe_wcag21_aa(live_server_url, browser, studio, mode)
     assert page.locator("#template-headline form.label-form select").count() == 1
     context.close()
 
-    assert len(audited) == 28
+    assert len(audited) == 30
     assert not found, f"axe found WCAG 2.1 A/AA violations on {len(found)} page(s)/rule(s):\n" + "\n".join(found)

@@ -1,10 +1,16 @@
 """The studio in a real browser, on the real model: write, watch it stream, refresh mid-stream, rate, edit,
 submit, approve as a reviewer; and model output holding HTML or script runs nothing, live or final."""
 
+import json
 import re
+import urllib.request
+from datetime import timedelta
+from io import StringIO
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from playwright.sync_api import expect
 
 from generation import services
@@ -18,6 +24,7 @@ STORY = (
     "The city council voted on Tuesday to build a new bridge over the Elm River, at a cost of 40 million dollars. "
     "Construction starts next spring and should finish in 2028."
 )
+FINAL = "Elm River bridge approved: work starts in spring"
 XSS = '<script>window.__xss = 1</script><img src="x" onerror="window.__xss = 2"> **bold** <a href="javascript:window.__xss=3">link</a>'
 
 
@@ -36,7 +43,19 @@ def people(django_user_model):
     reviewer.groups.add(Group.objects.get(name="reviewer"))
 
 
-def test_write_watch_refresh_rate_edit_and_approve(live_server_url, page, browser, people):
+def _api(base: str, path: str, key: str) -> dict:
+    """GET an API path with a bearer key, as a CMS would."""
+    request = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_the_day_generate_choose_edit_submit_approve_and_hand_to_the_cms(
+    live_server_url, page, browser, people, tmp_path
+):
+    """The newsroom's day: an editor generates five headlines, watches them stream, chooses and edits one and
+    submits it; the reviewer sees that choice in the queue and approves; the author hears of it; the API, the
+    approved feed, the training export and a dataset from approved jobs all carry exactly the chosen final text."""
     log_in(page, live_server_url, "desk", "pw-desk-12345")
     page.goto(f"{live_server_url}/jobs/new/headline/")
     page.fill("#id_in_text", STORY)
@@ -73,35 +92,75 @@ def test_write_watch_refresh_rate_edit_and_approve(live_server_url, page, browse
 
     # Edit it into the final text; the model's text stays beside it, with the changes shown.
     page.locator("#output-1").get_by_role("link", name="Edit").click()
-    page.fill("#id_text", "Elm River bridge approved: work starts in spring")
+    page.fill("#id_text", FINAL)
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#output-1 .rendered")).to_contain_text("Elm River bridge approved")
     page.locator("#output-1 details.diff summary").click()
     expect(page.locator("#output-1 .diff-body ins").first).to_be_visible()
     assert JobOutput.objects.get(job=job, index=1).text == outputs[1].text
 
-    # Five candidates: submitting needs the chosen one (the page says so), then goes through.
-    page.get_by_role("button", name="Submit for review").click()
-    expect(page.locator("#review-state")).to_have_text("Draft")
-    expect(page.get_by_text("Choose the candidate to submit first")).to_be_visible()
-    services.output_choose(JobOutput.objects.get(job=job, index=1), user=job.owner)  # the studio's choosing is to come
+    # Five candidates: the page asks for a choice before submitting; "Use this" makes it.
+    expect(page.locator("#choose-first")).to_be_visible()
+    page.locator("#output-1").get_by_role("button", name="Use this").click()
+    expect(page.locator("#output-1").get_by_role("button", name="Use this")).to_have_attribute("aria-pressed", "true")
+    assert [o.index for o in JobOutput.objects.filter(job=job, chosen=True)] == [1]
     page.get_by_role("button", name="Submit for review").click()
     expect(page.locator("#review-state")).to_have_text("In review")
     shot(page, "studio-in-review")
 
-    # A reviewer approves it.
+    # The reviewer hears of it (a count on Review), sees the proposed headline in the queue, and approves.
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     reviewer = context.new_page()
     log_in(reviewer, live_server_url, "chief", "pw-chief-12345")
+    expect(
+        reviewer.get_by_role("navigation", name="Main").get_by_role("link", name=re.compile("^Review"))
+    ).to_contain_text("(1)")
     reviewer.goto(f"{live_server_url}/review/")
-    reviewer.get_by_role("link", name=job.created_at.strftime("%Y-%m-%d")).first.click()
+    row = reviewer.locator("table.jobs tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.locator(".proposed")).to_contain_text(FINAL)
+    shot(reviewer, "studio-review-queue")
+    row.get_by_role("link").first.click()
+    expect(reviewer.locator("#output-1 .badge-chosen")).to_have_text("Chosen")
     reviewer.get_by_role("button", name="Approve").click()
     expect(reviewer.locator("#review-state")).to_have_text("Approved")
     shot(reviewer, "studio-approved")
     context.close()
     assert Job.objects.get(pk=job.pk).review_state == ReviewState.APPROVED
     approved = JobOutput.objects.get(job=job, chosen=True)
-    assert approved.current_text == "Elm River bridge approved: work starts in spring"
+    assert approved.current_text == FINAL
+
+    # The author sees the notice, and it leads to the job.
+    page.goto(f"{live_server_url}/jobs/")
+    notices = page.get_by_role("navigation", name="Main").get_by_role("link", name=re.compile("^Notices"))
+    expect(notices).to_contain_text("(1)")
+    notices.click()
+    notice = page.locator("ul.notices li.unread a")
+    expect(notice).to_have_count(1)
+    expect(notice).to_contain_text("chief approved")
+    expect(notice).to_be_visible()
+    notice.click()
+    page.wait_for_url(f"**/jobs/{job.pk}/")
+    expect(page.locator("#review-state")).to_have_text("Approved")
+
+    # The API and the approved feed give exactly the chosen final text.
+    _, author_key = services.api_key_create(job.owner, name="cms")
+    body = _api(live_server_url, f"/api/v1/jobs/{job.pk}/", author_key)
+    assert body["review_state"] == "approved" and body["chosen"] == [1]
+    assert body["final_texts"] == [FINAL]
+    reviewer_user = Job._meta.get_field("owner").related_model.objects.get(username="chief")
+    _, cms_key = services.api_key_create(reviewer_user, name="cms feed")
+    since = (job.created_at - timedelta(minutes=1)).isoformat()
+    feed = _api(live_server_url, f"/api/v1/jobs/?review_state=approved&since={quote(since)}", cms_key)
+    assert [(j["id"], j["final_texts"]) for j in feed["results"]] == [(str(job.pk), [FINAL])]
+
+    # The training export and a dataset from approved jobs carry it too.
+    export = tmp_path / "training.jsonl"
+    call_command("export_training", job.template.slug, "--split", "all", "--output", str(export), stderr=StringIO())
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    assert [line["messages"][-1]["content"] for line in lines] == [FINAL]
+    dataset = services.dataset_from_approved_jobs(template=job.template, name="day", user=reviewer_user)
+    assert [item.reference for item in dataset.items.all()] == [FINAL]
 
     # The history finds it by its words and by its state.
     page.goto(f"{live_server_url}/jobs/?q=Elm+River&review=approved")

@@ -62,3 +62,33 @@ def test_a_stream_that_lost_its_start_ends_with_a_replace(job_id):
     wipe = lambda i: redis_client.client().delete(events.stream_key(job_id)) if i == 2 else None  # noqa: E731
     stream(job_id, ["The bridge ", "opens ", "in spring."], during=wipe)
     assert read_back(job_id) == {0: "The bridge opens in spring."}
+
+
+def test_re_sampling_rounds_report_tokens_not_text_and_count_for_a_lost_attempt(job_id, monkeypatch):
+    """A re-sampling round's text is dropped (unchecked), its tokens sent as the job's running total, which is
+    what a retry charges for the lost attempt when it exceeds what the first round's deltas say."""
+    monkeypatch.setattr(events, "PROGRESS_EVERY_S", 0)
+    streamer = events.JobStreamer(job_id, view=lambda raw: raw)
+    streamer.on_delta(0, "Council", 3)
+    streamer.on_delta(1, "Bridge", 2)
+    assert events.streamed_tokens(job_id) == 5
+    streamer.discard(1, "grounding")
+    streamer.status("resampling", round=1, of=4, rejected=[1], missing=1, want=2)
+    count = streamer.counter(1, before=8)  # the first round used 8 tokens in all
+    count(0, "Invented Mayor", 4)
+    count(1, "Another", 2)
+    entries = [
+        (f[b"event"], json.loads(f[b"data"])) for _, f in redis_client.client().xrange(events.stream_key(job_id))
+    ]
+    assert entries[2:] == [
+        (b"discard", {"index": 1, "reason": "grounding"}),
+        (b"status", {"phase": "resampling", "round": 1, "of": 4, "rejected": [1], "missing": 1, "want": 2}),
+        (b"progress", {"round": 1, "tokens": 12}),
+        (b"progress", {"round": 1, "tokens": 14}),
+    ]
+    assert read_back(job_id) == {0: "Council", 1: "Bridge"}
+    assert events.streamed_tokens(job_id) == 14
+    streamer.finish(["Council votes", "Bridge opens"])
+    count(0, "late", 9)  # a round that outlives the stream's end publishes nothing more
+    assert read_back(job_id) == {0: "Council votes", 1: "Bridge opens"}
+    assert events.streamed_tokens(job_id) == 14

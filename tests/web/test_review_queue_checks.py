@@ -56,3 +56,12 @@ def test_the_checks_column_in_chinese(queue, user):
     page = queue.get("/review/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert _checks_cell(page, sourceless) == "未检查：没有可核对说法的原文"
     assert _checks_cell(page, clean) == "未发现问题"
+
+
+def test_the_job_page_says_what_was_not_checked_too(client, user):
+    sourceless = _submitted(user, "writing", {"topic": "cycling in the city"})
+    checked = _submitted(user, "headline", {"text": STORY})
+    client.force_login(user)
+    page = client.get(f"/jobs/{sourceless.pk}/").content.decode()
+    assert '<p class="muted not-checked">Not checked: no source to check the claims against.</p>' in page
+    assert "not-checked" not in client.get(f"/jobs/{checked.pk}/").content.decode()
