@@ -7,8 +7,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from generation import services
-from generation.models import DeskRole, Job, JobOutput, JobStatus, Notification, ReviewState
-from tests.support.desks import STORY, desk, join
+from generation.models import Job, JobOutput, JobStatus, Notification, ReviewState
+from tests.support.desks import STORY, desk_with_reviewer
 
 pytestmark = pytest.mark.django_db
 
@@ -21,11 +21,8 @@ def client_for(user) -> APIClient:
 
 @pytest.fixture
 def chief(user, django_user_model):
-    sport = desk("sport")
-    join(user, sport)
-    chief = django_user_model.objects.create_user(username="sport-chief", password="pw-12345-abc")
-    join(chief, sport, DeskRole.REVIEWER)
-    return chief
+    """The editor and a reviewer on the sport desk."""
+    return desk_with_reviewer(user, django_user_model)
 
 
 def sent_back(owner, chief, note: str) -> Job:

@@ -17,3 +17,12 @@ def join(user, on: Desk, role: str = DeskRole.EDITOR, **budgets) -> Membership:
     Membership.objects.filter(user=user).exclude(desk=on).delete()
     membership, _ = Membership.objects.update_or_create(desk=on, user=user, defaults={"role": role, **budgets})
     return membership
+
+
+def desk_with_reviewer(editor, user_model, slug: str = "sport"):
+    """The editor on a new desk, and that desk's reviewer ("<slug>-chief"), returned: the pair review needs."""
+    on = desk(slug)
+    join(editor, on)
+    reviewer = user_model.objects.create_user(username=f"{slug}-chief", password="pw-chief-12345")
+    join(reviewer, on, DeskRole.REVIEWER)
+    return reviewer

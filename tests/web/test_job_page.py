@@ -9,7 +9,7 @@ import pytest
 
 from generation import services
 from generation.models import DeskRole, Job, JobOutput, JobStatus, ReviewEvent, ReviewState
-from tests.support.desks import STORY, desk, join
+from tests.support.desks import STORY, desk, desk_with_reviewer, join
 
 pytestmark = pytest.mark.django_db
 
@@ -17,11 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def reviewer(user, django_user_model):
     """The editor and a reviewer on the sport desk."""
-    sport = desk("sport")
-    join(user, sport)
-    chief = django_user_model.objects.create_user(username="sport-chief", password="pw-chief-12345")
-    join(chief, sport, DeskRole.REVIEWER)
-    return chief
+    return desk_with_reviewer(user, django_user_model)
 
 
 def finished(user, kind="headline", inputs=None, texts=("Amber Ruiz opens bridge", "Council backs bridge"), **output):

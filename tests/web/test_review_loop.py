@@ -10,8 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from generation import services
-from generation.models import DeskRole, Job, JobOutput, JobStatus, Notification, ReviewEvent, ReviewState
-from tests.support.desks import STORY, desk, join
+from generation.models import Job, JobOutput, JobStatus, Notification, ReviewEvent, ReviewState
+from tests.support.desks import STORY, desk_with_reviewer
 
 pytestmark = pytest.mark.django_db
 
@@ -19,11 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def chief(user, django_user_model):
     """The editor and a reviewer on the sport desk."""
-    sport = desk("sport")
-    join(user, sport)
-    chief = django_user_model.objects.create_user(username="sport-chief", password="pw-12345-abc")
-    join(chief, sport, DeskRole.REVIEWER)
-    return chief
+    return desk_with_reviewer(user, django_user_model)
 
 
 def finished(owner, candidates=("Council backs a brigde",), text=STORY) -> Job:
