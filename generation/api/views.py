@@ -57,16 +57,6 @@ class ApprovedPagination(JobCursorPagination):
     ordering = ("approved_at", "id")
 
 
-# The job list's filters besides the feed's own (desk, since), as fields of a job.
-FEED_FILTERS = {
-    "status": "status",
-    "kind": "kind",
-    "template": "template__slug",
-    "created_after": "created_at__gte",
-    "created_before": "created_at__lt",
-}
-
-
 def _member_desk(request, desk: str) -> str:
     if desk and not selectors.desks_of(request.user).filter(slug=desk).exists():
         raise ValidationError({"desk": [f"You are not a member of a desk {desk!r}."]})
@@ -78,7 +68,7 @@ def approved_feed(request, view, *, desk: str = "", since=None, **filters) -> Re
     and GET /api/v1/approved/): approved jobs the caller may see (their own, and as a reviewer their desks'),
     approved after `since`, oldest approval first, each with its chosen candidates' final text."""
     jobs = selectors.approved_jobs(request.user, desk=_member_desk(request, desk), since=since)
-    jobs = jobs.filter(**{FEED_FILTERS[k]: v for k, v in filters.items() if k in FEED_FILTERS and v})
+    jobs = selectors.api_filtered(jobs, **filters)
     paginator = ApprovedPagination()
     page = paginator.paginate_queryset(jobs, request, view=view)
     return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
@@ -185,10 +175,10 @@ class JobListCreateApi(APIView):
             return approved_feed(request, self, **filters)
         if "since" in filters:
             raise ValidationError({"since": ["An approval time: use it with review_state=approved."]})
-        desk = _member_desk(request, filters.pop("desk", ""))
+        filters["desk"] = _member_desk(request, filters.get("desk", ""))
         jobs = selectors.api_jobs(request.user, **filters)
         paginator = JobCursorPagination()
-        page = paginator.paginate_queryset(jobs.filter(desk__slug=desk) if desk else jobs, request, view=self)
+        page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(

@@ -12,6 +12,7 @@ from .evaluation import (
 )
 from .health import health_report, model_health
 from .jobs import (
+    api_filtered,
     api_jobs,
     approved_jobs,
     batch_for_user,
@@ -63,6 +64,7 @@ __all__ = [
     "TRAINING_SPLITS",
     "TRAINING_TRAIN",
     "adapter_version_runnable",
+    "api_filtered",
     "api_jobs",
     "approved_jobs",
     "batch_for_user",
